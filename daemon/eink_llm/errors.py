@@ -1,0 +1,126 @@
+"""Typed errors that carry a message for the person holding the tablet.
+
+Every error the daemon can hit while answering a page is an :class:`EinkError`. It says, in plain words,
+*what happened* and *what to do*; those two sentences become the body of the ERROR_ PDF, the log line, and the
+CLI's message. ``detail`` keeps the technical cause (an HTTP status, a library's message) for the curious.
+
+The CLI turns an error into an exit code in one place (``cli.main``), using :attr:`EinkError.exit_code`
+(values from BSD ``sysexits.h``, which systemd and shell scripts understand).
+"""
+
+from __future__ import annotations
+
+EX_USAGE = 64
+EX_DATAERR = 65
+EX_NOINPUT = 66
+EX_UNAVAILABLE = 69
+EX_SOFTWARE = 70
+EX_IOERR = 74
+EX_TEMPFAIL = 75
+EX_CONFIG = 78
+
+
+class EinkError(Exception):
+    """Base class: a failure with a user-facing explanation."""
+
+    #: Short heading for the ERROR_ PDF.
+    title = "Something went wrong"
+    #: Exit status when this error ends a CLI command.
+    exit_code = EX_SOFTWARE
+    #: Whether trying the same thing again later may succeed.
+    retryable = False
+
+    def __init__(self, what: str, todo: str = "", *, detail: str | None = None) -> None:
+        super().__init__(what)
+        self.what = what
+        self.todo = todo
+        self.detail = detail
+
+    def user_message(self) -> str:
+        """One paragraph: what happened, then what to do."""
+        return f"{self.what} {self.todo}".strip()
+
+    def __str__(self) -> str:
+        text = self.user_message()
+        return f"{text} ({self.detail})" if self.detail else text
+
+
+class ConfigError(EinkError):
+    """The configuration file is missing, unreadable or invalid."""
+
+    title = "The configuration is not valid"
+    exit_code = EX_CONFIG
+
+
+class InputError(EinkError):
+    """The input file cannot be used as a question. Trying again will not help."""
+
+    title = "Your page could not be read"
+    exit_code = EX_DATAERR
+
+
+class UnsupportedInputError(InputError):
+    """Not a PDF or image we can read (wrong format, or a text file with a .pdf name)."""
+
+
+class CorruptInputError(InputError):
+    """The file is damaged or truncated."""
+
+
+class EncryptedInputError(InputError):
+    """The PDF is protected by a password."""
+
+    title = "Your page is password-protected"
+
+
+class InputTooLargeError(InputError):
+    """The file exceeds a configured limit (bytes, pages or pixels)."""
+
+    title = "Your page is too large"
+
+
+class BackendError(EinkError):
+    """The language model could not answer.
+
+    ``retryable`` tells the queue whether a later attempt may succeed (timeouts, 429, 5xx);
+    ``retry_after`` is the delay in seconds the provider asked for, when it said one.
+    """
+
+    title = "The AI could not answer"
+    exit_code = EX_UNAVAILABLE
+
+    def __init__(
+        self,
+        what: str,
+        todo: str = "",
+        *,
+        detail: str | None = None,
+        retryable: bool = False,
+        retry_after: float | None = None,
+        status: int | None = None,
+    ) -> None:
+        super().__init__(what, todo, detail=detail)
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.status = status
+
+
+class RenderError(EinkError):
+    """The answer could not be turned into a PDF."""
+
+    title = "The answer could not be laid out"
+    exit_code = EX_SOFTWARE
+
+
+class StoreError(EinkError):
+    """The SQLite database cannot be opened or written."""
+
+    title = "The history database is not available"
+    exit_code = EX_IOERR
+
+
+class OutputError(EinkError):
+    """The answer PDF cannot be written into the folder."""
+
+    title = "The answer could not be saved"
+    exit_code = EX_IOERR
