@@ -1,0 +1,352 @@
+"""The configuration: one YAML file, validated into typed objects.
+
+This module is the only home of options. Each field's ``description`` is its documentation; a test keeps
+``config.example.yaml`` valid and in step with the schema. Loading reports every problem at once with its
+path (``watch.settle_seconds: …``), rejects unknown keys, and fills ``${ENV_VAR}`` references so secrets stay
+out of the file.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from eink_llm.backends.base import BackendSettings
+from eink_llm.errors import ConfigError
+from eink_llm.retry import RetryPolicy
+
+APP = "eink-llm"
+ENV_CONFIG = "EINK_LLM_CONFIG"
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful assistant answering a question handwritten on an e-ink tablet. "
+    "The question arrives as images of the pages. Read the handwriting carefully and answer it directly. "
+    "Write in Markdown: short paragraphs, headings and lists where they help, tables only when they "
+    "clarify. Your answer is printed on a small black-and-white screen, so be clear and concise and never "
+    "use colour or images."
+)
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FolderConfig(_Section):
+    path: Path = Field(description="Folder to watch (recursively). Relative paths are relative to the config file.")
+    user: str | None = Field(
+        default=None, description="Stored as the user_id of conversations started from this folder."
+    )
+
+
+class WatchConfig(_Section):
+    folders: list[FolderConfig] = Field(
+        default_factory=lambda: [FolderConfig(path=Path("inbox"))],
+        min_length=1,
+        description="Folders synced from the tablet. Each entry is a path, or a mapping with `path:` and `user:`.",
+    )
+    settle_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=3600,
+        description="A file is taken only after its size and modification time stayed unchanged this long.",
+    )
+    polling: bool | Literal["auto"] = Field(
+        default="auto",
+        description="`auto` uses inotify and falls back to polling on network filesystems or when the watch "
+        "limit is hit; `true` always polls (SMB/NFS mounts, containers); `false` never polls.",
+    )
+    polling_interval_seconds: float = Field(
+        default=5.0, gt=0, le=3600, description="How often the folders are polled when polling is used."
+    )
+
+    @field_validator("folders", mode="before")
+    @classmethod
+    def _folder_strings(cls, value: Any) -> Any:
+        if isinstance(value, list):
+            return [{"path": item} if isinstance(item, str | Path) else item for item in value]
+        return value
+
+
+class LLMConfig(_Section):
+    backend: str = Field(
+        default="echo",
+        description="Which LLM backend answers: `echo` (offline, shows what it received) or `openai` "
+        "(any OpenAI-compatible server: OpenAI, Ollama, vLLM, LM Studio, llama.cpp, OpenRouter).",
+    )
+    base_url: str | None = Field(
+        default=None,
+        description="The server's API root, e.g. `https://api.openai.com/v1` or `http://localhost:11434/v1`. "
+        "Empty means the backend's default.",
+    )
+    api_key: SecretStr | None = Field(
+        default=None, description="API key. Write `${OPENAI_API_KEY}` to read it from the environment."
+    )
+    model: str | None = Field(default=None, description="Model name, e.g. `gpt-4o-mini` or `llama3.2-vision`.")
+    timeout_seconds: float = Field(
+        default=120.0, gt=0, le=3600, description="How long one request to the model may take."
+    )
+    max_output_tokens: int = Field(default=2048, ge=1, description="Upper bound on the length of an answer.")
+    temperature: float | None = Field(
+        default=None, ge=0, le=2, description="Sampling temperature; empty keeps the model's default."
+    )
+    system_prompt: str = Field(default=DEFAULT_SYSTEM_PROMPT, description="Instructions sent before every question.")
+    options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Backend-specific extras, e.g. `detail: high` for OpenAI image detail.",
+    )
+
+    def backend_settings(self) -> BackendSettings:
+        return BackendSettings(
+            backend=self.backend,
+            base_url=self.base_url or None,
+            api_key=self.api_key.get_secret_value() if self.api_key else None,
+            model=self.model,
+            timeout_seconds=self.timeout_seconds,
+            extra=dict(self.options),
+        )
+
+
+class RetryConfig(_Section):
+    max_attempts: int = Field(
+        default=5,
+        ge=1,
+        le=100,
+        description="Tries per question when the model is unreachable, times out or is overloaded (429, 5xx); "
+        "after the last one the answer is an ERROR_ PDF. Permanent errors (bad key, bad request) are not retried.",
+    )
+    initial_delay_seconds: float = Field(
+        default=2.0, gt=0, description="Wait before the second try; it doubles with every try (with jitter)."
+    )
+    max_delay_seconds: float = Field(
+        default=300.0, gt=0, description="Longest wait between tries, also the cap on a server's Retry-After."
+    )
+
+    def policy(self) -> RetryPolicy:
+        return RetryPolicy(self.max_attempts, self.initial_delay_seconds, self.max_delay_seconds)
+
+
+class InputConfig(_Section):
+    max_file_mb: float = Field(default=50, gt=0, description="Larger input files are refused with an ERROR_ PDF.")
+    max_pages: int = Field(default=20, ge=1, description="Inputs with more pages are refused with an ERROR_ PDF.")
+    max_page_megapixels: float = Field(
+        default=40, gt=0, description="Largest decoded size of one page or image, in millions of pixels."
+    )
+    render_dpi: int = Field(default=150, ge=50, le=600, description="Resolution at which PDF pages are rasterised.")
+    max_long_edge_px: int = Field(
+        default=1568, ge=256, le=8000, description="Pages are scaled down so their long edge is at most this."
+    )
+
+
+class ContextConfig(_Section):
+    history_tokens: int = Field(
+        default=6000,
+        ge=0,
+        description="Budget for earlier exchanges sent with a follow-up (estimated tokens); the most recent "
+        "exchanges that fit are sent.",
+    )
+
+
+class OutputConfig(_Section):
+    device: str = Field(
+        default="remarkable2",
+        description="Page size of answer PDFs: remarkable2, remarkable-paper-pro, remarkable-move, "
+        "boox-note-air, supernote-nomad, supernote-manta, kindle-scribe, a4, a5, letter.",
+    )
+    font_size: float = Field(default=11.0, ge=8, le=24, description="Body text size in points.")
+
+
+class StorageConfig(_Section):
+    database: Path | None = Field(
+        default=None,
+        description="SQLite file with the queue and every exchange. Empty means `$STATE_DIRECTORY/eink-llm.sqlite3` "
+        "under systemd, else `$XDG_STATE_HOME/eink-llm/eink-llm.sqlite3`. Keep it out of the synced folder.",
+    )
+
+
+class ServiceConfig(_Section):
+    workers: int = Field(default=2, ge=1, le=16, description="How many questions are answered at once.")
+    rescan_seconds: float = Field(
+        default=300, ge=0, description="Full rescan of the folders to catch missed events; 0 turns it off."
+    )
+    shutdown_grace_seconds: float = Field(
+        default=30, ge=0, description="On stop, how long an answer in progress may take to finish."
+    )
+
+
+class LoggingConfig(_Section):
+    format: Literal["auto", "console", "json"] = Field(
+        default="auto", description="`auto`: readable on a terminal, JSON lines otherwise (journald)."
+    )
+    level: Literal["debug", "info", "warning", "error"] = Field(
+        default="info", description="Least severe level logged."
+    )
+
+
+class Config(_Section):
+    watch: WatchConfig = Field(default_factory=WatchConfig, description="What to watch.")
+    llm: LLMConfig = Field(default_factory=LLMConfig, description="Which model answers, and how.")
+    retry: RetryConfig = Field(default_factory=RetryConfig, description="What happens when the model fails.")
+    input: InputConfig = Field(default_factory=InputConfig, description="Limits on what is read.")
+    context: ContextConfig = Field(default_factory=ContextConfig, description="What earlier conversation is sent.")
+    output: OutputConfig = Field(default_factory=OutputConfig, description="How answers are laid out.")
+    storage: StorageConfig = Field(default_factory=StorageConfig, description="Where the history is kept.")
+    service: ServiceConfig = Field(default_factory=ServiceConfig, description="How the daemon runs.")
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description="What is logged, and how.")
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedConfig:
+    """A validated config plus where it came from (``None`` for the built-in defaults)."""
+
+    config: Config
+    source: Path | None
+
+    @property
+    def database_path(self) -> Path:
+        return self.config.storage.database or default_database_path()
+
+
+# --- loading -----------------------------------------------------------------------------------------
+
+_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def candidate_paths(env: Mapping[str, str] | None = None) -> list[Path]:
+    """Where a config is looked for when ``-c`` is not given, in order."""
+    env = os.environ if env is None else env
+    paths = []
+    if env.get(ENV_CONFIG):
+        paths.append(Path(env[ENV_CONFIG]).expanduser())
+    xdg = env.get("XDG_CONFIG_HOME") or str(Path("~/.config").expanduser())
+    paths += [Path(xdg) / APP / "config.yaml", Path("/etc") / APP / "config.yaml"]
+    return paths
+
+
+def default_database_path(env: Mapping[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    if env.get("STATE_DIRECTORY"):  # set by systemd's StateDirectory=; may list several, colon-separated
+        return Path(env["STATE_DIRECTORY"].split(":")[0]) / f"{APP}.sqlite3"
+    state = env.get("XDG_STATE_HOME") or str(Path("~/.local/state").expanduser())
+    return Path(state) / APP / f"{APP}.sqlite3"
+
+
+def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> LoadedConfig:
+    """Load ``path``, or the first existing candidate, or the built-in defaults.
+
+    An explicit path (``-c`` or ``$EINK_LLM_CONFIG``) must exist; the other locations are optional.
+    """
+    env = os.environ if env is None else env
+    if path is None:
+        explicit = env.get(ENV_CONFIG)
+        if explicit:
+            path = Path(explicit).expanduser()
+        else:
+            path = next((p for p in candidate_paths(env)[-2:] if p.is_file()), None)
+    if path is None:
+        return LoadedConfig(config=_validate({}, base=Path.cwd()), source=None)
+    return LoadedConfig(config=parse_config_file(path, env), source=path)
+
+
+def parse_config_file(path: Path, env: Mapping[str, str] | None = None) -> Config:
+    env = os.environ if env is None else env
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(
+            f"The config file {path} does not exist.",
+            "Check the path, or copy config.example.yaml there.",
+        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"The config file {path} cannot be read.", "Check its permissions and encoding.", detail=str(exc)
+        ) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(
+            f"The config file {path} is not valid YAML{where}: {problem}.",
+            "Fix the indentation or quoting there.",
+        ) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"The config file {path} must be a mapping of sections (watch:, llm:, …).",
+            "See config.example.yaml.",
+        )
+    raw = _interpolate(raw, env, ())
+    return _validate(raw, base=path.resolve().parent)
+
+
+def _interpolate(value: Any, env: Mapping[str, str], where: tuple[str, ...]) -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in string values (never in keys, never producing YAML)."""
+    if isinstance(value, dict):
+        return {k: _interpolate(v, env, (*where, str(k))) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_interpolate(v, env, (*where, str(i))) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(
+            f"{'.'.join(where)}: the environment variable {name} is not set.",
+            f"Set {name} (for systemd, in an EnvironmentFile=), or write the value into the config.",
+        )
+
+    return _ENV_REF.sub(substitute, value)
+
+
+def _validate(raw: dict[str, Any], base: Path) -> Config:
+    try:
+        config = Config.model_validate(raw)
+    except ValidationError as exc:
+        lines = [f"{_loc(err['loc'])}: {err['msg']}" for err in exc.errors()]
+        raise ConfigError(
+            "The configuration is not valid:\n  " + "\n  ".join(lines),
+            "Fix these entries; config.example.yaml documents every option.",
+        ) from None
+    return _resolve_paths(config, base)
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    # pydantic adds union-member tags ("function-after[...]", "bool") to locations; users want the key path.
+    parts = [str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p in {"bool", "str"}))]
+    return ".".join(parts) or "(top level)"
+
+
+def _resolve_paths(config: Config, base: Path) -> Config:
+    folders = [f.model_copy(update={"path": _absolute(f.path, base)}) for f in config.watch.folders]
+    database = config.storage.database
+    return config.model_copy(
+        update={
+            "watch": config.watch.model_copy(update={"folders": folders}),
+            "storage": config.storage.model_copy(update={"database": _absolute(database, base) if database else None}),
+        }
+    )
+
+
+def _absolute(path: Path, base: Path) -> Path:
+    path = path.expanduser()
+    return path if path.is_absolute() else (base / path).resolve()
+
+
+def masked_dump(config: Config) -> dict[str, Any]:
+    """The effective config as plain data, secrets replaced by ``********``: safe to print or log."""
+    data = config.model_dump(mode="json")
+    if config.llm.api_key is not None:
+        data["llm"]["api_key"] = "********"
+    return data
