@@ -1,0 +1,204 @@
+"""The two entry points: an answer PDF, and the ERROR_ PDF that tells the user why there is no answer.
+
+Both degrade rather than fail where they can, because a PDF in the folder is the only way the person at
+the tablet learns anything:
+
+* ``render_answer``: if the formatted layout fails (a reportlab limit, a bug in our conversion), the answer
+  is laid out again as plain wrapped text with a one-line note. Only if that fails too is a
+  :class:`RenderError` raised — and the pipeline then calls ``render_error``.
+* ``render_error``: an unknown device or odd font size falls back to the defaults; if even the simple
+  layout fails, a bare page in a built-in PDF font is drawn with nothing but ``drawString``.
+"""
+
+from __future__ import annotations
+
+import io
+import textwrap
+from collections.abc import Sequence
+
+from reportlab.lib.units import mm
+from reportlab.pdfgen.canvas import Canvas
+from reportlab.platypus import Flowable, Paragraph, Spacer, Table, TableStyle
+
+from eink_llm.errors import RenderError
+from eink_llm.render import fonts
+from eink_llm.render.devices import DEFAULT_DEVICE, DEVICES, Device, resolve_device
+from eink_llm.render.document import RenderMeta, build_pdf, date_text, page_layout
+from eink_llm.render.flowables import SPLIT_IN_ROW, CodeBlock
+from eink_llm.render.markdown import markdown_flowables
+from eink_llm.render.styles import Theme, check_font_size, make_theme
+
+_RETRY_TODO = "Try asking again; if it keeps happening, report it together with the daemon's log."
+
+
+def _asked_box(transcription: str | None, theme: Theme, width: float) -> list[Flowable]:
+    """The "You asked:" box, so the answer can be read without flipping back to the question."""
+    text = fonts.clean_text(transcription).strip() if transcription is not None else ""
+    if not text:
+        return []
+    styles = theme.styles
+    lines = "<br/>".join(fonts.escape(line) for line in text.split("\n"))
+    pad = theme.font_size * 0.5
+    box = Table(
+        [[[Paragraph("You asked:", styles["asked_label"]), Paragraph(lines, styles["asked"])]]],
+        colWidths=[width],
+        splitInRow=SPLIT_IN_ROW,
+        hAlign="LEFT",
+    )
+    box.setStyle(
+        TableStyle(
+            [
+                ("BOX", (0, 0), (-1, -1), theme.line_width * 1.5, theme.line_colour),
+                ("LEFTPADDING", (0, 0), (-1, -1), pad),
+                ("RIGHTPADDING", (0, 0), (-1, -1), pad),
+                ("TOPPADDING", (0, 0), (-1, -1), pad * 0.8),
+                ("BOTTOMPADDING", (0, 0), (-1, -1), pad),
+            ]
+        )
+    )
+    return [box, Spacer(1, theme.font_size * 0.4)]
+
+
+def _body_width(device: Device, theme: Theme) -> float:
+    body = page_layout(device, theme).body
+    return body.x1 - body.x0
+
+
+def render_answer(
+    markdown: str, meta: RenderMeta, *, device: Device | str = DEFAULT_DEVICE, font_size: float = 11.0
+) -> bytes:
+    """The LLM's Markdown answer as a PDF sized for ``device``."""
+    dev = resolve_device(device)
+    theme = make_theme(dev, font_size)
+    fonts.ensure_fonts()
+    width = _body_width(dev, theme)
+    text = fonts.clean_text(markdown)
+    asked = _asked_box(meta.transcription, theme, width)
+    if not text.strip():
+        empty = Paragraph("<i>The model sent an empty answer.</i>", theme.styles["body"])
+        return _build_or_raise([*asked, empty], meta, dev, theme)
+    try:
+        return build_pdf([*asked, *markdown_flowables(text, theme, width)], meta, dev, theme)
+    except RenderError:
+        raise
+    except Exception as exc:  # RecursionError, reportlab LayoutError, ...: try the plain layout below
+        first_failure = f"{type(exc).__name__}: {exc}"[:500]
+    note = Paragraph(
+        "<i>The formatting of this answer could not be laid out, so it is shown as plain text.</i>",
+        theme.styles["body"],
+    )
+    return _build_or_raise([*asked, note, CodeBlock(text, theme)], meta, dev, theme, first_failure)
+
+
+def _build_or_raise(
+    story: Sequence[Flowable], meta: RenderMeta, dev: Device, theme: Theme, earlier: str | None = None
+) -> bytes:
+    try:
+        return build_pdf(story, meta, dev, theme)
+    except RenderError:
+        raise
+    except Exception as exc:
+        detail = f"{type(exc).__name__}: {exc}"[:500]
+        raise RenderError(
+            "The answer arrived but could not be laid out as a PDF.",
+            _RETRY_TODO,
+            detail=f"{earlier}; then plain layout: {detail}" if earlier else detail,
+        ) from exc
+
+
+def render_error(
+    meta: RenderMeta,
+    *,
+    title: str,
+    what: str,
+    todo: str,
+    detail: str | None = None,
+    device: Device | str = DEFAULT_DEVICE,
+    font_size: float = 11.0,
+) -> bytes:
+    """A PDF that explains a failure: what happened, what to do, and the technical detail."""
+    try:
+        dev = resolve_device(device)
+    except Exception:  # the failure being reported may be this very setting
+        dev = DEVICES[DEFAULT_DEVICE]
+    try:
+        size = check_font_size(font_size)
+    except Exception:
+        size = 11.0
+    try:
+        return _error_pdf(meta, title, what, todo, detail, dev, size)
+    except Exception as exc:
+        first_failure = exc
+    try:
+        return _bare_error_pdf(meta, title, what, todo, detail, dev)
+    except Exception as exc:
+        raise RenderError(
+            "Even the error page could not be laid out.",
+            "Check the daemon's log for the original problem; it has been recorded there.",
+            detail=f"{type(first_failure).__name__}: {first_failure}; then {type(exc).__name__}: {exc}"[:1000],
+        ) from exc
+
+
+def _error_pdf(
+    meta: RenderMeta, title: str, what: str, todo: str, detail: str | None, dev: Device, size: float
+) -> bytes:
+    fonts.ensure_fonts()
+    theme = make_theme(dev, size)
+    styles = theme.styles
+
+    def para(text: object) -> str:
+        return "<br/>".join(fonts.escape(line) for line in fonts.clean_text(text).strip().split("\n"))
+
+    story: list[Flowable] = [Paragraph(para(title) or "Something went wrong", styles["error_title"])]
+    if fonts.clean_text(what).strip():
+        story.append(Paragraph(para(what), styles["body"]))
+    if fonts.clean_text(todo).strip():
+        story.append(Paragraph(f"<b>What to do:</b> {para(todo)}", styles["body"]))
+    if detail is not None and fonts.clean_text(detail).strip():
+        story.append(Paragraph("Details", styles["h4"]))
+        story.append(CodeBlock(fonts.clean_text(detail).strip(), theme))
+    transcription = getattr(meta, "transcription", None)
+    if isinstance(transcription, str) and transcription.strip():
+        story.append(Spacer(1, theme.font_size))
+        story.extend(_asked_box(transcription, theme, _body_width(dev, theme)))
+    return build_pdf(story, meta, dev, theme)
+
+
+def _ascii(value: object) -> str:
+    text = fonts.clean_text(value)
+    return text.encode("ascii", "replace").decode("ascii")
+
+
+def _bare_error_pdf(meta: RenderMeta, title: str, what: str, todo: str, detail: str | None, dev: Device) -> bytes:
+    """Last resort: built-in Helvetica, ASCII only, hand-wrapped. Depends on nothing that could be broken."""
+    width, height = dev.width_mm * mm, dev.height_mm * mm
+    margin = 15 * mm
+    size, leading = 11.0, 15.0
+    columns = max(20, int((width - 2 * margin) / (size * 0.55)))
+    lines: list[tuple[str, str]] = [("Helvetica-Bold", _ascii(title) or "Something went wrong"), ("Helvetica", "")]
+    for block in (what, f"What to do: {todo}" if todo else "", detail or ""):
+        for paragraph in _ascii(block).split("\n"):
+            lines.extend(("Helvetica", row) for row in textwrap.wrap(paragraph, columns, break_long_words=True))
+        lines.append(("Helvetica", ""))
+    conversation = _ascii(getattr(meta, "conversation_id", ""))
+    exchange = _ascii(getattr(meta, "exchange", ""))
+    lines.append(
+        ("Helvetica", f"{conversation} - Exchange {exchange} - {date_text(getattr(meta, 'created_at', None))}")
+    )
+
+    buffer = io.BytesIO()
+    canv = Canvas(buffer, pagesize=(width, height), invariant=1)
+    canv.setTitle(_ascii(getattr(meta, "title", "")) or "eink-llm error")
+    canv.setAuthor("eink-llm")
+    canv.setSubject(conversation)
+    y = height - margin
+    for font, text in lines:
+        if y < margin:
+            canv.showPage()
+            y = height - margin
+        canv.setFont(font, size)
+        canv.drawString(margin, y, text[: columns + 5])
+        y -= leading
+    canv.showPage()
+    canv.save()
+    return buffer.getvalue()

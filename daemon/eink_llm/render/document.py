@@ -1,0 +1,258 @@
+"""The page: where the body, running header and footer go, and the PDF's metadata.
+
+Geometry (PDF points, origin bottom-left), for a device with margins (top, right, bottom, left):
+
+* the **body box** is the page minus the margins (top/bottom at least ``MIN_TOP_BOTTOM_MM``); every
+  flowable of the answer is laid out in one frame of exactly that size, with no padding;
+* the **header band** sits in the top margin, from ``BAND_GAP`` above the body box upwards: conversation
+  id, exchange number and date, over a thin rule;
+* the **footer band** mirrors it in the bottom margin: the title and "page / pages".
+
+Nothing else is drawn outside the body box; the tests rasterise pages and check exactly this.
+
+The page numbers need the total page count, known only after layout. Instead of laying out twice, the
+canvas keeps each finished page's state and draws all headers and footers when the document is saved.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
+
+from reportlab.lib.units import mm
+from reportlab.pdfbase.pdfmetrics import stringWidth
+from reportlab.pdfgen.canvas import Canvas
+from reportlab.platypus import BaseDocTemplate, Flowable, Frame, PageTemplate
+
+from eink_llm import __version__
+from eink_llm.render import fonts
+from eink_llm.render.devices import MIN_TOP_BOTTOM_MM, Device
+from eink_llm.render.styles import Theme
+
+#: Distance between the body box and the header/footer bands, in points.
+BAND_GAP = 4.0
+
+
+@dataclass(frozen=True, slots=True)
+class RenderMeta:
+    """Who and when an answer belongs to; shown in the running header and the PDF metadata."""
+
+    title: str
+    conversation_id: str
+    exchange: int
+    created_at: datetime
+    model: str = ""
+    transcription: str | None = None
+
+
+class Box(NamedTuple):
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+
+
+@dataclass(frozen=True, slots=True)
+class PageLayout:
+    width: float
+    height: float
+    body: Box
+    header: Box
+    footer: Box
+    band_size: float  # font size of header and footer text
+
+
+def band_font_size(theme: Theme) -> float:
+    """Header/footer text follows the body size a little, but stays small enough to fit the margin band."""
+    return min(9.0, theme.small_size)
+
+
+def page_layout(device: Device, theme: Theme) -> PageLayout:
+    top, right, bottom, left = device.margin_mm
+    width, height = device.width_mm * mm, device.height_mm * mm
+    body = Box(
+        left * mm,
+        max(bottom, MIN_TOP_BOTTOM_MM) * mm,
+        width - right * mm,
+        height - max(top, MIN_TOP_BOTTOM_MM) * mm,
+    )
+    size = band_font_size(theme)
+    header_y0 = body.y1 + BAND_GAP
+    header = Box(body.x0, header_y0, body.x1, header_y0 + size * 1.35 + 2.5)
+    footer_y1 = body.y0 - BAND_GAP
+    footer = Box(body.x0, footer_y1 - size * 1.35 - 1.0, body.x1, footer_y1)
+    return PageLayout(width, height, body, header, footer, size)
+
+
+def date_text(value: object) -> str:
+    """The exchange's time as shown in the header. Never raises: a bad timestamp must not cost the page."""
+    if not isinstance(value, datetime):
+        return ""
+    try:
+        when = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return when.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    except (ValueError, OverflowError, OSError):
+        return ""
+
+
+def fit_text(text: str, font: str, size: float, width: float) -> str:
+    """Cut ``text`` with an ellipsis so it fits ``width``; a long conversation id must not overprint the date."""
+    if stringWidth(text, font, size) <= width:
+        return text
+    lo, hi = 0, len(text)
+    while lo < hi:  # longest prefix that fits together with the ellipsis
+        mid = (lo + hi + 1) // 2
+        if stringWidth(text[:mid] + "…", font, size) <= width:
+            lo = mid
+        else:
+            hi = mid - 1
+    return text[:lo].rstrip() + "…" if lo else ""
+
+
+class _Stamp:
+    """Stands in for reportlab's TimeStamp so CreationDate is the exchange's time, not the render time.
+
+    Together with ``invariant=1`` this makes the output a pure function of the input: re-rendering a
+    retried job gives byte-identical PDFs, and the stored output hash stays meaningful.
+    """
+
+    def __init__(self, when: datetime) -> None:
+        utc = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
+        self.t = utc.timestamp()
+        self.lt = utc.timetuple()
+        self.YMDhms = tuple(self.lt)[:6]
+        self.dhh = 0
+        self.dmm = 0
+        self.tzname = "UTC"
+
+
+@dataclass(frozen=True, slots=True)
+class _Decor:
+    layout: PageLayout
+    theme: Theme
+    conversation: str
+    exchange: str
+    header_right: str
+    footer_left: str
+
+
+def _draw_decor(canv: Any, decor: _Decor, page: int, pages: int) -> None:
+    lay, t = decor.layout, decor.theme
+    size = lay.band_size
+    canv.saveState()
+    canv.setFillColor(t.muted)
+    canv.setStrokeColor(t.line_colour)
+    canv.setLineWidth(t.line_width)
+    h, f = lay.header, lay.footer
+    width = h.x1 - h.x0
+    # Header: conversation and exchange on the left, date on the right, a rule underneath.
+    baseline = h.y0 + size * 0.3 + 1.5
+    right_w = stringWidth(decor.header_right, fonts.SANS, size)
+    # The exchange number is what the reader looks for, so only the conversation id is shortened.
+    exchange = f"Exchange {decor.exchange}"
+    room = width - right_w - size - stringWidth(f"{exchange} · ", fonts.SANS_BOLD, size)
+    conversation = fit_text(decor.conversation, fonts.SANS_BOLD, size, room)
+    left = f"{conversation} · {exchange}" if conversation else exchange
+    canv.setFont(fonts.SANS_BOLD, size)
+    canv.drawString(h.x0, baseline, left)
+    canv.setFont(fonts.SANS, size)
+    canv.drawRightString(h.x1, baseline, decor.header_right)
+    canv.line(h.x0, h.y0 + 0.5, h.x1, h.y0 + 0.5)
+    # Footer: title on the left, page number on the right.
+    baseline = f.y1 - size * 0.95 - 0.5
+    number = f"{page} / {pages}"
+    number_w = stringWidth(number, fonts.SANS, size)
+    canv.drawString(f.x0, baseline, fit_text(decor.footer_left, fonts.SANS, size, width - number_w - size))
+    canv.drawRightString(f.x1, baseline, number)
+    canv.restoreState()
+
+
+class _DecoratedCanvas(Canvas):  # type: ignore[misc]  # reportlab is untyped
+    """Defers each page's header and footer to ``save()``, when the page count is known."""
+
+    decor: _Decor
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pages: list[dict[str, Any]] = []
+
+    def showPage(self) -> None:
+        self._pages.append(dict(self.__dict__))
+        self._startPage()
+
+    def save(self) -> None:
+        total = len(self._pages)
+        for number, state in enumerate(self._pages, start=1):
+            self.__dict__.update(state)
+            _draw_decor(self, self.decor, number, total)
+            super().showPage()
+        super().save()
+
+
+def _canvas_factory(decor: _Decor, created: datetime | None) -> Callable[..., Canvas]:
+    def make(*args: Any, **kwargs: Any) -> Canvas:
+        canv = _DecoratedCanvas(*args, **kwargs)
+        canv.decor = decor
+        if created is not None:
+            canv._doc._timeStamp = _Stamp(created)
+        return canv
+
+    return make
+
+
+def _clean_meta(meta: RenderMeta) -> tuple[str, str, str, str]:
+    """Title, conversation id, exchange and model as safe one-line strings."""
+
+    def one_line(value: object, limit: int = 200) -> str:
+        return " ".join(fonts.clean_text(value).split())[:limit]
+
+    exchange = meta.exchange if isinstance(meta.exchange, int) else one_line(meta.exchange, 20)
+    return one_line(meta.title), one_line(meta.conversation_id), str(exchange), one_line(meta.model)
+
+
+def build_pdf(story: Sequence[Flowable], meta: RenderMeta, device: Device, theme: Theme) -> bytes:
+    """Lay ``story`` out on the device's pages and return the finished PDF."""
+    fonts.ensure_fonts()
+    layout = page_layout(device, theme)
+    title, conversation, exchange, model = _clean_meta(meta)
+    decor = _Decor(layout, theme, conversation, exchange, date_text(meta.created_at), title)
+    created = meta.created_at if isinstance(meta.created_at, datetime) and date_text(meta.created_at) else None
+
+    keywords = ["eink-llm", f"exchange {exchange}"]
+    if model:
+        keywords.append(f"model {model}")
+    if conversation:
+        keywords.append(f"conversation {conversation}")
+    body = layout.body
+    buffer = io.BytesIO()
+    doc = BaseDocTemplate(
+        buffer,
+        pagesize=(layout.width, layout.height),
+        leftMargin=body.x0,
+        rightMargin=layout.width - body.x1,
+        topMargin=layout.height - body.y1,
+        bottomMargin=body.y0,
+        title=title or "eink-llm answer",
+        author="eink-llm",
+        subject=conversation,
+        keywords=keywords,
+        creator=f"eink-llm {__version__}",
+        invariant=1,
+    )
+    frame = Frame(
+        body.x0,
+        body.y0,
+        body.x1 - body.x0,
+        body.y1 - body.y0,
+        leftPadding=0,
+        rightPadding=0,
+        topPadding=0,
+        bottomPadding=0,
+        id="body",
+    )
+    doc.addPageTemplates([PageTemplate(id="page", frames=[frame])])
+    doc.build(list(story), canvasmaker=_canvas_factory(decor, created))
+    return buffer.getvalue()
