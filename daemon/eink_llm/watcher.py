@@ -1,0 +1,700 @@
+"""Noticing new files in the synced folders, and deciding when a file is complete.
+
+This module owns every filesystem event and knows nothing about the queue: the service calls :meth:`Watcher.tick`
+from its main loop, and each file that has *settled* (size and modification time unchanged for
+``settle_seconds``, still a regular file inside its root) is handed to the ``on_settled`` callback.
+
+Why it is built this way (see the reference notes on sync clients and watchdog):
+
+* Sync clients write under a temporary name and rename into place (Syncthing ``.syncthing.NAME.tmp``, rclone
+  ``NAME.xxxx.partial``, browsers ``.part``/``.crdownload``), so a *move* is the normal way a file arrives, temp
+  and system names are never candidates, and a file is only taken once it stopped changing. Event timing alone
+  proves nothing (Syncthing even sets the remote mtime), so settling is decided by repeated ``lstat`` calls.
+* An exception in a watchdog handler kills watchdog's dispatch thread and every later event is lost, so the
+  handler only records paths (under a lock) and swallows and logs every error. All real work (stat, walking a
+  folder that was moved in, calling back) happens in :meth:`Watcher.tick`, in the caller's thread.
+* inotify silently loses events (queue overflow, watch limit hit deep in a tree) and does not fire at all on
+  network filesystems; so :meth:`Watcher.start` scans once, the service calls :meth:`Watcher.scan` periodically,
+  ``polling="auto"`` picks polling for network mounts and when the inotify limits are hit, and
+  :meth:`Watcher.is_healthy` notices emitters that died (root deleted or unmounted) while the observer thread
+  still looks alive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import stat
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import structlog
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
+from watchdog.observers.polling import PollingObserver
+
+__all__ = [
+    "CANDIDATE_SUFFIXES",
+    "NETWORK_FILESYSTEMS",
+    "SettledFile",
+    "Watcher",
+    "is_candidate",
+]
+
+_log = structlog.get_logger(__name__)
+
+CANDIDATE_SUFFIXES = frozenset({".pdf", ".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"})
+
+# Folders that belong to sync clients, NAS software or operating systems, never to the user (compared
+# case-insensitively). Every hidden folder (leading ".") is ignored as well, which already covers the dotted names
+# below; they are listed so the intent is visible. ``.Trash-1000`` (Linux desktop trash) is one more hidden one.
+_IGNORED_DIR_NAMES = frozenset(
+    name.casefold()
+    for name in (
+        ".stfolder",  # Syncthing folder marker
+        ".stversions",  # Syncthing file versioning
+        ".localized",  # macOS
+        "@eaDir",  # Synology thumbnails/metadata
+        ".Spotlight-V100",  # macOS
+        ".Trashes",  # macOS
+        ".fseventsd",  # macOS
+        ".TemporaryItems",  # macOS
+        "__MACOSX",  # resource forks from zip files made on macOS
+        "$RECYCLE.BIN",  # Windows
+        "System Volume Information",  # Windows
+        "#recycle",  # Synology/QNAP recycle bin
+        "#snapshot",  # Synology snapshots
+        "lost+found",  # fsck
+    )
+)
+
+# File names that are temporary, OS bookkeeping or sync artefacts (fnmatch-style, matched against the
+# case-folded name). Most of them do not end in a candidate suffix anyway; they are listed so that widening
+# CANDIDATE_SUFFIXES can never let one through, and so the tests document every client's convention.
+_IGNORED_NAME_PATTERNS = (
+    ".*",  # hidden: .syncthing.NAME.tmp, .~lock.NAME#, ._NAME (AppleDouble), .DS_Store, rsync/Dropbox temps
+    "~syncthing~*",  # Syncthing temp on Windows
+    "~$*",  # Microsoft Office owner files
+    "*~",  # editor backups
+    "*.partial",  # rclone, OneDrive (abraunegg)
+    "*.part",  # Firefox, Nextcloud
+    "*.crdownload",  # Chrome
+    "*.filepart",  # Nextcloud, WinSCP
+    "*.download",  # Safari
+    "*.tmp",
+    "*.temp",
+    "*.swp",
+    "*.sync-conflict-*",  # Syncthing conflict copy: NAME.sync-conflict-YYYYMMDD-HHMMSS-DEVICE.ext
+    "desktop.ini",
+    "thumbs.db",
+    "ehthumbs.db",
+)
+
+# Conflict copies made by other clients. They are a second version of a file the user already exported, not a
+# new question, and answering one would answer twice (or answer the losing version). A user who really wants
+# one answered renames it. These are matched precisely, so "my_conflict-notes.pdf" is still a candidate:
+#   Nextcloud/ownCloud (older clients, excluded from sync by Nextcloud itself): NAME_conflict-YYYYMMDD-HHMMSS.ext
+#   Nextcloud >= 2.5 and Dropbox: "NAME (conflicted copy 2024-01-31 120000).ext",
+#   "NAME (Bob's conflicted copy 2024-01-31).ext"
+_CONFLICT_RE = re.compile(r"_conflict-\d{8}-\d{6}|\([^()]*conflicted copy[^()]*\)", re.IGNORECASE)
+
+# Filesystem types on which inotify does not report changes made elsewhere (on the server, the host, or by
+# the FUSE daemon itself): polling is the only reliable way to see them. ``fuse.*`` types are the FUSE
+# subtype as shown in /proc/self/mountinfo.
+NETWORK_FILESYSTEMS = frozenset(
+    {
+        "nfs",
+        "nfs4",
+        "cifs",
+        "smb3",
+        "smb2",
+        "smbfs",
+        "ncpfs",
+        "9p",  # WSL2 /mnt/c, QEMU/virtio shares
+        "drvfs",  # WSL1
+        "v9fs",
+        "virtiofs",
+        "vboxsf",  # VirtualBox shared folders
+        "vmhgfs",
+        "fuse.vmhgfs-fuse",  # VMware shared folders
+        "fakeowner",  # Docker Desktop bind mounts
+        "fuse.grpcfuse",  # Docker Desktop bind mounts
+        "fuse.osxfs",  # Docker Desktop (old)
+        "afs",
+        "coda",
+        "ceph",
+        "fuse.ceph",
+        "glusterfs",
+        "fuse.glusterfs",
+        "lustre",
+        "gpfs",
+        "beegfs",
+        "davfs",
+        "fuse.davfs2",
+        "fuse.sshfs",
+        "fuse.rclone",
+        "fuse.s3fs",
+        "fuse.gcsfuse",
+        "fuse.juicefs",
+    }
+)
+
+_INOTIFY_LIMIT_ERRNOS = frozenset({errno.ENOSPC, errno.EMFILE})
+_JOIN_TIMEOUT = 10.0
+
+
+def _is_ignored_dir_name(name: str) -> bool:
+    return name.startswith(".") or name.casefold() in _IGNORED_DIR_NAMES
+
+
+def _is_candidate_name(name: str) -> bool:
+    """The file-name half of :func:`is_candidate` (no folder checks)."""
+    folded = name.casefold()
+    if os.path.splitext(folded)[1] not in CANDIDATE_SUFFIXES:
+        return False
+    if any(_fnmatch(folded, pattern) for pattern in _IGNORED_NAME_PATTERNS):
+        return False
+    return _CONFLICT_RE.search(name) is None
+
+
+_PATTERN_CACHE: dict[str, re.Pattern[str]] = {}
+
+
+def _fnmatch(name: str, pattern: str) -> bool:
+    """``fnmatch.fnmatchcase`` without its platform-dependent case handling (the name is already case-folded)."""
+    compiled = _PATTERN_CACHE.get(pattern)
+    if compiled is None:
+        compiled = re.compile(".*".join(re.escape(part) for part in pattern.split("*")) + r"\Z", re.DOTALL)
+        _PATTERN_CACHE[pattern] = compiled
+    return compiled.match(name) is not None
+
+
+def is_candidate(path: Path, root: Path) -> bool:
+    """True when ``path`` (inside ``root``) could be a question exported from the tablet.
+
+    The file must have a candidate suffix (any case), must not be a sync-client temp file, an OS/NAS bookkeeping
+    file, a hidden file or a conflict copy, and no folder between ``root`` and the file may be an ignored one
+    (hidden, ``.stversions``, ``@eaDir``, ``__MACOSX``, …). The check is purely lexical: it neither touches the
+    disk nor resolves symlinks (``tick`` does that before reporting), so both paths must be given the same way
+    (both absolute, say). The root's own name and the folders above it do not matter.
+    """
+    try:
+        relative = path.relative_to(root)
+    except ValueError:
+        return False
+    parts = relative.parts
+    if not parts or ".." in parts:
+        return False
+    if any(_is_ignored_dir_name(part) for part in parts[:-1]):
+        return False
+    return _is_candidate_name(parts[-1])
+
+
+@dataclass(frozen=True, slots=True)
+class SettledFile:
+    """A file that stopped changing: what the service puts into the queue."""
+
+    path: Path  # absolute, spelled under ``root`` as it was given to the Watcher
+    root: Path  # the watched root it belongs to (the deepest one, if roots are nested)
+    size: int
+    mtime_ns: int
+
+
+@dataclass(slots=True)
+class _Pending:
+    """A path that an event or a scan noted and that has not settled yet."""
+
+    root: Path
+    first_noted: float
+    last_noted: float  # last event for this path: settling also needs this much quiet
+    key: tuple[int, int, int] | None = None  # (size, mtime_ns, inode) at the last stat
+    stable_since: float = 0.0  # when ``key`` was first observed
+
+
+@dataclass(frozen=True, slots=True)
+class _Root:
+    path: Path  # absolute, as configured (may contain symlinks)
+    real: Path  # resolved at start(): what is watched, and what every file must resolve under
+
+
+class _Handler(FileSystemEventHandler):
+    """Forwards watchdog events to the watcher, and never lets an exception escape into watchdog."""
+
+    def __init__(self, watcher: Watcher) -> None:
+        super().__init__()
+        self._watcher = watcher
+
+    def dispatch(self, event: FileSystemEvent) -> None:
+        try:
+            self._watcher._on_event(event)
+        except Exception:
+            with contextlib.suppress(Exception):  # logging must not kill the dispatch thread either
+                _log.exception("ignoring a filesystem event that could not be handled", fs_event=_safe_repr(event))
+
+
+def _safe_repr(value: object) -> str:
+    try:
+        return repr(value)
+    except Exception:
+        return f"<unrepresentable {type(value).__name__}>"
+
+
+class Watcher:
+    """Watches one or more root folders recursively and reports each file once it has settled.
+
+    Only watchdog's own threads run; the event handler records paths and returns. Everything else happens in
+    the thread that calls :meth:`tick` / :meth:`scan`, so ``on_settled`` runs there too, and an exception it
+    raises propagates out of :meth:`tick` (the file is not marked as reported, so the next :meth:`scan` picks it
+    up again; files that settled in the same tick stay pending for the next tick).
+
+    The watcher can be started again after :meth:`stop` (for instance to rebuild a dead observer); what it
+    remembers about pending and reported files is kept.
+    """
+
+    def __init__(
+        self,
+        roots: Sequence[Path],
+        *,
+        on_settled: Callable[[SettledFile], None],
+        settle_seconds: float = 2.0,
+        polling: bool | Literal["auto"] = "auto",
+        polling_interval: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not roots:
+            raise ValueError("Watcher needs at least one root folder")
+        if polling not in (True, False, "auto"):
+            raise ValueError(f"polling must be True, False or 'auto', not {polling!r}")
+        if settle_seconds < 0:
+            raise ValueError(f"settle_seconds must be >= 0, not {settle_seconds!r}")
+        if polling_interval <= 0:
+            raise ValueError(f"polling_interval must be > 0, not {polling_interval!r}")
+        unique: dict[Path, None] = {}
+        for root in roots:
+            unique[Path(os.path.abspath(root))] = None
+        self._root_paths = list(unique)
+        self._on_settled = on_settled
+        self._settle = float(settle_seconds)
+        self._polling = polling
+        self._polling_interval = float(polling_interval)
+        self._clock = clock
+
+        self._lock = threading.Lock()
+        self._pending: dict[Path, _Pending] = {}
+        self._reported: dict[Path, tuple[int, int]] = {}  # path -> (size, mtime_ns) last reported; present files only
+        self._dirs_to_scan: dict[Path, Path] = {}  # folder that appeared -> its root; walked by the next tick()
+        # Resolved now so scan()/tick() work before start(); start() resolves again (the root may be a mount point).
+        self._roots = self._resolve_roots()
+        self._observer: BaseObserver | None = None
+        self._using_polling = polling is True
+
+    # --- public API ----------------------------------------------------------------------------------
+
+    @property
+    def using_polling(self) -> bool:
+        """Whether the running (or last started) observer polls instead of using inotify."""
+        return self._using_polling
+
+    def start(self) -> None:
+        """Start one observer watching every root recursively, then scan every root once.
+
+        Raises :class:`FileNotFoundError` (or :class:`NotADirectoryError`) naming a root that is missing; the
+        folder is not created here, the service decides that. With ``polling=False`` any :class:`OSError` from
+        inotify (watch or instance limit) propagates; with ``"auto"`` those limits fall back to polling.
+        """
+        if self._observer is not None:
+            raise RuntimeError("the watcher is already started")
+        for root in self._root_paths:
+            if not root.exists():
+                raise FileNotFoundError(errno.ENOENT, f"The watched folder {root} does not exist", str(root))
+            if not root.is_dir():
+                raise NotADirectoryError(errno.ENOTDIR, f"The watched folder {root} is not a folder", str(root))
+        roots = self._resolve_roots()
+        with self._lock:
+            self._roots = roots
+
+        use_polling = self._polling is True
+        if self._polling == "auto":
+            use_polling = self._auto_wants_polling(roots)
+        observer: BaseObserver | None = None
+        if not use_polling:
+            try:
+                observer = self._start_observer(Observer())
+            except OSError as exc:
+                if self._polling == "auto" and exc.errno in _INOTIFY_LIMIT_ERRNOS:
+                    _log.warning(
+                        "cannot use inotify (the inotify watch/instance limit is reached), falling back to "
+                        "polling the watched folders, which is slower and costs more CPU; to fix it raise the "
+                        "limit (sysctl fs.inotify.max_user_watches=524288 and fs.inotify.max_user_instances=512, "
+                        "persisted in /etc/sysctl.d/) or set watch.polling: true to silence this warning",
+                        error=str(exc),
+                        interval_seconds=self._polling_interval,
+                    )
+                    use_polling = True
+                else:
+                    raise
+        if observer is None:
+            observer = self._start_observer(PollingObserver(timeout=self._polling_interval))
+        self._observer = observer
+        self._using_polling = use_polling
+        self.scan()
+
+    def stop(self) -> None:
+        """Stop the observer and wait (bounded) for its threads. Safe to call any number of times."""
+        observer, self._observer = self._observer, None
+        if observer is None:
+            return
+        _stop_observer(observer)
+
+    def scan(self) -> None:
+        """Walk every root (never following symlinks) and note every candidate file.
+
+        Catches files that arrived while the daemon was down and events that inotify dropped. A file whose size
+        and mtime equal what was last reported for it is skipped; reported paths that no longer exist are
+        forgotten, which keeps that memory bounded by the files actually present.
+        """
+        for root in self._roots_snapshot():
+            if not os.path.isdir(root.path):
+                _log.warning("a watched folder is missing, not scanning it", folder=str(root.path))
+                continue
+            seen, complete = self._walk(root.path, root.path)
+            if complete:
+                with self._lock:
+                    gone = [p for p in self._reported if p not in seen and self._root_of_path(p) == root.path]
+                    for path in gone:
+                        del self._reported[path]
+
+    def tick(self) -> list[SettledFile]:
+        """Stat the noted files; report, remove and return those that settled.
+
+        A file settles when the same (size, mtime_ns, inode) was seen by stats spanning at least
+        ``settle_seconds`` and no event arrived for it in that time. It must still be a regular file (not a
+        symlink) whose resolved path lies under the resolved root. Vanished files are dropped silently. A file
+        that changes later is noted again by its event (or the next scan) and reported again.
+        """
+        with self._lock:
+            dirs, self._dirs_to_scan = self._dirs_to_scan, {}
+        for folder, root in dirs.items():
+            self._walk(folder, root)
+
+        now = self._clock()
+        with self._lock:
+            items = list(self._pending.items())
+        settled: list[tuple[Path, _Pending, SettledFile]] = []
+        for path, entry in items:
+            try:
+                st = os.lstat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                self._forget_if_current(path, entry, reported_too=True)
+                continue
+            except OSError as exc:  # permissions, I/O error on a flaky mount: try again next tick
+                _log.debug("cannot stat a noted file yet", path=str(path), error=str(exc))
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                _log.debug("ignoring a path that is not a regular file", path=str(path))
+                self._forget_if_current(path, entry, reported_too=False)
+                continue
+            key = (st.st_size, st.st_mtime_ns, st.st_ino)
+            with self._lock:
+                if self._pending.get(path) is not entry:
+                    continue  # deleted or replaced meanwhile
+                if entry.key != key:  # new or changed: the settle period starts now (0 s settles at once)
+                    entry.key, entry.stable_since = key, now
+                if now - entry.stable_since < self._settle or now - entry.last_noted < self._settle:
+                    continue
+                del self._pending[path]
+                if self._reported.get(path) == (st.st_size, st.st_mtime_ns):
+                    continue  # noted again (duplicate event, scan) but unchanged since we reported it
+            if not self._resolves_inside(path, entry.root):
+                _log.warning("ignoring a file that resolves outside its watched folder", path=str(path))
+                continue
+            _log.debug("file settled", path=str(path), waited_seconds=round(now - entry.first_noted, 3))
+            settled.append((path, entry, SettledFile(path, entry.root, st.st_size, st.st_mtime_ns)))
+
+        reported: list[SettledFile] = []
+        for index, (path, _entry, item) in enumerate(settled):
+            try:
+                self._on_settled(item)
+            except BaseException:
+                # Not marked as reported: the next scan notes it again. The others go back to pending.
+                with self._lock:
+                    for other_path, other_entry, _item in settled[index + 1 :]:
+                        self._pending.setdefault(other_path, other_entry)
+                raise
+            with self._lock:
+                self._reported[path] = (item.size, item.mtime_ns)
+            reported.append(item)
+        return reported
+
+    def is_healthy(self) -> bool:
+        """True while events can still arrive: observer and every emitter thread alive, every root a folder.
+
+        watchdog's observer thread stays alive when an emitter gives up (inotify emitter when its root is
+        deleted, polling emitter when the root vanishes), so the emitters are checked one by one.
+        """
+        observer = self._observer
+        if observer is None or not observer.is_alive():
+            return False
+        emitters = list(observer.emitters)
+        if not emitters or not all(emitter.is_alive() for emitter in emitters):
+            return False
+        reader = getattr(observer, "_inotify_fd", None)  # watchdog >= 6: one reader thread per inotify observer
+        if isinstance(reader, threading.Thread) and not reader.is_alive():
+            return False
+        return all(os.path.isdir(root) for root in self._root_paths)
+
+    # --- event handling (watchdog's dispatch thread) -------------------------------------------------
+
+    def _on_event(self, event: FileSystemEvent) -> None:
+        """Record what an event means for us; called by :class:`_Handler`, must stay cheap."""
+        kind = event.event_type
+        if kind not in ("created", "modified", "moved", "closed", "deleted"):
+            return  # opened, closed_no_write, attrib: content unchanged (an mtime-only change settles via stat)
+        src = os.fsdecode(event.src_path) if event.src_path else ""
+        dest = os.fsdecode(event.dest_path) if kind == "moved" and event.dest_path else ""
+        now = self._clock()
+        with self._lock:
+            if event.is_directory:
+                if kind in ("deleted", "moved") and src:
+                    self._forget_tree_locked(src)
+                target = dest if kind == "moved" else src if kind == "created" else ""
+                if target:
+                    located = self._locate_locked(target)
+                    if located is not None and located[0] != located[1] and self._dir_is_watched(*located):
+                        self._dirs_to_scan[located[0]] = located[1]
+                return
+            if kind in ("deleted", "moved") and src:
+                located = self._locate_locked(src)
+                if located is not None:
+                    self._pending.pop(located[0], None)
+                    self._reported.pop(located[0], None)
+            target = dest if kind == "moved" else "" if kind == "deleted" else src
+            if target:
+                located = self._locate_locked(target)
+                if located is not None and is_candidate(*located):
+                    self._note_locked(located[0], located[1], now)
+
+    # --- internals -----------------------------------------------------------------------------------
+
+    def _resolve_roots(self) -> list[_Root]:
+        roots = [_Root(path, Path(os.path.realpath(path))) for path in self._root_paths]
+        # Deepest first, so a file in nested roots belongs to the innermost one.
+        return sorted(roots, key=lambda r: len(r.real.parts), reverse=True)
+
+    def _roots_snapshot(self) -> list[_Root]:
+        with self._lock:
+            return list(self._roots)
+
+    def _locate_locked(self, event_path: str) -> tuple[Path, Path] | None:
+        """Map a path from an event (spelled under a resolved root) to (path under the configured root, root)."""
+        path = Path(event_path)
+        for root in self._roots:
+            if path.is_relative_to(root.real):
+                return root.path.joinpath(path.relative_to(root.real)), root.path
+        for root in self._roots:  # paths spelled the configured way (direct calls, scans)
+            if path.is_relative_to(root.path):
+                return path, root.path
+        return None
+
+    def _root_of_path(self, path: Path) -> Path | None:
+        for root in self._roots:
+            if path.is_relative_to(root.path):
+                return root.path
+        return None
+
+    @staticmethod
+    def _dir_is_watched(folder: Path, root: Path) -> bool:
+        try:
+            parts = folder.relative_to(root).parts
+        except ValueError:
+            return False
+        return not any(_is_ignored_dir_name(part) for part in parts)
+
+    def _note_locked(self, path: Path, root: Path, now: float) -> None:
+        entry = self._pending.get(path)
+        if entry is None:
+            self._pending[path] = _Pending(root=root, first_noted=now, last_noted=now)
+        else:
+            entry.last_noted = now
+
+    def _forget_tree_locked(self, folder: str) -> None:
+        located = self._locate_locked(folder)
+        if located is None:
+            return
+        top = located[0]
+        for mapping in (self._pending, self._reported):
+            for path in [p for p in mapping if p.is_relative_to(top)]:
+                del mapping[path]
+
+    def _forget_if_current(self, path: Path, entry: _Pending, *, reported_too: bool) -> None:
+        with self._lock:
+            if self._pending.get(path) is entry:
+                del self._pending[path]
+                if reported_too:
+                    self._reported.pop(path, None)
+
+    def _resolves_inside(self, path: Path, root: Path) -> bool:
+        real_root = next((r.real for r in self._roots_snapshot() if r.path == root), None)
+        if real_root is None:
+            return False
+        return Path(os.path.realpath(path)).is_relative_to(real_root)
+
+    def _walk(self, top: Path, root: Path) -> tuple[set[Path], bool]:
+        """Note every candidate below ``top`` (in ``root``); return the candidates seen and whether all was read."""
+        seen: set[Path] = set()
+        complete = True
+        other_roots = {r.path for r in self._roots_snapshot()} - {root}  # nested roots are walked on their own
+        stack = [top]
+        while stack:
+            folder = stack.pop()
+            try:
+                with os.scandir(folder) as iterator:
+                    entries = list(iterator)
+            except FileNotFoundError:
+                complete = complete and folder != top
+                continue  # removed while we walked
+            except OSError as exc:
+                _log.warning("cannot read a folder while scanning", folder=str(folder), error=str(exc))
+                complete = False
+                continue
+            found: list[tuple[Path, tuple[int, int]]] = []
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        child = Path(entry.path)
+                        if not _is_ignored_dir_name(entry.name) and child not in other_roots:
+                            stack.append(child)
+                    elif entry.is_file(follow_symlinks=False) and _is_candidate_name(entry.name):
+                        st = entry.stat(follow_symlinks=False)
+                        found.append((Path(entry.path), (st.st_size, st.st_mtime_ns)))
+                except OSError:
+                    continue  # vanished between listing and stat
+            if found:
+                self._note_found(found, root)
+            seen.update(path for path, _key in found)
+        return seen, complete
+
+    def _note_found(self, found: Iterable[tuple[Path, tuple[int, int]]], root: Path) -> None:
+        """Note files a scan found, unless unchanged since reported; a scan is not an event, so the settle
+        timer of a file that is already pending is left alone."""
+        now = self._clock()
+        with self._lock:
+            for path, key in found:
+                if path in self._pending or self._reported.get(path) == key:
+                    continue
+                self._pending[path] = _Pending(root=root, first_noted=now, last_noted=now)
+
+    def _start_observer(self, observer: BaseObserver) -> BaseObserver:
+        """Schedule every root on ``observer`` and start it; on failure stop it so no thread is left behind."""
+        try:
+            handler = _Handler(self)
+            scheduled: list[Path] = []
+            for root in sorted(self._roots_snapshot(), key=lambda r: len(r.real.parts)):
+                if any(root.real.is_relative_to(parent) for parent in scheduled):
+                    continue  # a nested root is already covered by its parent's recursive watch
+                # The resolved path is watched: inotify is told not to follow symlinks, so a symlinked root
+                # would otherwise watch the link itself and miss every file directly inside it.
+                observer.schedule(handler, str(root.real), recursive=True)
+                scheduled.append(root.real)
+            observer.start()
+        except BaseException:
+            _stop_observer(observer)
+            raise
+        return observer
+
+    def _auto_wants_polling(self, roots: Sequence[_Root]) -> bool:
+        mounts = _read_mounts()
+        if mounts is None:
+            return False
+        for root in roots:
+            fstype = _filesystem_type(str(root.real), mounts)
+            if fstype is not None and _is_network_fs(fstype):
+                _log.info(
+                    "a watched folder is on a network filesystem where inotify does not see remote changes; "
+                    "polling all watched folders",
+                    folder=str(root.path),
+                    filesystem=fstype,
+                    interval_seconds=self._polling_interval,
+                )
+                return True
+        return False
+
+
+def _stop_observer(observer: BaseObserver) -> None:
+    try:
+        observer.stop()
+    except Exception:
+        _log.exception("error while stopping the folder observer")
+    try:
+        observer.join(_JOIN_TIMEOUT)
+    except RuntimeError:
+        return  # never started
+    if observer.is_alive():
+        _log.warning("the folder observer did not stop in time", timeout_seconds=_JOIN_TIMEOUT)
+
+
+# --- filesystem type detection ----------------------------------------------------------------------------
+
+_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
+
+
+def _unescape_mount_path(text: str) -> str:
+    """/proc mount tables escape space, tab, newline and backslash as ``\\ooo``."""
+    return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), text)
+
+
+def _parse_mountinfo(text: str) -> list[tuple[str, str]]:
+    """(mount point, fs type) pairs from /proc/self/mountinfo, in mount order."""
+    mounts: list[tuple[str, str]] = []
+    for line in text.splitlines():
+        fields = line.split()
+        try:
+            separator = fields.index("-", 6)
+        except ValueError:
+            continue
+        if separator + 1 < len(fields):
+            mounts.append((_unescape_mount_path(fields[4]), fields[separator + 1]))
+    return mounts
+
+
+def _parse_proc_mounts(text: str) -> list[tuple[str, str]]:
+    """(mount point, fs type) pairs from /proc/mounts (``source mountpoint fstype options dump pass``)."""
+    mounts: list[tuple[str, str]] = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) >= 3:
+            mounts.append((_unescape_mount_path(fields[1]), fields[2]))
+    return mounts
+
+
+def _read_mounts() -> list[tuple[str, str]] | None:
+    for source, parse in (("/proc/self/mountinfo", _parse_mountinfo), ("/proc/mounts", _parse_proc_mounts)):
+        try:
+            with open(source, encoding="utf-8", errors="surrogateescape") as handle:
+                return parse(handle.read())
+        except OSError:
+            continue
+    return None  # not Linux: the native observer it is
+
+
+def _filesystem_type(path: str, mounts: Sequence[tuple[str, str]]) -> str | None:
+    """Type of the filesystem holding ``path``: the longest mount point containing it (the last one mounted
+    wins when several are stacked on the same point)."""
+    best: str | None = None
+    best_length = -1
+    for mount_point, fstype in mounts:
+        prefix = mount_point.rstrip("/") + "/"
+        if (path == mount_point or path.startswith(prefix)) and len(mount_point) >= best_length:
+            best, best_length = fstype, len(mount_point)
+    return best
+
+
+def _is_network_fs(fstype: str) -> bool:
+    return fstype in NETWORK_FILESYSTEMS
