@@ -1,0 +1,104 @@
+"""The backend registry: from ``llm.backend`` in the config to a ready :class:`Backend`.
+
+Built-in backends are listed as ``"module:function"`` references and imported only when chosen, so an offline
+``echo`` set-up never imports the HTTP stack, and a broken optional dependency of one backend cannot stop the
+others. The same reference form is what plugins will use (``llm.backend: mypackage.module:factory``, or an
+``eink_llm.backends`` entry point): supporting them means resolving one more kind of name in
+:func:`_factory_reference`, with loading and checking already shared in :func:`_load_factory`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import cast
+
+from eink_llm.backends.base import (
+    Backend,
+    BackendFactory,
+    BackendSettings,
+    LLMRequest,
+    LLMResponse,
+    Message,
+    ModelOptions,
+    PageImage,
+    Role,
+    Usage,
+)
+from eink_llm.errors import BackendError
+
+__all__ = [
+    "BUILTIN_BACKENDS",
+    "Backend",
+    "BackendError",
+    "BackendFactory",
+    "BackendSettings",
+    "LLMRequest",
+    "LLMResponse",
+    "Message",
+    "ModelOptions",
+    "PageImage",
+    "Role",
+    "Usage",
+    "available_backends",
+    "create_backend",
+]
+
+#: Built-in backends: name in the config → ``module:factory``. Adding a provider is one line here.
+BUILTIN_BACKENDS: dict[str, str] = {
+    "echo": "eink_llm.backends.echo:create",
+    "openai": "eink_llm.backends.openai:create",
+}
+
+
+def available_backends() -> list[str]:
+    """The names ``llm.backend`` accepts, sorted (for error messages, ``--help`` and the docs)."""
+    return sorted(BUILTIN_BACKENDS)
+
+
+def create_backend(settings: BackendSettings) -> Backend:
+    """Build the backend ``settings.backend`` names; a permanent BackendError if there is none by that name.
+
+    Factories may raise BackendError themselves for settings they cannot use (e.g. an unknown image detail).
+    """
+    reference = _factory_reference(settings.backend)
+    factory = _load_factory(reference, settings.backend)
+    backend = factory(settings)
+    if not isinstance(backend, Backend):
+        raise BackendError(
+            f"The LLM backend “{settings.backend}” did not produce a usable backend.",
+            "Report this to the backend's author: a backend needs a name, complete() and close().",
+            detail=f"{reference} returned {type(backend).__name__}",
+        )
+    return backend
+
+
+def _factory_reference(name: str) -> str:
+    """``module:function`` for a backend name. Plugins (dotted ``module:factory`` names, entry points) go here."""
+    key = name.strip().lower()
+    if key in BUILTIN_BACKENDS:
+        return BUILTIN_BACKENDS[key]
+    known = ", ".join(available_backends())
+    raise BackendError(
+        f"There is no LLM backend called “{name}”.",
+        f"Set llm.backend in the configuration to one of: {known}.",
+    )
+
+
+def _load_factory(reference: str, name: str) -> BackendFactory:
+    module_name, _, attribute = reference.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+        factory = getattr(module, attribute)
+    except (ImportError, AttributeError) as exc:
+        raise BackendError(
+            f"The LLM backend “{name}” could not be loaded.",
+            "Check that eink-llm (and the package providing this backend) is installed completely.",
+            detail=f"{reference}: {type(exc).__name__}: {exc}",
+        ) from None
+    if not callable(factory):
+        raise BackendError(
+            f"The LLM backend “{name}” could not be loaded.",
+            "Check the backend's name in llm.backend.",
+            detail=f"{reference} is not callable",
+        )
+    return cast(BackendFactory, factory)

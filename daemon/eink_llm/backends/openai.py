@@ -1,0 +1,202 @@
+"""Any OpenAI-compatible Chat Completions server: OpenAI, Ollama's /v1, vLLM, LM Studio, llama.cpp, OpenRouter.
+
+One ``POST {base_url}/chat/completions`` per question, no streaming: the answer becomes a PDF only once it is
+complete, so streaming would add failure modes (half answers) without anything to show early.
+
+Settings (``llm:`` section): ``base_url`` (default ``https://api.openai.com/v1``), ``api_key`` (sent as a Bearer
+token only when set: local servers need none), ``model`` (required), ``timeout_seconds``. ``llm.options``:
+
+``detail``
+    OpenAI image detail, ``auto`` (default), ``low`` or ``high``.
+``max_tokens_field``
+    Name of the output-length field: ``max_tokens`` (default; understood by every compatible server) or
+    ``max_completion_tokens`` (OpenAI's newer name, required by its reasoning models).
+
+An empty answer is treated as follows: cut off by the length limit → permanent (retrying with the same limit
+spends the same tokens on the same thoughts; the user must raise ``llm.max_output_tokens``); withheld by a
+content filter → permanent; otherwise → retryable, because an empty "stop" is what overloaded local servers and
+flaky proxies produce, and a second attempt usually succeeds.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from eink_llm.backends._http import TRY_LATER, HttpService, as_int, provider_message, strip_reasoning, truncate
+from eink_llm.backends.base import BackendSettings, LLMRequest, LLMResponse, PageImage, Usage
+from eink_llm.errors import BackendError
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+#: The text sent with the page images; the system prompt carries the real instructions.
+INSTRUCTION = "Here is my question, handwritten on the attached page(s). Please answer it."
+TEXT_LAYER_INTRO = "The pages also carry this typed or recognised text:"
+CUT_OFF_NOTE = "*(The answer was cut short because it reached the length limit, llm.max_output_tokens.)*"
+
+_DETAILS = ("auto", "low", "high")
+_TOKEN_FIELDS = ("max_tokens", "max_completion_tokens")
+
+
+class OpenAIBackend:
+    """Chat Completions over one pooled HTTP client; safe to call from several worker threads at once."""
+
+    name = "openai"
+
+    def __init__(self, settings: BackendSettings) -> None:
+        self.settings = settings
+        api_key = (settings.api_key or "").strip() or None
+        detail = str(settings.extra.get("detail") or "auto").strip().lower()
+        if detail not in _DETAILS:
+            raise BackendError(
+                f"The image detail “{detail}” in llm.options.detail is not one the OpenAI API knows.",
+                "Set llm.options.detail to auto, low or high.",
+            )
+        self.detail = detail
+        token_field = str(settings.extra.get("max_tokens_field") or "max_tokens").strip()
+        if token_field not in _TOKEN_FIELDS:
+            raise BackendError(
+                f"llm.options.max_tokens_field is “{token_field}”, which no Chat Completions server understands.",
+                "Set it to max_tokens (most servers) or max_completion_tokens (OpenAI's newer models).",
+            )
+        self.max_tokens_field = token_field
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._http = HttpService(
+            settings.base_url or DEFAULT_BASE_URL,
+            timeout_seconds=settings.timeout_seconds,
+            headers=headers,
+            secrets=[api_key, settings.api_key],
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def complete(self, request: LLMRequest) -> LLMResponse:
+        body = self.build_body(request)
+        data = self._http.post_json("chat/completions", body)
+        return self.parse_response(data, requested_model=str(body["model"]))
+
+    # --- wire format ------------------------------------------------------------------------------------
+
+    def build_body(self, request: LLMRequest) -> dict[str, Any]:
+        """The JSON body for one question; public so tests and ``eink-llm`` diagnostics can show it."""
+        model = request.options.model or self.settings.model
+        if not model:
+            # Checked here, not at start-up, so the user gets an ERROR_ PDF that says what to fix.
+            raise BackendError(
+                "No model is configured for the OpenAI-compatible backend.",
+                "Set llm.model in the configuration, e.g. gpt-4o-mini, or the name of a vision model on your "
+                "server such as llama3.2-vision.",
+            )
+        messages: list[dict[str, Any]] = []
+        if request.system_prompt.strip():
+            messages.append({"role": "system", "content": request.system_prompt})
+        messages.extend({"role": turn.role, "content": turn.text} for turn in request.history)
+        text = INSTRUCTION
+        if request.text.strip():
+            text = f"{INSTRUCTION}\n\n{TEXT_LAYER_INTRO}\n\n{request.text.strip()}"
+        parts: list[dict[str, Any]] = [{"type": "text", "text": text}]
+        parts.extend(self._image_part(page) for page in request.pages)
+        messages.append({"role": "user", "content": parts})
+
+        body: dict[str, Any] = {"model": model, "messages": messages}
+        body[self.max_tokens_field] = request.options.max_output_tokens
+        if request.options.temperature is not None:
+            body["temperature"] = request.options.temperature
+        return body
+
+    def _image_part(self, page: PageImage) -> dict[str, Any]:
+        encoded = base64.b64encode(page.data).decode("ascii")
+        return {
+            "type": "image_url",
+            "image_url": {"url": f"data:{page.media_type};base64,{encoded}", "detail": self.detail},
+        }
+
+    def parse_response(self, data: dict[str, Any], *, requested_model: str) -> LLMResponse:
+        """Text, usage and model out of a Chat Completions response; a retryable error if it has no answer."""
+        http = self._http
+        choices = data.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            problem = provider_message(_dumps(data)) if "error" in data else None
+            if problem:
+                # OpenRouter and some proxies report upstream failures inside a 200 response.
+                raise http.error(
+                    f"{http.label} reported a problem: “{truncate(problem, 300)}”",
+                    TRY_LATER,
+                    detail="HTTP 200 with an error body",
+                    retryable=True,
+                )
+            raise http.not_understood(f"no choices in the response: {truncate(_dumps(data), 200)}")
+        choice: dict[str, Any] = choices[0]
+        message = choice.get("message")
+        if not isinstance(message, dict):
+            raise http.not_understood(f"choices[0] has no message: {truncate(_dumps(choice), 200)}")
+        raw = _content_text(message.get("content"))
+        if raw is None:
+            raise http.not_understood(f"choices[0].message.content is not text: {truncate(_dumps(message), 200)}")
+        text = strip_reasoning(raw)
+        refusal = message.get("refusal")
+        if not text and isinstance(refusal, str) and refusal.strip():
+            text = refusal.strip()  # the model's own words on why it will not answer are an answer to show
+        finish = choice.get("finish_reason")
+
+        if not text:
+            if finish == "length":
+                raise http.error(
+                    "The model used up its whole length limit before writing any answer.",
+                    "Raise llm.max_output_tokens (reasoning models need room to think), then export the page again.",
+                    detail="finish_reason=length, empty content",
+                )
+            if finish == "content_filter":
+                raise http.error(
+                    f"{http.label} withheld the answer (content filter).",
+                    "Rephrase the question, then export the page again.",
+                    detail="finish_reason=content_filter",
+                )
+            raise http.error(
+                f"{http.label} sent an empty answer.",
+                TRY_LATER,
+                detail=f"finish_reason={finish}, empty content",
+                retryable=True,
+            )
+        if finish == "length":
+            text = f"{text}\n\n{CUT_OFF_NOTE}"
+
+        usage = data.get("usage")
+        usage = usage if isinstance(usage, dict) else {}
+        model = data.get("model")
+        return LLMResponse(
+            text=text,
+            usage=Usage(
+                input_tokens=as_int(usage.get("prompt_tokens")), output_tokens=as_int(usage.get("completion_tokens"))
+            ),
+            model=model if isinstance(model, str) and model else requested_model,
+        )
+
+
+def _content_text(content: object) -> str | None:
+    """``message.content`` as text: a string, ``null`` (empty), or a list of parts of which the text ones count."""
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        texts: list[str] = []
+        for part in content:
+            if isinstance(part, str):
+                texts.append(part)
+            elif isinstance(part, dict) and part.get("type", "text") in ("text", "output_text"):
+                value = part.get("text")
+                if isinstance(value, str):
+                    texts.append(value)
+        return "".join(texts)
+    return None
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def create(settings: BackendSettings) -> OpenAIBackend:
+    """The factory the registry calls."""
+    return OpenAIBackend(settings)
