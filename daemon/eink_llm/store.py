@@ -482,6 +482,15 @@ class Store:
             )
         return [_exchange(r) for r in rows]
 
+    def failures(self, limit: int = 10) -> list[Job]:
+        """Jobs that ended in an ERROR_ or are waiting to retry after a failure, most recent first."""
+        rows = self._read(
+            "SELECT * FROM jobs WHERE state = 'failed' OR (state = 'pending' AND last_error IS NOT NULL)"
+            " ORDER BY updated_at DESC LIMIT ?",
+            (limit,),
+        )
+        return [_job(r) for r in rows]
+
 
 def _job(row: sqlite3.Row) -> Job:
     return Job(

@@ -1,0 +1,121 @@
+"""The ``eink-llm`` command. The only place that reads argv, and the one place errors become exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import yaml
+
+from eink_llm import __version__
+from eink_llm.config import LoadedConfig, load_config, masked_dump
+from eink_llm.errors import EX_SOFTWARE, EX_USAGE, EinkError
+from eink_llm.logsetup import configure_logging
+
+EXIT_NOT_ALL_ANSWERED = 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eink-llm",
+        description="Answer handwritten questions from an e-ink tablet's synced folder with an LLM.",
+    )
+    parser.add_argument("--version", action="version", version=f"eink-llm {__version__}")
+    config_help = (
+        "config file (default: $EINK_LLM_CONFIG, ~/.config/eink-llm/config.yaml, /etc/eink-llm/config.yaml, "
+        "else built-in defaults)"
+    )
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-c", "--config", type=Path, metavar="PATH", help=config_help)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("run", parents=[common], help="watch the folders and answer until stopped")
+    process = commands.add_parser("process", parents=[common], help="answer the given files once, without watching")
+    process.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    commands.add_parser("check-config", parents=[common], help="validate the config and print it with secrets masked")
+    status = commands.add_parser(
+        "status", parents=[common], help="show the queue, the last exchanges and failures (safe while running)"
+    )
+    status.add_argument("-n", "--limit", type=int, default=10, metavar="N", help="how many rows of each (10)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        loaded = load_config(args.config)
+        logging_config = loaded.config.logging
+        configure_logging(logging_config.format, logging_config.level)
+        if args.command == "check-config":
+            return _check_config(loaded)
+        if args.command == "run":
+            from eink_llm.service import Daemon
+
+            return Daemon(loaded).run()
+        if args.command == "process":
+            return _process(loaded, args.files)
+        if args.command == "status":
+            return _status(loaded, args.limit)
+        return EX_USAGE  # pragma: no cover - argparse rejects unknown commands
+    except EinkError as exc:
+        print(f"eink-llm: {exc.what}", file=sys.stderr)
+        if exc.todo:
+            print(f"  What to do: {exc.todo}", file=sys.stderr)
+        if exc.detail:
+            print(f"  Detail: {exc.detail}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # a bug: say so plainly, with the type, and keep the traceback in the log
+        import logging
+
+        logging.getLogger("eink_llm").exception("unexpected error")
+        print(f"eink-llm: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return EX_SOFTWARE
+
+
+def _check_config(loaded: LoadedConfig) -> int:
+    source = str(loaded.source) if loaded.source else "built-in defaults (no config file found)"
+    print(f"# eink-llm configuration from {source}; valid.")
+    print(f"# database: {loaded.database_path}")
+    print(yaml.safe_dump(masked_dump(loaded.config), sort_keys=False, allow_unicode=True), end="")
+    return 0
+
+
+def _process(loaded: LoadedConfig, files: Sequence[Path]) -> int:
+    from eink_llm.service import process_files
+
+    results = process_files(loaded, files)
+    for result in results:
+        mark = "answered" if result.answered else "NOT answered"
+        print(f"{result.path}: {mark}: {result.message}")
+    return 0 if results and all(r.answered for r in results) else EXIT_NOT_ALL_ANSWERED
+
+
+def _status(loaded: LoadedConfig, limit: int) -> int:
+    from eink_llm.store import Store
+
+    path = loaded.database_path
+    if not path.exists():
+        print(f"No database yet at {path}: nothing has been queued.")
+        return 0
+    with Store.open(path, readonly=True) as store:
+        counts = store.queue_counts()
+        print(f"Database: {path}")
+        print("Queue: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
+        print("\nLast exchanges:")
+        for ex in store.exchanges(limit=limit):
+            tokens = f"{ex.tokens_used} tokens" if ex.tokens_used else "-"
+            took = f"{ex.processing_time:.1f} s" if ex.processing_time is not None else "-"
+            print(
+                f"  {ex.created_at}  {ex.conversation_id} ex{ex.sequence_number:03d}  {ex.status:<7} "
+                f"{took:>8} {tokens:>12}  {ex.input_file}"
+            )
+        failures = store.failures(limit)
+        if failures:
+            print("\nFailures:")
+            for job in failures:
+                waiting = " (will retry)" if job.state == "pending" else ""
+                print(f"  {job.path}{waiting}: {job.last_error}")
+    return 0

@@ -1,0 +1,292 @@
+"""The order of the stages, for one queued input. Read this top-down:
+
+    read input → resolve conversation → build context → LLM hook → render PDF → atomic write → record exchange
+
+Every failure ends as an ERROR_ PDF in the same folder, recorded as that exchange with status ``error`` —
+except a transient backend failure with attempts left, which puts the job back in the queue for later.
+
+Crash safety comes from where each step commits (see docs/architecture.md):
+
+1. The exchange number is reserved in the database *before* any work, tied to the job. A retried or
+   crash-restarted job gets the same number back, so its output keeps its name and numbering has no gaps.
+2. The output's hash is recorded *before* the file appears, so the watcher never mistakes it for a question.
+3. The atomic rename puts the PDF in place; only then does one transaction mark the exchange and the job
+   finished. A crash between 3 and that commit reruns the job, which overwrites the same file name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import structlog
+
+from eink_llm import naming
+from eink_llm.atomic import atomic_write
+from eink_llm.backends.base import Backend, LLMRequest, LLMResponse, ModelOptions
+from eink_llm.config import Config
+from eink_llm.context import build_history
+from eink_llm.errors import EinkError, OutputError
+from eink_llm.reader import InputDocument, InputLimits, read_input
+from eink_llm.render import RenderMeta, render_answer, render_error
+from eink_llm.retry import next_attempt, should_retry
+from eink_llm.store import Exchange, ExchangeResult, Job, Store, utc_now
+
+log = structlog.get_logger("eink_llm.pipeline")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What became of one job: answered, failed with an ERROR_ PDF, or scheduled for another attempt."""
+
+    job_id: int
+    status: Literal["ok", "error", "retry", "skipped"]
+    output: Path | None = None
+    conversation_id: str | None = None
+    exchange: int | None = None
+    error: EinkError | None = None
+
+
+class UnexpectedError(EinkError):
+    """A bug or an unforeseen condition: still reported to the user, never allowed to stop the daemon."""
+
+    title = "Something unexpected went wrong"
+
+
+class InputVanishedError(EinkError):
+    title = "Your page disappeared"
+
+
+class Pipeline:
+    """Answers queued inputs. Safe to use from several worker threads at once."""
+
+    def __init__(self, config: Config, store: Store, backend: Backend) -> None:
+        self.config = config
+        self.store = store
+        self.backend = backend
+        self.limits = input_limits(config)
+
+    def run(self, job: Job) -> Outcome:
+        started = time.monotonic()
+        if not job.path.is_file():
+            return self._vanished(job)
+
+        document, failure = self._read(job)
+        exchange = self._resolve_conversation(job, document)
+        response: LLMResponse | None = None
+        pdf: bytes | None = None
+        if failure is None and document is not None:
+            try:
+                request = self._build_request(exchange, document)
+                response = self.backend.complete(request)
+                pdf = render_answer(
+                    response.text,
+                    self._meta(job, exchange, model=response.model),
+                    device=self.config.output.device,
+                    font_size=self.config.output.font_size,
+                )
+            except EinkError as exc:
+                failure = exc
+            except Exception as exc:  # a bug must cost one ERROR_ PDF, not the daemon
+                log.exception("unexpected error", job=job.job_id)
+                failure = UnexpectedError(
+                    "The daemon hit an unexpected problem while answering.",
+                    "Try again by exporting the page once more; if it keeps happening, report it with the log.",
+                    detail=f"{type(exc).__name__}: {exc}",
+                )
+            if failure is not None and should_retry(failure, job.attempts, self.config.retry.policy()):
+                return self._retry_later(job, exchange, failure)
+
+        kind: naming.OutputKind = "RESPONSE" if failure is None else "ERROR"
+        if failure is not None:
+            pdf = self._error_pdf(job, exchange, failure)
+        assert pdf is not None
+        output = job.path.parent / naming.output_name(
+            kind, exchange.conversation_id, exchange.sequence_number, job.path.stem
+        )
+        try:
+            self._write(output, pdf, exchange)
+        except OutputError as exc:
+            return self._cannot_write(job, exchange, exc, started)
+        result = ExchangeResult(
+            status="ok" if failure is None else "error",
+            output_file=output,
+            question_text=(document.text.strip() or None) if document else None,
+            response_text=response.text if response else None,
+            error_text=failure.user_message() if failure else None,
+            backend=self.backend.name,
+            model=response.model if response else self.config.llm.model,
+            input_tokens=response.usage.input_tokens if response else 0,
+            output_tokens=response.usage.output_tokens if response else 0,
+            processing_time=round(time.monotonic() - started, 3),
+            metadata=self._metadata(document, failure),
+        )
+        self.store.complete_exchange(exchange, result)
+        log.info(
+            "exchange",
+            conversation=exchange.conversation_id,
+            exchange=exchange.sequence_number,
+            input=str(job.path),
+            output=output.name,
+            status=result.status,
+            duration_s=result.processing_time,
+            input_tokens=result.input_tokens,
+            output_tokens=result.output_tokens,
+            attempts=job.attempts,
+            **({"error": failure.user_message(), "detail": failure.detail} if failure else {}),
+        )
+        return Outcome(
+            job.job_id,
+            result.status,
+            output,
+            exchange.conversation_id,
+            exchange.sequence_number,
+            failure,
+        )
+
+    # --- stages, in order --------------------------------------------------------------------------
+
+    def _read(self, job: Job) -> tuple[InputDocument | None, EinkError | None]:
+        try:
+            return read_input(job.path, self.limits), None
+        except EinkError as exc:
+            return None, exc
+        except Exception as exc:  # the reader converts what it knows; anything else is still the input's fault
+            return None, UnexpectedError(
+                f"The file {job.path.name} could not be read.",
+                "Export the page again as PDF or PNG.",
+                detail=f"{type(exc).__name__}: {exc}",
+            )
+
+    def _resolve_conversation(self, job: Job, document: InputDocument | None) -> Exchange:
+        """Continue the conversation the file name points to, if we know it and it is open; else start one."""
+        existing = self.store.exchange_for_job(job.job_id)
+        if existing is not None:  # a retry: keep the number reserved on the first attempt
+            return existing
+        conversation_id = job.conversation_hint
+        known = self.store.get_conversation(conversation_id) if conversation_id else None
+        is_new = known is None or known.status != "active"
+        if is_new:
+            if conversation_id:
+                log.info(
+                    "unknown conversation in file name; starting a new one",
+                    input=str(job.path),
+                    named=conversation_id,
+                )
+            conversation_id = naming.new_conversation_id()
+        assert conversation_id is not None
+        return self.store.reserve_exchange(
+            job,
+            conversation_id=conversation_id,
+            new_conversation=is_new,
+            input_type=document.kind if document else job.path.suffix.lower().lstrip(".") or None,
+        )
+
+    def _build_request(self, exchange: Exchange, document: InputDocument) -> LLMRequest:
+        earlier = self.store.history(exchange.conversation_id, exchange.sequence_number)
+        llm = self.config.llm
+        return LLMRequest(
+            system_prompt=llm.system_prompt,
+            history=build_history(earlier, self.config.context.history_tokens),
+            pages=document.pages,
+            text=document.text,
+            options=ModelOptions(model=llm.model, max_output_tokens=llm.max_output_tokens, temperature=llm.temperature),
+            source_name=exchange.input_file,
+        )
+
+    def _write(self, output: Path, pdf: bytes, exchange: Exchange) -> None:
+        self.store.record_output(output, _sha256(pdf), exchange.exchange_id)
+        atomic_write(output, pdf)
+
+    # --- failures --------------------------------------------------------------------------------------
+
+    def _retry_later(self, job: Job, exchange: Exchange, failure: EinkError) -> Outcome:
+        now = utc_now()
+        at = next_attempt(failure, job.attempts, self.config.retry.policy(), now)
+        self.store.retry_later(job.job_id, at=at, error=str(failure))
+        log.warning(
+            "will retry",
+            input=str(job.path),
+            attempt=job.attempts,
+            retry_at=at.isoformat(),
+            error=failure.user_message(),
+            detail=failure.detail,
+        )
+        return Outcome(job.job_id, "retry", None, exchange.conversation_id, exchange.sequence_number, failure)
+
+    def _cannot_write(self, job: Job, exchange: Exchange, failure: OutputError, started: float) -> Outcome:
+        """Not even an ERROR_ PDF can be saved (folder gone, disk full): retry, then give up loudly in the log."""
+        if job.attempts < self.config.retry.max_attempts:
+            return self._retry_later(job, exchange, failure)
+        self.store.complete_exchange(
+            exchange,
+            ExchangeResult(
+                status="error",
+                output_file=None,
+                error_text=str(failure),
+                backend=self.backend.name,
+                processing_time=round(time.monotonic() - started, 3),
+            ),
+        )
+        log.error("could not write output", input=str(job.path), error=failure.user_message(), detail=failure.detail)
+        return Outcome(job.job_id, "error", None, exchange.conversation_id, exchange.sequence_number, failure)
+
+    def _vanished(self, job: Job) -> Outcome:
+        failure = InputVanishedError(
+            f"{job.path.name} was removed before it could be answered.",
+            "Export the page again if you still want an answer.",
+        )
+        self.store.fail_job(job.job_id, failure.user_message())
+        log.warning("input vanished", input=str(job.path))
+        return Outcome(job.job_id, "skipped", error=failure)
+
+    def _error_pdf(self, job: Job, exchange: Exchange, failure: EinkError) -> bytes:
+        return render_error(
+            self._meta(job, exchange, model=self.config.llm.model or ""),
+            title=failure.title,
+            what=failure.what,
+            todo=failure.todo,
+            detail=failure.detail,
+            device=self.config.output.device,
+            font_size=self.config.output.font_size,
+        )
+
+    def _meta(self, job: Job, exchange: Exchange, *, model: str) -> RenderMeta:
+        return RenderMeta(
+            title=job.path.stem,
+            conversation_id=exchange.conversation_id,
+            exchange=exchange.sequence_number,
+            created_at=datetime.fromisoformat(exchange.created_at),
+            model=model,
+        )
+
+    @staticmethod
+    def _metadata(document: InputDocument | None, failure: EinkError | None) -> dict[str, Any]:
+        data: dict[str, Any] = {}
+        if document is not None:
+            data["pages"] = document.page_count
+            data["page_bytes"] = sum(len(p.data) for p in document.pages)
+        if failure is not None:
+            data["error_type"] = type(failure).__name__
+            if failure.detail:
+                data["error_detail"] = failure.detail
+        return data
+
+
+def input_limits(config: Config) -> InputLimits:
+    limits = config.input
+    return InputLimits(
+        max_file_bytes=int(limits.max_file_mb * 1024 * 1024),
+        max_pages=limits.max_pages,
+        max_page_pixels=int(limits.max_page_megapixels * 1_000_000),
+        render_dpi=limits.render_dpi,
+        max_long_edge_px=limits.max_long_edge_px,
+    )
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

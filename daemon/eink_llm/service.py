@@ -1,0 +1,366 @@
+"""Running the daemon: threads, signals and systemd live here and nowhere else.
+
+The main thread owns the watcher (it calls ``tick`` a few times a second, rescans now and then and checks the
+observer's health) and turns settled files into queue rows. Worker threads claim jobs from the SQLite queue and
+hand each to the :class:`~eink_llm.pipeline.Pipeline`. SIGTERM/SIGINT stop claiming, give the answers in
+progress a grace period, and exit 0; whatever was still running is taken up again at the next start.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from types import FrameType
+
+import structlog
+
+from eink_llm import naming
+from eink_llm.atomic import remove_stale_temps
+from eink_llm.backends import create_backend
+from eink_llm.backends.base import Backend
+from eink_llm.config import Config, LoadedConfig, load_config
+from eink_llm.errors import EinkError, InputError
+from eink_llm.logsetup import register_secrets
+from eink_llm.pipeline import Outcome, Pipeline
+from eink_llm.reader import sha256_file
+from eink_llm.store import Store, utc_now
+from eink_llm.watcher import SettledFile, Watcher
+
+log = structlog.get_logger("eink_llm.service")
+
+TICK_SECONDS = 0.25
+IDLE_POLL_SECONDS = 1.0
+EX_WATCH_FAILED = 1
+
+
+class WatchFolderError(EinkError):
+    title = "A watched folder is missing"
+    exit_code = 66
+
+
+def notify(message: str) -> None:
+    """Send one sd_notify message to ``$NOTIFY_SOCKET`` (systemd ``Type=notify``); a no-op without it."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return
+    if address.startswith("@"):  # abstract namespace socket
+        address = "\0" + address[1:]
+    with (
+        contextlib.suppress(OSError),
+        socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock,
+    ):
+        sock.connect(address)
+        sock.sendall(message.encode())
+
+
+def _open_backend(config: Config) -> Backend:
+    settings = config.llm.backend_settings()
+    register_secrets([settings.api_key])
+    return create_backend(settings)
+
+
+def _root_for(config: Config, path: Path) -> tuple[Path, str | None]:
+    """The watched folder ``path`` lies in (deepest match) and its user, or the file's own folder."""
+    best: tuple[Path, str | None] | None = None
+    for folder in config.watch.folders:
+        if path.is_relative_to(folder.path) and (best is None or len(folder.path.parts) > len(best[0].parts)):
+            best = (folder.path, folder.user)
+    return best or (path.parent, None)
+
+
+def _enqueue(store: Store, config: Config, path: Path, size: int, mtime_ns: int) -> int | None:
+    root, user = _root_for(config, path)
+    return store.enqueue(
+        path,
+        root=root,
+        sha256=sha256_file(path),
+        size=size,
+        mtime_ns=mtime_ns,
+        user_id=user,
+        conversation_hint=naming.find_conversation_id(path.name),
+    )
+
+
+class Daemon:
+    """``eink-llm run``: watch, queue, answer, until a stop signal."""
+
+    def __init__(self, loaded: LoadedConfig) -> None:
+        self.loaded = loaded
+        self.config = loaded.config
+        self._stopping = threading.Event()
+        self._reload = threading.Event()
+        self._backends: list[Backend] = []
+        self._wake = threading.Event()
+        self._workers: list[threading.Thread] = []
+
+    # --- lifecycle -------------------------------------------------------------------------------------
+
+    def run(self) -> int:
+        self._prepare_folders(self.loaded)
+        store = Store.open(self.loaded.database_path)
+        backend = _open_backend(self.config)
+        self._backends.append(backend)
+        try:
+            requeued = store.requeue_running()
+            if requeued:
+                log.info("resuming jobs interrupted by a stop or crash", jobs=requeued)
+            self._pipeline = Pipeline(self.config, store, backend)
+            self._watcher = self._new_watcher(store)
+            self._install_signals()
+            for number in range(self.config.service.workers):
+                thread = threading.Thread(target=self._work, name=f"worker-{number + 1}", daemon=True)
+                thread.start()
+                self._workers.append(thread)
+            self._watcher.start()
+            log.info(
+                "watching",
+                folders=[str(f.path) for f in self.config.watch.folders],
+                backend=backend.name,
+                model=self.config.llm.model,
+                database=str(store.path),
+                polling=self._watcher.using_polling,
+            )
+            notify("READY=1")
+            code = self._main_loop(store)
+            notify("STOPPING=1")
+            self._watcher.stop()
+            self._finish_workers()
+            return code
+        finally:
+            for opened in self._backends:  # retired ones too: closing one mid-request would fail that answer
+                with contextlib.suppress(Exception):
+                    opened.close()
+            store.close()
+
+    def reload(self) -> None:
+        """Ask the main loop to re-read the config (what SIGHUP does)."""
+        self._reload.set()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+
+    @staticmethod
+    def _prepare_folders(loaded: LoadedConfig) -> None:
+        for folder in loaded.config.watch.folders:
+            if folder.path.is_dir():
+                for stale in remove_stale_temps(folder.path):
+                    log.info("removed a temp file left by an interrupted write", path=str(stale))
+            elif loaded.source is None:  # the built-in default (./inbox): make it, so a first run just works
+                folder.path.mkdir(parents=True, exist_ok=True)
+                log.info("created the default inbox folder", path=str(folder.path))
+            else:
+                raise WatchFolderError(
+                    f"The watched folder {folder.path} does not exist.",
+                    "Create it, mount it, or fix watch.folders in the config.",
+                )
+
+    def _install_signals(self) -> None:
+        def on_signal(signum: int, _frame: FrameType | None) -> None:
+            log.info("stopping", signal=signal.Signals(signum).name)
+            self.stop()
+
+        def on_hangup(_signum: int, _frame: FrameType | None) -> None:
+            self.reload()
+
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        signal.signal(signal.SIGHUP, on_hangup)
+
+    def _new_watcher(self, store: Store) -> Watcher:
+        watch = self._watcher_config = self.config.watch
+
+        def on_settled(settled: SettledFile) -> None:
+            try:
+                job = _enqueue(store, self.config, settled.path, settled.size, settled.mtime_ns)
+            except (OSError, InputError) as exc:  # vanished or unreadable between settling and hashing
+                log.warning("could not queue file", path=str(settled.path), error=str(exc))
+                return
+            if job is not None:
+                log.info("queued", path=str(settled.path), job=job)
+                self._wake.set()
+
+        return Watcher(
+            [f.path for f in watch.folders],
+            on_settled=on_settled,
+            settle_seconds=watch.settle_seconds,
+            polling=watch.polling,
+            polling_interval=watch.polling_interval_seconds,
+        )
+
+    def _main_loop(self, store: Store) -> int:
+        rescan_every = self.config.service.rescan_seconds
+        next_rescan = time.monotonic() + rescan_every
+        watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
+        next_ping = 0.0
+        while not self._stopping.wait(TICK_SECONDS):
+            if self._reload.is_set():
+                self._reload.clear()
+                self._apply_reload(store)
+                rescan_every = self.config.service.rescan_seconds
+            watcher = self._watcher
+            watcher.tick()
+            now = time.monotonic()
+            if rescan_every and now >= next_rescan:
+                watcher.scan()
+                next_rescan = now + rescan_every
+            if not watcher.is_healthy():
+                log.error(
+                    "the folder watcher stopped (folder deleted or unmounted?); exiting so the service "
+                    "manager can restart it"
+                )
+                return EX_WATCH_FAILED
+            if watchdog_usec and now >= next_ping:
+                counts = store.queue_counts()
+                notify(f"WATCHDOG=1\nSTATUS=queue: {counts['pending']} waiting, {counts['running']} in progress")
+                next_ping = now + watchdog_usec / 2e6
+        return 0
+
+    def _apply_reload(self, store: Store) -> None:
+        """Swap in a new config, or keep the old one and say why. Workers pick up the new pipeline for their
+        next job; an answer in progress finishes with the old one."""
+        notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+        try:
+            loaded = load_config(self.loaded.source)
+            self._prepare_folders(loaded)
+            backend = _open_backend(loaded.config)
+        except EinkError as exc:
+            log.error("reload failed; keeping the running configuration", error=str(exc))
+            notify("READY=1")
+            return
+        config = loaded.config
+        for key, old, new in (
+            ("service.workers", self.config.service.workers, config.service.workers),
+            ("storage.database", self.loaded.database_path, loaded.database_path),
+        ):
+            if old != new:
+                log.warning("this option takes effect at the next restart", option=key)
+        self._backends.append(backend)
+        self.loaded, self.config = loaded, config
+        self._pipeline = Pipeline(config, store, backend)
+        if config.watch != self._watcher_config:
+            self._watcher.stop()
+            self._watcher = self._new_watcher(store)
+            self._watcher.start()
+        log.info("configuration reloaded", source=str(loaded.source or "built-in defaults"))
+        notify("READY=1")
+
+    # --- workers ---------------------------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while not self._stopping.is_set():
+            pipeline = self._pipeline  # read per job: a reload swaps it
+            try:
+                job = pipeline.store.claim_job()
+            except EinkError as exc:
+                log.error("cannot read the queue", error=str(exc))
+                self._stopping.wait(IDLE_POLL_SECONDS * 5)
+                continue
+            if job is None:
+                self._wake.wait(IDLE_POLL_SECONDS)
+                self._wake.clear()
+                continue
+            try:
+                pipeline.run(job)
+            except Exception as exc:  # the pipeline turns failures into ERROR_ PDFs; this is the last guard
+                log.exception("job crashed; will try again", job=job.job_id, path=str(job.path))
+                with contextlib.suppress(Exception):
+                    pipeline.store.retry_later(job.job_id, at=utc_now() + timedelta(seconds=60), error=str(exc))
+
+    def _finish_workers(self) -> None:
+        deadline = time.monotonic() + self.config.service.shutdown_grace_seconds
+        for thread in self._workers:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if any(t.is_alive() for t in self._workers):
+            log.warning("an answer was still in progress at shutdown; it will be redone at the next start")
+
+
+# --- one-shot processing ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessResult:
+    path: Path
+    outcome: Outcome | None
+    message: str
+
+    @property
+    def answered(self) -> bool:
+        return self.outcome is not None and self.outcome.status == "ok"
+
+
+def process_files(loaded: LoadedConfig, files: Sequence[Path]) -> list[ProcessResult]:
+    """``eink-llm process``: run the given files through the same queue and pipeline, without a watcher.
+
+    A file whose content was already handled at that path is not answered again; its earlier outcome is
+    reported instead.
+    """
+    config = loaded.config
+    results: dict[int, Path] = {}
+    done: list[ProcessResult] = []
+    with Store.open(loaded.database_path) as store:
+        backend = _open_backend(config)
+        try:
+            pipeline = Pipeline(config, store, backend)
+            for file in files:
+                path = file.expanduser().resolve()
+                if not path.is_file():
+                    done.append(ProcessResult(path, None, f"{file}: no such file"))
+                    continue
+                stat = path.stat()
+                sha = sha256_file(path)
+                if store.is_own_output(sha):
+                    done.append(ProcessResult(path, None, f"{file}: this is an answer eink-llm wrote; skipped"))
+                    continue
+                job_id = _enqueue(store, config, path, stat.st_size, stat.st_mtime_ns)
+                if job_id is None:
+                    done.append(_earlier_result(store, path, sha))
+                else:
+                    results[job_id] = path
+            _drain(pipeline, results, done)
+        finally:
+            backend.close()
+    return done
+
+
+def _drain(pipeline: Pipeline, jobs: dict[int, Path], done: list[ProcessResult]) -> None:
+    """Run the given jobs to the end, in this thread, waiting out retry delays."""
+    remaining = dict(jobs)
+    while remaining:
+        job = pipeline.store.claim_job(only=list(remaining))
+        if job is None:
+            due = pipeline.store.next_due()
+            wait = (due - utc_now()).total_seconds() if due else IDLE_POLL_SECONDS
+            time.sleep(min(max(wait, 0.05), 30.0))
+            continue
+        outcome = pipeline.run(job)
+        if outcome.status == "retry":
+            log.info("the AI is unavailable; waiting to try again", path=str(job.path))
+            continue
+        remaining.pop(job.job_id)
+        message = str(outcome.output) if outcome.output else (str(outcome.error) if outcome.error else "")
+        done.append(ProcessResult(job.path, outcome, message))
+
+
+def _earlier_result(store: Store, path: Path, sha: str) -> ProcessResult:
+    job = store.find_job(path, sha)
+    exchange = store.exchange_for_job(job.job_id) if job else None
+    if exchange is None or exchange.status == "pending":
+        return ProcessResult(path, None, f"{path}: already queued; the running daemon will answer it")
+    output = path.parent / exchange.output_file if exchange.output_file else None
+    outcome = Outcome(
+        exchange.job_id or 0,
+        "ok" if exchange.status == "ok" else "error",
+        output,
+        exchange.conversation_id,
+        exchange.sequence_number,
+    )
+    return ProcessResult(path, outcome, f"already answered earlier: {output}")

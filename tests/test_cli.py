@@ -1,0 +1,73 @@
+"""The command line as a user meets it: a real `eink-llm` process, its output and exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from eink_llm.errors import EX_CONFIG
+
+
+def eink(*args: str, cwd: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("EINK_LLM", "XDG_", "STATE_DIRECTORY"))}
+    base.update({"HOME": str(cwd), "XDG_CONFIG_HOME": str(cwd / "cfg"), "XDG_STATE_HOME": str(cwd / "state")})
+    base.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "eink_llm", *args], cwd=cwd, env=base, capture_output=True, text=True, timeout=60
+    )
+
+
+def test_check_config_prints_effective_config_with_secret_masked(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text("llm:\n  backend: openai\n  model: m\n  api_key: ${KEY}\n")
+    result = eink("check-config", "-c", str(config), cwd=tmp_path, env={"KEY": "sk-very-secret-value"})
+    assert result.returncode == 0, result.stderr
+    assert "sk-very-secret-value" not in result.stdout + result.stderr
+    assert "backend: openai" in result.stdout and "********" in result.stdout
+    assert f"database: {tmp_path / 'state' / 'eink-llm' / 'eink-llm.sqlite3'}" in result.stdout
+
+
+def test_check_config_on_builtin_defaults(tmp_path: Path) -> None:
+    result = eink("check-config", cwd=tmp_path)
+    assert result.returncode == 0
+    assert "built-in defaults" in result.stdout and "backend: echo" in result.stdout
+    assert str(tmp_path / "inbox") in result.stdout
+
+
+def test_config_errors_are_one_clear_message_without_traceback(tmp_path: Path) -> None:
+    missing = eink("check-config", "-c", str(tmp_path / "nope.yaml"), cwd=tmp_path)
+    assert missing.returncode == EX_CONFIG
+    assert "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("watch:\n  settle_seconds: soon\n  folders: []\nllm: {backend: echo, colour: 1}\n")
+    invalid = eink("run", "-c", str(bad), cwd=tmp_path)
+    assert invalid.returncode == EX_CONFIG
+    for path in ("watch.settle_seconds", "watch.folders", "llm.colour"):
+        assert path in invalid.stderr
+    assert "Traceback" not in invalid.stderr
+
+
+def test_run_refuses_a_missing_watched_folder(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        f"watch: {{folders: [{tmp_path / 'absent'}]}}\nstorage: {{database: {tmp_path / 'db.sqlite3'}}}\n"
+    )
+    result = eink("run", "-c", str(config), cwd=tmp_path)
+    assert result.returncode == 66
+    assert "does not exist" in result.stderr
+
+
+def test_process_a_missing_file_fails(tmp_path: Path) -> None:
+    result = eink("process", str(tmp_path / "none.pdf"), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "NOT answered" in result.stdout
+
+
+def test_logs_are_json_lines_when_not_a_terminal(tmp_path: Path) -> None:
+    result = eink("process", str(tmp_path / "none.pdf"), cwd=tmp_path)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    for line in lines:
+        json.loads(line)

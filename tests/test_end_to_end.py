@@ -1,0 +1,294 @@
+"""The whole daemon as a user runs it: a real `eink-llm run` process, a real watched folder, real PDFs,
+a real SQLite file, and a local server speaking the OpenAI wire format."""
+
+from __future__ import annotations
+
+import io
+import shutil
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+
+import pypdfium2 as pdfium
+import pytest
+from PIL import Image
+
+from tests import samples
+from tests.fakes import FakeLLMServer
+from tests.harness import DaemonProcess, db_rows, outputs, wait_until, write_config
+
+
+@pytest.fixture()
+def server() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer() as running:
+        yield running
+
+
+@pytest.fixture()
+def inbox(tmp_path: Path) -> Path:
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    return folder
+
+
+def openai_config(tmp_path: Path, inbox: Path, server: FakeLLMServer, **extra: dict[str, object]) -> Path:
+    llm = {
+        "backend": "openai",
+        "base_url": server.base_url,
+        "model": "vision-test",
+        "api_key": "sk-e2e-secret-key",
+        "timeout_seconds": 5,
+    }
+    return write_config(tmp_path / "config.yaml", inbox, tmp_path / "state" / "db.sqlite3", llm=llm, **extra)
+
+
+def pdf_text(path: Path) -> str:
+    document = pdfium.PdfDocument(path)
+    try:
+        return "\n".join(page.get_textpage().get_text_range() for page in document)
+    finally:
+        document.close()
+
+
+def exchanges(tmp_path: Path) -> list[dict[str, object]]:
+    rows = db_rows(tmp_path / "state" / "db.sqlite3", "SELECT * FROM exchanges ORDER BY exchange_id")
+    return [dict(r) for r in rows]
+
+
+def test_pdf_png_and_rotated_jpeg_are_answered(tmp_path: Path, inbox: Path, server: FakeLLMServer) -> None:
+    config = openai_config(tmp_path, inbox, server)
+    with DaemonProcess(config, tmp_path) as daemon:
+        samples.make_pdf(inbox / "question.pdf", pages=2)
+        samples.make_png(inbox / "sketch.png")
+        samples.make_rotated_jpeg(inbox / "photo.jpg")
+        answers = wait_until(
+            lambda: len(outputs(inbox, "RESPONSE_")) == 3 and outputs(inbox, "RESPONSE_"),
+            timeout=60,
+            what="three RESPONSE_ PDFs",
+        )
+        rows = wait_until(
+            lambda: len([r for r in exchanges(tmp_path) if r["status"] == "ok"]) == 3 and exchanges(tmp_path),
+            what="three exchange rows",
+        )
+        assert daemon.stop() == 0
+
+    names = sorted(p.name for p in answers)
+    for stem in ("photo", "question", "sketch"):
+        assert any(n.startswith("RESPONSE_conv_") and n.endswith(f"_ex001_{stem}.pdf") for n in names), names
+    assert not outputs(inbox, "ERROR_")
+    for row in rows:
+        assert row["sequence_number"] == 1 and row["model"] and row["backend"] == "openai"
+        assert int(row["tokens_used"]) > 0 and int(row["input_tokens"]) > 0  # type: ignore[call-overload]
+        assert float(row["processing_time"]) > 0  # type: ignore[arg-type]
+        assert row["output_file"] in names and len(str(row["input_sha256"])) == 64
+    # each answer PDF carries the model's text
+    for path in answers:
+        assert "Answer" in pdf_text(path)
+    # what reached the backend: the PDF's two pages, and the JPEG upright (portrait)
+    by_pages = sorted(len(r.images()) for r in server.requests)
+    assert by_pages == [1, 1, 2]
+    for request in server.requests:
+        assert request.headers["authorization"] == "Bearer sk-e2e-secret-key"
+        for image in request.images():
+            assert image.mode in ("L", "1", "LA", "P")
+            assert image.height >= image.width  # the rotated JPEG arrived upright
+    # the API key never reaches the log
+    assert "sk-e2e-secret-key" not in daemon.log()
+
+
+def test_follow_up_by_name_continues_the_conversation(tmp_path: Path, inbox: Path, server: FakeLLMServer) -> None:
+    server.answer_fn = lambda body: "The derivative of x squared is 2x." if len(body["messages"]) <= 2 else "Again."
+    config = openai_config(tmp_path, inbox, server)
+    with DaemonProcess(config, tmp_path) as daemon:
+        samples.make_pdf(inbox / "question.pdf", pages=1)
+        first = wait_until(lambda: outputs(inbox, "RESPONSE_"), timeout=30, what="first answer")[0]
+        conversation = first.name.split("_ex001_")[0].removeprefix("RESPONSE_")
+        samples.make_png(inbox / f"{conversation} follow-up.png")
+        second = wait_until(
+            lambda: [p for p in outputs(inbox, "RESPONSE_") if "_ex002_" in p.name], timeout=30, what="second answer"
+        )[0]
+        assert daemon.stop() == 0
+    assert second.name == f"RESPONSE_{conversation}_ex002_follow-up.pdf"
+    follow_up = server.requests[-1].body
+    roles = [m["role"] for m in follow_up["messages"]]
+    assert roles == ["system", "user", "assistant", "user"]
+    assert follow_up["messages"][2]["content"] == "The derivative of x squared is 2x."
+    rows = exchanges(tmp_path)
+    assert [(r["conversation_id"], r["sequence_number"]) for r in rows] == [(conversation, 1), (conversation, 2)]
+
+
+def test_restart_answers_nothing_twice_and_catches_up(tmp_path: Path, inbox: Path, server: FakeLLMServer) -> None:
+    config = openai_config(tmp_path, inbox, server)
+    with DaemonProcess(config, tmp_path) as daemon:
+        samples.make_pdf(inbox / "one.pdf", pages=1)
+        wait_until(lambda: outputs(inbox, "RESPONSE_"), timeout=30, what="first answer")
+        assert daemon.stop() == 0
+    samples.make_png(inbox / "while-down.png")
+    requests_before = len(server.requests)
+    with DaemonProcess(config, tmp_path) as daemon:
+        wait_until(lambda: len(outputs(inbox, "RESPONSE_")) == 2, timeout=30, what="the file dropped while down")
+        samples.make_png(inbox / "after.png", size=(800, 1000))
+        wait_until(lambda: len(outputs(inbox, "RESPONSE_")) == 3, timeout=30, what="a file dropped after restart")
+        assert daemon.stop() == 0
+    assert len(server.requests) == requests_before + 2  # one.pdf was not sent again
+    assert len(exchanges(tmp_path)) == 3
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "words"),
+    [
+        ("truncated.pdf", samples.make_truncated_pdf, "damaged"),
+        ("locked.pdf", samples.make_encrypted_pdf, "password"),
+        ("notes.pdf", samples.make_text_as_pdf, "not a PDF"),
+        ("broken.png", samples.make_corrupt_png, ""),
+        ("bomb.png", samples.make_bomb_png, ""),
+    ],
+)
+def test_bad_input_gives_an_error_pdf_and_the_daemon_goes_on(
+    tmp_path: Path, inbox: Path, server: FakeLLMServer, name: str, make: object, words: str
+) -> None:
+    config = openai_config(tmp_path, inbox, server)
+    with DaemonProcess(config, tmp_path) as daemon:
+        make(inbox / name)  # type: ignore[operator]
+        error = wait_until(lambda: outputs(inbox, "ERROR_"), timeout=30, what=f"ERROR_ PDF for {name}")[0]
+        samples.make_png(inbox / "good.png")
+        wait_until(lambda: outputs(inbox, "RESPONSE_"), timeout=30, what="the next good file answered")
+        assert daemon.stop() == 0
+    assert error.name.startswith("ERROR_conv_") and error.name.endswith(f"_ex001_{Path(name).stem}.pdf")
+    text = pdf_text(error)
+    assert Path(name).name in text or Path(name).stem in text
+    if words:
+        assert words.lower() in text.lower()
+    assert len(server.requests) == 1  # the bad file never reached the backend
+    rows = exchanges(tmp_path)
+    assert sorted(str(r["status"]) for r in rows) == ["error", "ok"]
+    failed = next(r for r in rows if r["status"] == "error")
+    assert failed["error_text"] and failed["output_file"] == error.name
+
+
+def test_sync_temp_names_and_own_outputs_never_reach_the_backend(
+    tmp_path: Path, inbox: Path, server: FakeLLMServer
+) -> None:
+    config = openai_config(tmp_path, inbox, server)
+    with DaemonProcess(config, tmp_path) as daemon:
+        samples.make_pdf(inbox / ".syncthing.question.pdf.tmp", pages=1)
+        samples.make_pdf(inbox / "question.pdf.partial", pages=1)
+        samples.make_png(inbox / "page.png.crdownload")
+        (inbox / ".stversions").mkdir()
+        samples.make_png(inbox / ".stversions" / "old.png")
+        # a sync client finishes a download: temp name renamed into place
+        (inbox / ".syncthing.question.pdf.tmp").rename(inbox / "question.pdf")
+        answer = wait_until(lambda: outputs(inbox, "RESPONSE_"), timeout=30, what="answer")[0]
+        # the user copies our answer elsewhere in the folder: still ours, not a question
+        (inbox / "sub").mkdir()
+        shutil.copy(answer, inbox / "sub" / "copy-of-answer.pdf")
+        samples.make_png(inbox / "sentinel.png")
+        wait_until(lambda: len(outputs(inbox, "RESPONSE_")) == 2, timeout=30, what="sentinel answered")
+        assert daemon.stop() == 0
+    assert len(server.requests) == 2
+    # our answer's text layer (header with the conversation id) was never sent back as a question
+    assert not any("conv_" in str(r.body) for r in server.requests)
+    assert {p.name for p in inbox.iterdir() if p.name.startswith(".syncthing.")} == set()
+
+
+def test_transient_failure_is_retried_and_answered(tmp_path: Path, inbox: Path, server: FakeLLMServer) -> None:
+    from tests.fakes import Fault
+
+    server.script(Fault.status(429, headers={"Retry-After": "1"}), Fault.status(503))
+    config = openai_config(tmp_path, inbox, server)
+    with DaemonProcess(config, tmp_path) as daemon:
+        samples.make_png(inbox / "q.png")
+        wait_until(lambda: outputs(inbox, "RESPONSE_"), timeout=30, what="answer after retries")
+        assert daemon.stop() == 0
+    assert not outputs(inbox, "ERROR_")
+    assert [r.status for r in server.requests] == [429, 503, 200]
+
+
+def test_permanent_failure_gives_a_plain_error_pdf(tmp_path: Path, inbox: Path, server: FakeLLMServer) -> None:
+    from tests.fakes import Fault
+
+    server.script(Fault.status(401))
+    config = openai_config(tmp_path, inbox, server)
+    with DaemonProcess(config, tmp_path) as daemon:
+        samples.make_png(inbox / "q.png")
+        error = wait_until(lambda: outputs(inbox, "ERROR_"), timeout=30, what="error pdf")[0]
+        assert daemon.stop() == 0
+    assert len(server.requests) == 1  # not retried
+    text = pdf_text(error)
+    assert "api_key" in text and "sk-e2e-secret-key" not in text
+
+
+def test_sigint_stops_cleanly_and_default_config_uses_inbox(tmp_path: Path) -> None:
+    """The quick start: no config at all, echo backend, ./inbox created and answered."""
+    from tests.harness import clean_env
+
+    daemon = DaemonProcess(tmp_path / "none.yaml", tmp_path)
+    daemon.env = clean_env(tmp_path)
+    import subprocess
+    import sys
+
+    log = (tmp_path / "default.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "eink_llm", "run"], cwd=tmp_path, env=daemon.env, stdout=log, stderr=subprocess.STDOUT
+    )
+    try:
+        inbox = wait_until(lambda: (tmp_path / "inbox").is_dir() and tmp_path / "inbox", timeout=30, what="inbox")
+        samples.make_png(inbox / "hello.png")
+        answer = wait_until(lambda: outputs(inbox, "RESPONSE_"), timeout=30, what="echo answer")[0]
+        process.send_signal(signal.SIGINT)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+        log.close()
+    assert "1 page" in pdf_text(answer) or "Pages" in pdf_text(answer)
+    assert (tmp_path / "state" / "eink-llm" / "eink-llm.sqlite3").exists()
+
+
+def test_process_command_answers_files_once(tmp_path: Path, server: FakeLLMServer) -> None:
+    import subprocess
+    import sys
+
+    from tests.harness import clean_env
+
+    folder = tmp_path / "files"
+    folder.mkdir()
+    config = openai_config(tmp_path, folder, server)
+    good = samples.make_png(folder / "good.png")
+    bad = samples.make_text_as_pdf(folder / "bad.pdf")
+
+    def run(*files: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "eink_llm", "process", "-c", str(config), *map(str, files)],
+            env=clean_env(tmp_path),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    first = run(good)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert len(outputs(folder, "RESPONSE_")) == 1
+    mixed = run(good, bad)
+    assert mixed.returncode == 1
+    assert "already answered" in mixed.stdout and "NOT answered" in mixed.stdout
+    assert len(outputs(folder, "ERROR_")) == 1 and len(server.requests) == 1
+
+
+def test_answer_pdf_is_a_valid_image_when_rasterized(tmp_path: Path, inbox: Path, server: FakeLLMServer) -> None:
+    config = openai_config(tmp_path, inbox, server)
+    with DaemonProcess(config, tmp_path) as daemon:
+        samples.make_png(inbox / "q.png")
+        answer = wait_until(lambda: outputs(inbox, "RESPONSE_"), timeout=30, what="answer")[0]
+        assert daemon.stop() == 0
+    document = pdfium.PdfDocument(answer)
+    try:
+        page = document[0]
+        width_mm, height_mm = (v / 72 * 25.4 for v in page.get_size())
+        assert abs(width_mm - 157.8) < 0.5 and abs(height_mm - 210.4) < 0.5  # reMarkable 2 by default
+        image = page.render(scale=1).to_pil()
+        buffer = io.BytesIO()
+        image.save(buffer, "PNG")
+        assert Image.open(buffer).size[0] > 0
+    finally:
+        document.close()
