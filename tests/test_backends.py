@@ -16,6 +16,8 @@ from email.utils import format_datetime
 from typing import Any
 
 import pytest
+from PIL import Image
+
 from eink_llm.backends import (
     Backend,
     BackendSettings,
@@ -30,8 +32,6 @@ from eink_llm.backends._http import parse_retry_after, provider_message, strip_r
 from eink_llm.backends.echo import EchoBackend
 from eink_llm.backends.openai import CUT_OFF_NOTE, INSTRUCTION, OpenAIBackend
 from eink_llm.errors import BackendError
-from PIL import Image
-
 from tests.fakes import FakeLLMServer, Fault, decode_data_url, default_answer
 
 KEY = "sk-test-Sup3rS3cret-0123456789abcdef"
@@ -552,7 +552,7 @@ def test_echo_first_question_without_text_or_pages() -> None:
 
 
 def test_registry_knows_the_built_in_backends() -> None:
-    assert available_backends() == ["echo", "openai"]
+    assert available_backends(include_plugins=False) == ["anthropic", "command", "echo", "gemini", "ollama", "openai"]
     assert isinstance(create_backend(BackendSettings(backend=" Echo ")), EchoBackend)
     backend = create_backend(BackendSettings(backend="openai", model="m"))
     assert isinstance(backend, Backend) and backend.name == "openai"

@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 import yaml
+from pydantic import BaseModel
+
 from eink_llm.config import Config, load_config, masked_dump, parse_config_file
 from eink_llm.errors import ConfigError
-from pydantic import BaseModel
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "config.example.yaml"

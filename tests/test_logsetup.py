@@ -7,6 +7,7 @@ import json
 import logging
 
 import structlog
+
 from eink_llm.logsetup import configure_logging, register_secrets
 
 

@@ -6,6 +6,9 @@ import io
 from pathlib import Path
 
 import pytest
+from PIL import Image
+from reportlab.pdfgen import canvas
+
 from eink_llm.errors import (
     CorruptInputError,
     EncryptedInputError,
@@ -14,9 +17,6 @@ from eink_llm.errors import (
     UnsupportedInputError,
 )
 from eink_llm.reader import InputLimits, read_input, sha256_file
-from PIL import Image
-from reportlab.pdfgen import canvas
-
 from tests import samples
 
 

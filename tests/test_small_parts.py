@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+
 from eink_llm.atomic import atomic_write, is_our_temp, remove_stale_temps, temp_name_for
 from eink_llm.context import build_history, estimate_tokens
 from eink_llm.errors import BackendError, InputError, OutputError

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+
 from eink_llm.errors import StoreError
 from eink_llm.store import MIGRATIONS, ExchangeResult, Store, utc_now
 

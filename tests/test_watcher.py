@@ -19,10 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from eink_llm import watcher as watcher_module
-from eink_llm.watcher import CANDIDATE_SUFFIXES, SettledFile, Watcher, is_candidate
 from watchdog.events import FileCreatedEvent, FileModifiedEvent, FileMovedEvent
 from watchdog.observers.inotify import InotifyObserver
+
+from eink_llm import watcher as watcher_module
+from eink_llm.watcher import CANDIDATE_SUFFIXES, SettledFile, Watcher, is_candidate
 
 # watchdog warns when its own recursive registration races a `mkdir -p` below a watched folder; harmless.
 pytestmark = pytest.mark.filterwarnings("ignore:Callback with id .* already exists:RuntimeWarning")

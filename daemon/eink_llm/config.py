@@ -127,6 +127,16 @@ class RetryConfig(_Section):
         default=300.0, gt=0, description="Longest wait between tries, also the cap on a server's Retry-After."
     )
 
+    outage_after_failures: int = Field(
+        default=3,
+        ge=1,
+        description="After this many temporary failures in a row the model counts as down: no new questions are "
+        "sent, one is tried every probe_interval_seconds, and tries during the outage do not use up max_attempts.",
+    )
+    probe_interval_seconds: float = Field(
+        default=30.0, gt=0, description="While the model is down, how often one question is tried to see if it is back."
+    )
+
     def policy(self) -> RetryPolicy:
         return RetryPolicy(self.max_attempts, self.initial_delay_seconds, self.max_delay_seconds)
 

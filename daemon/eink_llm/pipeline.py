@@ -30,10 +30,10 @@ from eink_llm.atomic import atomic_write
 from eink_llm.backends.base import Backend, LLMRequest, LLMResponse, ModelOptions
 from eink_llm.config import Config
 from eink_llm.context import build_history
-from eink_llm.errors import EinkError, OutputError
+from eink_llm.errors import BackendError, EinkError, OutputError
 from eink_llm.reader import InputDocument, InputLimits, read_input
 from eink_llm.render import RenderMeta, render_answer, render_error
-from eink_llm.retry import next_attempt, should_retry
+from eink_llm.retry import CircuitBreaker, next_attempt, should_retry
 from eink_llm.store import Exchange, ExchangeResult, Job, Store, utc_now
 
 log = structlog.get_logger("eink_llm.pipeline")
@@ -64,10 +64,12 @@ class InputVanishedError(EinkError):
 class Pipeline:
     """Answers queued inputs. Safe to use from several worker threads at once."""
 
-    def __init__(self, config: Config, store: Store, backend: Backend) -> None:
+    def __init__(self, config: Config, store: Store, backend: Backend, breaker: CircuitBreaker | None = None) -> None:
         self.config = config
         self.store = store
         self.backend = backend
+        retry = config.retry
+        self.breaker = breaker or CircuitBreaker(retry.outage_after_failures, retry.probe_interval_seconds)
         self.limits = input_limits(config)
 
     def run(self, job: Job) -> Outcome:
@@ -82,7 +84,7 @@ class Pipeline:
         if failure is None and document is not None:
             try:
                 request = self._build_request(exchange, document)
-                response = self.backend.complete(request)
+                response = self._ask(request)
                 pdf = render_answer(
                     response.text,
                     self._meta(job, exchange, model=response.model),
@@ -98,6 +100,8 @@ class Pipeline:
                     "Try again by exporting the page once more; if it keeps happening, report it with the log.",
                     detail=f"{type(exc).__name__}: {exc}",
                 )
+            if failure is not None and failure.retryable and self.breaker.is_open:
+                return self._retry_later(job, exchange, failure, counts=False)
             if failure is not None and should_retry(failure, job.attempts, self.config.retry.policy()):
                 return self._retry_later(job, exchange, failure)
 
@@ -198,18 +202,36 @@ class Pipeline:
             source_name=exchange.input_file,
         )
 
+    def _ask(self, request: LLMRequest) -> LLMResponse:
+        """The LLM hook, with the outcome reported to the circuit breaker."""
+        try:
+            response = self.backend.complete(request)
+        except BackendError as exc:
+            if exc.retryable and self.breaker.record_failure():
+                log.warning(
+                    "the AI service seems to be down; pausing until it answers again",
+                    probe_every_s=self.breaker.probe_interval,
+                    error=exc.user_message(),
+                )
+            raise
+        if self.breaker.record_success():
+            log.info("the AI service answers again; resuming")
+        return response
+
     def _write(self, output: Path, pdf: bytes, exchange: Exchange) -> None:
         self.store.record_output(output, _sha256(pdf), exchange.exchange_id)
         atomic_write(output, pdf)
 
     # --- failures --------------------------------------------------------------------------------------
 
-    def _retry_later(self, job: Job, exchange: Exchange, failure: EinkError) -> Outcome:
+    def _retry_later(self, job: Job, exchange: Exchange, failure: EinkError, *, counts: bool = True) -> Outcome:
+        """Back to the queue. ``counts=False`` (during an outage) gives the attempt back."""
         now = utc_now()
         at = next_attempt(failure, job.attempts, self.config.retry.policy(), now)
-        self.store.retry_later(job.job_id, at=at, error=str(failure))
+        self.store.retry_later(job.job_id, at=at, error=str(failure), refund_attempt=not counts)
         log.warning(
             "will retry",
+            outage=not counts,
             input=str(job.path),
             attempt=job.attempts,
             retry_at=at.isoformat(),

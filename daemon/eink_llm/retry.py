@@ -6,6 +6,9 @@ Pure functions; the schedule itself is stored in the queue (``jobs.next_attempt_
 from __future__ import annotations
 
 import random
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -34,3 +37,52 @@ def next_attempt(
     if isinstance(retry_after, int | float) and retry_after > 0:
         delay = max(delay, min(float(retry_after), policy.max_delay))
     return now + timedelta(seconds=delay)
+
+
+class CircuitBreaker:
+    """Stops the backlog burning into ERROR_ PDFs while the model is down.
+
+    After ``threshold`` transient failures in a row the breaker opens: workers stop claiming jobs, and one probe
+    job is let through every ``probe_interval`` seconds. While it is open, a failed attempt does not count
+    against the job's ``max_attempts`` (the outage is not the page's fault). The first success closes it.
+    """
+
+    def __init__(self, threshold: int = 3, probe_interval: float = 30.0, clock: Callable[[], float] = time.monotonic):
+        self.threshold = threshold
+        self.probe_interval = probe_interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._failures = 0
+        self._next_probe = 0.0
+
+    @property
+    def is_open(self) -> bool:
+        with self._lock:
+            return self._failures >= self.threshold
+
+    def allow_claim(self) -> bool:
+        """Whether a worker may take a job now: always when closed; once per probe interval when open."""
+        with self._lock:
+            if self._failures < self.threshold:
+                return True
+            now = self._clock()
+            if now >= self._next_probe:
+                self._next_probe = now + self.probe_interval
+                return True
+            return False
+
+    def record_success(self) -> bool:
+        """Returns True when this success ended an outage."""
+        with self._lock:
+            was_open = self._failures >= self.threshold
+            self._failures = 0
+            return was_open
+
+    def record_failure(self) -> bool:
+        """A transient backend failure. Returns True when this one opened the breaker."""
+        with self._lock:
+            self._failures += 1
+            if self._failures == self.threshold:
+                self._next_probe = self._clock() + self.probe_interval
+                return True
+            return False

@@ -31,12 +31,14 @@ from eink_llm.errors import EinkError, InputError
 from eink_llm.logsetup import register_secrets
 from eink_llm.pipeline import Outcome, Pipeline
 from eink_llm.reader import sha256_file
+from eink_llm.retry import CircuitBreaker
 from eink_llm.store import Store, utc_now
 from eink_llm.watcher import SettledFile, Watcher
 
 log = structlog.get_logger("eink_llm.service")
 
 TICK_SECONDS = 0.25
+STATUS_SECONDS = 5.0
 IDLE_POLL_SECONDS = 1.0
 EX_WATCH_FAILED = 1
 
@@ -128,8 +130,9 @@ class Daemon:
                 database=str(store.path),
                 polling=self._watcher.using_polling,
             )
-            notify("READY=1")
+            notify("READY=1\n" + self._status_line(store))
             code = self._main_loop(store)
+            self.stop()  # also when the loop ended on its own (dead watcher): workers must not claim more
             notify("STOPPING=1")
             self._watcher.stop()
             self._finish_workers()
@@ -218,11 +221,15 @@ class Daemon:
                     "manager can restart it"
                 )
                 return EX_WATCH_FAILED
-            if watchdog_usec and now >= next_ping:
-                counts = store.queue_counts()
-                notify(f"WATCHDOG=1\nSTATUS=queue: {counts['pending']} waiting, {counts['running']} in progress")
-                next_ping = now + watchdog_usec / 2e6
+            if now >= next_ping:  # only reached while the watcher is healthy: that is what WATCHDOG=1 vouches for
+                notify(("WATCHDOG=1\n" if watchdog_usec else "") + self._status_line(store))
+                next_ping = now + (min(watchdog_usec / 2e6, STATUS_SECONDS) if watchdog_usec else STATUS_SECONDS)
         return 0
+
+    def _status_line(self, store: Store) -> str:
+        counts = store.queue_counts()
+        down = " (AI service down, probing)" if self._pipeline.breaker.is_open else ""
+        return f"STATUS=queue: {counts['pending']} waiting, {counts['running']} in progress{down}"
 
     def _apply_reload(self, store: Store) -> None:
         """Swap in a new config, or keep the old one and say why. Workers pick up the new pipeline for their
@@ -245,7 +252,7 @@ class Daemon:
                 log.warning("this option takes effect at the next restart", option=key)
         self._backends.append(backend)
         self.loaded, self.config = loaded, config
-        self._pipeline = Pipeline(config, store, backend)
+        self._pipeline = Pipeline(config, store, backend, self._pipeline.breaker)
         if config.watch != self._watcher_config:
             self._watcher.stop()
             self._watcher = self._new_watcher(store)
@@ -258,6 +265,9 @@ class Daemon:
     def _work(self) -> None:
         while not self._stopping.is_set():
             pipeline = self._pipeline  # read per job: a reload swaps it
+            if not pipeline.breaker.allow_claim():  # the model is down: leave the queue alone between probes
+                self._stopping.wait(IDLE_POLL_SECONDS)
+                continue
             try:
                 job = pipeline.store.claim_job()
             except EinkError as exc:
@@ -309,7 +319,8 @@ def process_files(loaded: LoadedConfig, files: Sequence[Path]) -> list[ProcessRe
     with Store.open(loaded.database_path) as store:
         backend = _open_backend(config)
         try:
-            pipeline = Pipeline(config, store, backend)
+            # One-shot: no outage mode, so an unreachable model ends in an ERROR_ PDF after max_attempts.
+            pipeline = Pipeline(config, store, backend, CircuitBreaker(threshold=2**31))
             for file in files:
                 path = file.expanduser().resolve()
                 if not path.is_file():

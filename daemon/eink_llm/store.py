@@ -329,12 +329,14 @@ class Store:
             )
         return self.get_job(int(row["job_id"]))
 
-    def retry_later(self, job_id: int, *, at: datetime, error: str) -> None:
+    def retry_later(self, job_id: int, *, at: datetime, error: str, refund_attempt: bool = False) -> None:
+        """Back to pending until ``at``. ``refund_attempt`` undoes the claim's count (the failure was not the
+        job's fault, e.g. during an outage)."""
         with self._write() as db:
             db.execute(
-                "UPDATE jobs SET state = 'pending', next_attempt_at = ?, last_error = ?, updated_at = ?"
-                " WHERE job_id = ?",
-                (iso(at), error, iso(utc_now()), job_id),
+                "UPDATE jobs SET state = 'pending', next_attempt_at = ?, last_error = ?, updated_at = ?,"
+                " attempts = attempts - ? WHERE job_id = ?",
+                (iso(at), error, iso(utc_now()), int(refund_attempt), job_id),
             )
 
     def fail_job(self, job_id: int, error: str) -> None:
