@@ -13,6 +13,8 @@ from datetime import UTC, datetime
 
 import pypdfium2 as pdfium
 import pytest
+from PIL import Image
+
 from eink_llm.errors import RenderError
 from eink_llm.render import (
     DEFAULT_DEVICE,
@@ -27,7 +29,6 @@ from eink_llm.render import api as render_api
 from eink_llm.render.document import BAND_GAP, page_layout
 from eink_llm.render.flowables import _char_width, wrap_line
 from eink_llm.render.styles import make_theme
-from PIL import Image
 
 MM = 72 / 25.4
 META = RenderMeta(
