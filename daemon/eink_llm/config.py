@@ -23,6 +23,7 @@ from eink_llm.errors import ConfigError
 from eink_llm.retry import RetryPolicy
 
 APP = "eink-llm"
+DEFAULT_PROFILE = "default"
 ENV_CONFIG = "EINK_LLM_CONFIG"
 DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful assistant answering a question handwritten on an e-ink tablet. "
@@ -42,6 +43,24 @@ class FolderConfig(_Section):
     user: str | None = Field(
         default=None, description="Stored as the user_id of conversations started from this folder."
     )
+    profile: str = Field(default=DEFAULT_PROFILE, description="The profile that answers files in this folder.")
+    subfolders: dict[str, str] = Field(
+        default_factory=dict,
+        description="Profiles for subfolders, e.g. `{math: tutor, translate: translator}`; the deepest match wins.",
+    )
+
+    def profile_for(self, path: Path) -> str:
+        """The profile of a file below this folder: its deepest configured subfolder's, else the folder's."""
+        try:
+            relative = path.parent.relative_to(self.path)
+        except ValueError:
+            return self.profile
+        best, depth = self.profile, -1
+        for subfolder, profile in self.subfolders.items():
+            parts = Path(subfolder).parts
+            if relative.parts[: len(parts)] == parts and len(parts) > depth:
+                best, depth = profile, len(parts)
+        return best
 
 
 class WatchConfig(_Section):
@@ -198,6 +217,44 @@ class LoggingConfig(_Section):
     )
 
 
+class BudgetConfig(_Section):
+    daily_tokens: int | None = Field(default=None, ge=0, description="Tokens a day (UTC) this profile may use.")
+    monthly_tokens: int | None = Field(default=None, ge=0, description="Tokens a calendar month (UTC).")
+    daily_cost: float | None = Field(default=None, ge=0, description="Spending a day (UTC), in your currency.")
+    monthly_cost: float | None = Field(default=None, ge=0, description="Spending a calendar month (UTC).")
+    input_price_per_million: float = Field(default=0, ge=0, description="Price of a million input tokens.")
+    output_price_per_million: float = Field(default=0, ge=0, description="Price of a million output tokens.")
+
+    def cost(self, input_tokens: int, output_tokens: int) -> float:
+        return (input_tokens * self.input_price_per_million + output_tokens * self.output_price_per_million) / 1e6
+
+
+class ProfileConfig(_Section):
+    llm: dict[str, Any] = Field(
+        default_factory=dict, description="Overrides of the `llm:` section for this profile (backend, model, prompt…)."
+    )
+    output: dict[str, Any] = Field(
+        default_factory=dict, description="Overrides of the `output:` section (device, font_size)."
+    )
+    fallback: list[str] = Field(
+        default_factory=list,
+        description="Profiles tried in order when this one fails permanently (bad key, unknown model) or is "
+        "over budget.",
+    )
+    budget: BudgetConfig = Field(default_factory=BudgetConfig, description="Optional caps and prices.")
+
+
+@dataclass(frozen=True, slots=True)
+class Profile:
+    """A profile's effective settings: the top-level sections with the profile's overrides applied."""
+
+    name: str
+    llm: LLMConfig
+    output: OutputConfig
+    fallback: tuple[str, ...]
+    budget: BudgetConfig
+
+
 class Config(_Section):
     watch: WatchConfig = Field(default_factory=WatchConfig, description="What to watch.")
     llm: LLMConfig = Field(default_factory=LLMConfig, description="Which model answers, and how.")
@@ -208,6 +265,53 @@ class Config(_Section):
     storage: StorageConfig = Field(default_factory=StorageConfig, description="Where the history is kept.")
     service: ServiceConfig = Field(default_factory=ServiceConfig, description="How the daemon runs.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="What is logged, and how.")
+    profiles: dict[str, ProfileConfig] = Field(
+        default_factory=dict,
+        description="Named sets of model and layout settings that folders pick with `profile:`. The profile "
+        "`default` is the top-level llm/output sections; define it here to give it a budget or a fallback.",
+    )
+
+    def profile(self, name: str) -> Profile:
+        """Effective settings of a profile. Raises ConfigError for an unknown name or invalid overrides."""
+        if name != DEFAULT_PROFILE and name not in self.profiles:
+            known = ", ".join(sorted({DEFAULT_PROFILE, *self.profiles}))
+            raise ConfigError(
+                f"There is no profile named {name!r}.", f"Use one of: {known}, or define it under profiles:."
+            )
+        spec = self.profiles.get(name, ProfileConfig())
+        try:
+            llm = LLMConfig.model_validate({**self.llm.model_dump(exclude_unset=True), **spec.llm})
+        except ValidationError as exc:
+            raise _config_error(exc, prefix=("profiles", name, "llm")) from None
+        try:
+            output = OutputConfig.model_validate({**self.output.model_dump(exclude_unset=True), **spec.output})
+        except ValidationError as exc:
+            raise _config_error(exc, prefix=("profiles", name, "output")) from None
+        return Profile(name, llm, output, tuple(spec.fallback), spec.budget)
+
+    def profile_names(self) -> list[str]:
+        return [DEFAULT_PROFILE, *(n for n in self.profiles if n != DEFAULT_PROFILE)]
+
+    def folder_for(self, path: Path) -> FolderConfig | None:
+        """The deepest watched folder holding ``path``, if any."""
+        best: FolderConfig | None = None
+        for folder in self.watch.folders:
+            if path.is_relative_to(folder.path) and (best is None or len(folder.path.parts) > len(best.path.parts)):
+                best = folder
+        return best
+
+    def profile_for(self, path: Path) -> str:
+        """Which profile answers a file: that of the deepest watched folder holding it, else `default`."""
+        folder = self.folder_for(path)
+        return folder.profile_for(path) if folder else DEFAULT_PROFILE
+
+    def check_profiles(self) -> None:
+        """Every profile named anywhere exists and validates (called at load time, so errors show at once)."""
+        named = {f.profile for f in self.watch.folders}
+        named |= {p for f in self.watch.folders for p in f.subfolders.values()}
+        named |= {p for spec in self.profiles.values() for p in spec.fallback}
+        for name in sorted(named | set(self.profiles)):
+            self.profile(name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,12 +428,18 @@ def _validate(raw: dict[str, Any], base: Path) -> Config:
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        lines = [f"{_loc(err['loc'])}: {err['msg']}" for err in exc.errors()]
-        raise ConfigError(
-            "The configuration is not valid:\n  " + "\n  ".join(lines),
-            "Fix these entries; config.example.yaml documents every option.",
-        ) from None
-    return _resolve_paths(config, base)
+        raise _config_error(exc) from None
+    config = _resolve_paths(config, base)
+    config.check_profiles()
+    return config
+
+
+def _config_error(exc: ValidationError, prefix: tuple[str, ...] = ()) -> ConfigError:
+    lines = [f"{_loc((*prefix, *err['loc']))}: {err['msg']}" for err in exc.errors()]
+    return ConfigError(
+        "The configuration is not valid:\n  " + "\n  ".join(lines),
+        "Fix these entries; config.example.yaml documents every option.",
+    )
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:

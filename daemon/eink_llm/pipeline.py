@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +29,8 @@ import structlog
 from eink_llm import naming
 from eink_llm.atomic import atomic_write
 from eink_llm.backends.base import Backend, LLMRequest, LLMResponse, ModelOptions
-from eink_llm.config import Config
+from eink_llm.budget import check_budget
+from eink_llm.config import Config, Profile
 from eink_llm.context import build_history
 from eink_llm.errors import BackendError, EinkError, OutputError
 from eink_llm.reader import InputDocument, InputLimits, read_input
@@ -64,10 +66,17 @@ class InputVanishedError(EinkError):
 class Pipeline:
     """Answers queued inputs. Safe to use from several worker threads at once."""
 
-    def __init__(self, config: Config, store: Store, backend: Backend, breaker: CircuitBreaker | None = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        backends: Mapping[str, Backend],
+        breaker: CircuitBreaker | None = None,
+    ) -> None:
+        """``backends`` maps every profile name to its backend (see ``service.open_backends``)."""
         self.config = config
         self.store = store
-        self.backend = backend
+        self.backends = backends
         retry = config.retry
         self.breaker = breaker or CircuitBreaker(retry.outage_after_failures, retry.probe_interval_seconds)
         self.limits = input_limits(config)
@@ -79,17 +88,17 @@ class Pipeline:
 
         document, failure = self._read(job)
         exchange = self._resolve_conversation(job, document)
+        profile = self.config.profile(self.config.profile_for(job.path))
         response: LLMResponse | None = None
         pdf: bytes | None = None
         if failure is None and document is not None:
             try:
-                request = self._build_request(exchange, document)
-                response = self._ask(request)
+                response, profile = self._answer(profile, exchange, document)
                 pdf = render_answer(
                     response.text,
                     self._meta(job, exchange, model=response.model),
-                    device=self.config.output.device,
-                    font_size=self.config.output.font_size,
+                    device=profile.output.device,
+                    font_size=profile.output.font_size,
                 )
             except EinkError as exc:
                 failure = exc
@@ -107,7 +116,7 @@ class Pipeline:
 
         kind: naming.OutputKind = "RESPONSE" if failure is None else "ERROR"
         if failure is not None:
-            pdf = self._error_pdf(job, exchange, failure)
+            pdf = self._error_pdf(job, exchange, failure, profile)
         assert pdf is not None
         output = job.path.parent / naming.output_name(
             kind, exchange.conversation_id, exchange.sequence_number, job.path.stem
@@ -115,18 +124,20 @@ class Pipeline:
         try:
             self._write(output, pdf, exchange)
         except OutputError as exc:
-            return self._cannot_write(job, exchange, exc, started)
+            return self._cannot_write(job, exchange, exc, started, profile)
         result = ExchangeResult(
             status="ok" if failure is None else "error",
             output_file=output,
             question_text=(document.text.strip() or None) if document else None,
             response_text=response.text if response else None,
             error_text=failure.user_message() if failure else None,
-            backend=self.backend.name,
-            model=response.model if response else self.config.llm.model,
+            backend=profile.llm.backend,
+            model=response.model if response else profile.llm.model,
             input_tokens=response.usage.input_tokens if response else 0,
             output_tokens=response.usage.output_tokens if response else 0,
             processing_time=round(time.monotonic() - started, 3),
+            profile=profile.name,
+            cost=profile.budget.cost(response.usage.input_tokens, response.usage.output_tokens) if response else 0.0,
             metadata=self._metadata(document, failure),
         )
         self.store.complete_exchange(exchange, result)
@@ -190,9 +201,34 @@ class Pipeline:
             input_type=document.kind if document else job.path.suffix.lower().lstrip(".") or None,
         )
 
-    def _build_request(self, exchange: Exchange, document: InputDocument) -> LLMRequest:
+    def _answer(self, first: Profile, exchange: Exchange, document: InputDocument) -> tuple[LLMResponse, Profile]:
+        """Ask the folder's profile; on a permanent failure or a spent budget, its fallbacks in order.
+
+        A transient failure is raised at once: the whole job is retried later, starting again from the top.
+        """
+        chain = list(dict.fromkeys([first.name, *first.fallback]))
+        last: EinkError | None = None
+        for name in chain:
+            profile = first if name == first.name else self.config.profile(name)
+            over = check_budget(self.store, profile, utc_now())
+            if over is not None:
+                log.warning("budget spent", profile=name, detail=over.what)
+                last = over
+                continue
+            try:
+                return self._ask(self._build_request(exchange, document, profile), self.backends[name]), profile
+            except BackendError as exc:
+                if exc.retryable:
+                    raise
+                last = exc
+                if name != chain[-1]:
+                    log.warning("profile failed; trying its fallback", profile=name, error=exc.user_message())
+        assert last is not None
+        raise last
+
+    def _build_request(self, exchange: Exchange, document: InputDocument, profile: Profile) -> LLMRequest:
         earlier = self.store.history(exchange.conversation_id, exchange.sequence_number)
-        llm = self.config.llm
+        llm = profile.llm
         return LLMRequest(
             system_prompt=llm.system_prompt,
             history=build_history(earlier, self.config.context.history_tokens),
@@ -202,10 +238,10 @@ class Pipeline:
             source_name=exchange.input_file,
         )
 
-    def _ask(self, request: LLMRequest) -> LLMResponse:
+    def _ask(self, request: LLMRequest, backend: Backend) -> LLMResponse:
         """The LLM hook, with the outcome reported to the circuit breaker."""
         try:
-            response = self.backend.complete(request)
+            response = backend.complete(request)
         except BackendError as exc:
             if exc.retryable and self.breaker.record_failure():
                 log.warning(
@@ -240,7 +276,9 @@ class Pipeline:
         )
         return Outcome(job.job_id, "retry", None, exchange.conversation_id, exchange.sequence_number, failure)
 
-    def _cannot_write(self, job: Job, exchange: Exchange, failure: OutputError, started: float) -> Outcome:
+    def _cannot_write(
+        self, job: Job, exchange: Exchange, failure: OutputError, started: float, profile: Profile
+    ) -> Outcome:
         """Not even an ERROR_ PDF can be saved (folder gone, disk full): retry, then give up loudly in the log."""
         if job.attempts < self.config.retry.max_attempts:
             return self._retry_later(job, exchange, failure)
@@ -250,7 +288,7 @@ class Pipeline:
                 status="error",
                 output_file=None,
                 error_text=str(failure),
-                backend=self.backend.name,
+                backend=profile.llm.backend,
                 processing_time=round(time.monotonic() - started, 3),
             ),
         )
@@ -266,15 +304,15 @@ class Pipeline:
         log.warning("input vanished", input=str(job.path))
         return Outcome(job.job_id, "skipped", error=failure)
 
-    def _error_pdf(self, job: Job, exchange: Exchange, failure: EinkError) -> bytes:
+    def _error_pdf(self, job: Job, exchange: Exchange, failure: EinkError, profile: Profile) -> bytes:
         return render_error(
-            self._meta(job, exchange, model=self.config.llm.model or ""),
+            self._meta(job, exchange, model=profile.llm.model or ""),
             title=failure.title,
             what=failure.what,
             todo=failure.todo,
             detail=failure.detail,
-            device=self.config.output.device,
-            font_size=self.config.output.font_size,
+            device=profile.output.device,
+            font_size=profile.output.font_size,
         )
 
     def _meta(self, job: Job, exchange: Exchange, *, model: str) -> RenderMeta:

@@ -14,7 +14,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -63,19 +63,30 @@ def notify(message: str) -> None:
         sock.sendall(message.encode())
 
 
-def _open_backend(config: Config) -> Backend:
-    settings = config.llm.backend_settings()
-    register_secrets([settings.api_key])
-    return create_backend(settings)
+def open_backends(config: Config) -> dict[str, Backend]:
+    """One backend per profile (the pipeline picks by folder). Close them with :func:`close_backends`."""
+    backends: dict[str, Backend] = {}
+    try:
+        for name in config.profile_names():
+            settings = config.profile(name).llm.backend_settings()
+            register_secrets([settings.api_key])
+            backends[name] = create_backend(settings)
+    except BaseException:
+        close_backends(backends.values())
+        raise
+    return backends
+
+
+def close_backends(backends: Iterable[Backend]) -> None:
+    for backend in backends:
+        with contextlib.suppress(Exception):
+            backend.close()
 
 
 def _root_for(config: Config, path: Path) -> tuple[Path, str | None]:
-    """The watched folder ``path`` lies in (deepest match) and its user, or the file's own folder."""
-    best: tuple[Path, str | None] | None = None
-    for folder in config.watch.folders:
-        if path.is_relative_to(folder.path) and (best is None or len(folder.path.parts) > len(best[0].parts)):
-            best = (folder.path, folder.user)
-    return best or (path.parent, None)
+    """The watched folder ``path`` lies in and its user, or the file's own folder (``process`` elsewhere)."""
+    folder = config.folder_for(path)
+    return (folder.path, folder.user) if folder else (path.parent, None)
 
 
 def _enqueue(store: Store, config: Config, path: Path, size: int, mtime_ns: int) -> int | None:
@@ -108,13 +119,13 @@ class Daemon:
     def run(self) -> int:
         self._prepare_folders(self.loaded)
         store = Store.open(self.loaded.database_path)
-        backend = _open_backend(self.config)
-        self._backends.append(backend)
+        backends = open_backends(self.config)
+        self._backends.extend(backends.values())
         try:
             requeued = store.requeue_running()
             if requeued:
                 log.info("resuming jobs interrupted by a stop or crash", jobs=requeued)
-            self._pipeline = Pipeline(self.config, store, backend)
+            self._pipeline = Pipeline(self.config, store, backends)
             self._watcher = self._new_watcher(store)
             self._install_signals()
             for number in range(self.config.service.workers):
@@ -125,7 +136,8 @@ class Daemon:
             log.info(
                 "watching",
                 folders=[str(f.path) for f in self.config.watch.folders],
-                backend=backend.name,
+                profiles=self.config.profile_names(),
+                backend=self.config.llm.backend,
                 model=self.config.llm.model,
                 database=str(store.path),
                 polling=self._watcher.using_polling,
@@ -138,9 +150,7 @@ class Daemon:
             self._finish_workers()
             return code
         finally:
-            for opened in self._backends:  # retired ones too: closing one mid-request would fail that answer
-                with contextlib.suppress(Exception):
-                    opened.close()
+            close_backends(self._backends)  # retired ones too: closing one mid-request would fail that answer
             store.close()
 
     def reload(self) -> None:
@@ -238,7 +248,7 @@ class Daemon:
         try:
             loaded = load_config(self.loaded.source)
             self._prepare_folders(loaded)
-            backend = _open_backend(loaded.config)
+            backends = open_backends(loaded.config)
         except EinkError as exc:
             log.error("reload failed; keeping the running configuration", error=str(exc))
             notify("READY=1")
@@ -250,9 +260,9 @@ class Daemon:
         ):
             if old != new:
                 log.warning("this option takes effect at the next restart", option=key)
-        self._backends.append(backend)
+        self._backends.extend(backends.values())
         self.loaded, self.config = loaded, config
-        self._pipeline = Pipeline(config, store, backend, self._pipeline.breaker)
+        self._pipeline = Pipeline(config, store, backends, self._pipeline.breaker)
         if config.watch != self._watcher_config:
             self._watcher.stop()
             self._watcher = self._new_watcher(store)
@@ -317,10 +327,10 @@ def process_files(loaded: LoadedConfig, files: Sequence[Path]) -> list[ProcessRe
     results: dict[int, Path] = {}
     done: list[ProcessResult] = []
     with Store.open(loaded.database_path) as store:
-        backend = _open_backend(config)
+        backends = open_backends(config)
         try:
             # One-shot: no outage mode, so an unreachable model ends in an ERROR_ PDF after max_attempts.
-            pipeline = Pipeline(config, store, backend, CircuitBreaker(threshold=2**31))
+            pipeline = Pipeline(config, store, backends, CircuitBreaker(threshold=2**31))
             for file in files:
                 path = file.expanduser().resolve()
                 if not path.is_file():
@@ -338,7 +348,7 @@ def process_files(loaded: LoadedConfig, files: Sequence[Path]) -> list[ProcessRe
                     results[job_id] = path
             _drain(pipeline, results, done)
         finally:
-            backend.close()
+            close_backends(backends.values())
     return done
 
 

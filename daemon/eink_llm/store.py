@@ -95,6 +95,14 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         CREATE INDEX outputs_path ON outputs (path);
         """,
     ),
+    (
+        "002_profiles_and_cost",
+        """
+        ALTER TABLE exchanges ADD COLUMN profile TEXT;
+        ALTER TABLE exchanges ADD COLUMN cost REAL NOT NULL DEFAULT 0;
+        CREATE INDEX exchanges_budget ON exchanges (profile, completed_at);
+        """,
+    ),
 )
 
 
@@ -162,6 +170,8 @@ class ExchangeResult:
     input_tokens: int = 0
     output_tokens: int = 0
     processing_time: float = 0.0
+    profile: str | None = None
+    cost: float = 0.0
     metadata: dict[str, Any] | None = None
 
 
@@ -437,7 +447,7 @@ class Store:
             db.execute(
                 "UPDATE exchanges SET status = ?, question_text = ?, response_text = ?, error_text = ?,"
                 " output_file = ?, backend = ?, model = ?, input_tokens = ?, output_tokens = ?, tokens_used = ?,"
-                " processing_time = ?, completed_at = ?, metadata = ? WHERE exchange_id = ?",
+                " processing_time = ?, completed_at = ?, metadata = ?, profile = ?, cost = ? WHERE exchange_id = ?",
                 (
                     result.status,
                     result.question_text,
@@ -452,6 +462,8 @@ class Store:
                     result.processing_time,
                     now,
                     json.dumps(result.metadata or {}, sort_keys=True),
+                    result.profile,
+                    result.cost,
                     exchange.exchange_id,
                 ),
             )
@@ -483,6 +495,15 @@ class Store:
                 (conversation_id, limit),
             )
         return [_exchange(r) for r in rows]
+
+    def usage_since(self, profile: str, since: datetime) -> tuple[int, float]:
+        """Tokens and cost a profile's exchanges used since ``since`` (for budgets)."""
+        rows = self._read(
+            "SELECT COALESCE(SUM(tokens_used), 0) AS tokens, COALESCE(SUM(cost), 0) AS cost FROM exchanges"
+            " WHERE profile = ? AND completed_at >= ?",
+            (profile, iso(since)),
+        )
+        return int(rows[0]["tokens"]), float(rows[0]["cost"])
 
     def failures(self, limit: int = 10) -> list[Job]:
         """Jobs that ended in an ERROR_ or are waiting to retry after a failure, most recent first."""

@@ -1,0 +1,60 @@
+"""Spending caps per profile: daily and monthly, in tokens or cost, in UTC calendar periods."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from eink_llm.config import Profile
+from eink_llm.errors import EinkError
+from eink_llm.store import Store
+
+
+class BudgetExceededError(EinkError):
+    """The profile's cap is reached; the fallback chain is tried, and if none is left the user is told when
+    the budget resets."""
+
+    title = "The budget is spent"
+    exit_code = 69
+
+    def __init__(self, what: str, todo: str = "", *, resets_at: datetime) -> None:
+        super().__init__(what, todo)
+        self.resets_at = resets_at
+
+
+def period_starts(now: datetime) -> tuple[datetime, datetime, datetime, datetime]:
+    """Start of today, start of tomorrow, start of this month, start of next month (UTC)."""
+    now = now.astimezone(UTC)
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    tomorrow = datetime.fromordinal(day.toordinal() + 1).replace(tzinfo=UTC)
+    month = day.replace(day=1)
+    next_month = (
+        month.replace(year=month.year + 1, month=1) if month.month == 12 else month.replace(month=month.month + 1)
+    )
+    return day, tomorrow, month, next_month
+
+
+def check_budget(store: Store, profile: Profile, now: datetime) -> BudgetExceededError | None:
+    """The first cap the profile has reached, as an error that says which and when it resets; else None."""
+    budget = profile.budget
+    day, tomorrow, month, next_month = period_starts(now)
+    periods = (
+        ("daily", day, tomorrow, budget.daily_tokens, budget.daily_cost),
+        ("monthly", month, next_month, budget.monthly_tokens, budget.monthly_cost),
+    )
+    for label, start, resets, token_cap, cost_cap in periods:
+        if token_cap is None and cost_cap is None:
+            continue
+        tokens, cost = store.usage_since(profile.name, start)
+        spent = None
+        if token_cap is not None and tokens >= token_cap:
+            spent = f"{tokens:,} of {token_cap:,} tokens"
+        elif cost_cap is not None and cost >= cost_cap:
+            spent = f"{cost:.2f} of {cost_cap:.2f}"
+        if spent:
+            return BudgetExceededError(
+                f"The {label} budget of the profile {profile.name!r} is spent ({spent}).",
+                f"It resets at {resets:%Y-%m-%d %H:%M} UTC; export the page again after that, or raise "
+                f"profiles.{profile.name}.budget in the config.",
+                resets_at=resets,
+            )
+    return None

@@ -1,0 +1,135 @@
+"""Profiles route by folder; fallbacks catch permanent failures; budgets cap spending and say when they reset."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pypdfium2 as pdfium
+import pytest
+
+from eink_llm.budget import period_starts
+from eink_llm.config import load_config
+from eink_llm.errors import ConfigError
+from eink_llm.service import process_files
+from tests import samples
+from tests.fakes import FakeLLMServer, Fault
+from tests.harness import db_rows, outputs, write_config
+
+
+@pytest.fixture()
+def servers() -> Iterator[tuple[FakeLLMServer, FakeLLMServer]]:
+    with FakeLLMServer() as main, FakeLLMServer() as local:
+        main.answer_fn = lambda body: f"main answers with {body['model']}"
+        local.answer_fn = lambda body: "local answers"
+        yield main, local
+
+
+def setup(tmp_path: Path, main: FakeLLMServer, local: FakeLLMServer, **profiles: dict[str, object]) -> Path:
+    inbox = tmp_path / "inbox"
+    (inbox / "math").mkdir(parents=True)
+    (inbox / "local").mkdir()
+    base = {"backend": "openai", "base_url": main.base_url, "model": "general", "api_key": "k"}
+    spec = {
+        "tutor": {
+            "llm": {"model": "strong", "system_prompt": "You are a patient maths tutor."},
+            "output": {"font_size": 13},
+        },
+        "local": {"llm": {"base_url": local.base_url, "model": "llama"}},
+        **profiles,
+    }
+    config = write_config(tmp_path / "c.yaml", inbox, tmp_path / "db.sqlite3", llm=base, profiles=spec)
+    text = config.read_text().replace(
+        f"- {inbox}\n", f"- path: {inbox}\n    subfolders: {{math: tutor, local: local}}\n"
+    )
+    config.write_text(text)
+    return inbox
+
+
+def pdf_text(path: Path) -> str:
+    document = pdfium.PdfDocument(path)
+    try:
+        return "\n".join(page.get_textpage().get_text_range() for page in document)
+    finally:
+        document.close()
+
+
+def test_profiles_route_by_subfolder(tmp_path: Path, servers: tuple[FakeLLMServer, FakeLLMServer]) -> None:
+    main, local = servers
+    inbox = setup(tmp_path, main, local)
+    loaded = load_config(tmp_path / "c.yaml")
+    files = [
+        samples.make_png(inbox / "top.png", (300, 400)),
+        samples.make_png(inbox / "math" / "sum.png", (300, 400)),
+        samples.make_png(inbox / "local" / "q.png", (300, 400)),
+    ]
+    results = process_files(loaded, files)
+    assert all(r.answered for r in results), [r.message for r in results]
+    assert sorted(r.body["model"] for r in main.requests) == ["general", "strong"]
+    tutor = next(r for r in main.requests if r.body["model"] == "strong")
+    assert tutor.body["messages"][0]["content"] == "You are a patient maths tutor."
+    assert [r.body["model"] for r in local.requests] == ["llama"]
+    rows = {r["input_file"]: r["profile"] for r in db_rows(tmp_path / "db.sqlite3", "SELECT * FROM exchanges")}
+    assert rows == {"top.png": "default", "sum.png": "tutor", "q.png": "local"}
+
+
+def test_permanent_failure_falls_back_to_the_next_profile(
+    tmp_path: Path, servers: tuple[FakeLLMServer, FakeLLMServer]
+) -> None:
+    main, local = servers
+    inbox = setup(tmp_path, main, local, tutor={"llm": {"model": "strong"}, "fallback": ["local"]})
+    main.script(Fault.status(404))  # e.g. the model name is wrong
+    results = process_files(load_config(tmp_path / "c.yaml"), [samples.make_png(inbox / "math" / "q.png", (300, 400))])
+    assert results[0].answered
+    assert "local answers" in pdf_text(outputs(inbox / "math", "RESPONSE_")[0])
+    row = db_rows(tmp_path / "db.sqlite3", "SELECT profile, model FROM exchanges")[0]
+    assert row["profile"] == "local"
+
+
+def test_transient_failure_does_not_fall_back(tmp_path: Path, servers: tuple[FakeLLMServer, FakeLLMServer]) -> None:
+    main, local = servers
+    inbox = setup(tmp_path, main, local, tutor={"llm": {"model": "strong"}, "fallback": ["local"]})
+    main.script(Fault.status(503))
+    results = process_files(load_config(tmp_path / "c.yaml"), [samples.make_png(inbox / "math" / "q.png", (300, 400))])
+    assert results[0].answered and not local.requests  # retried on its own backend, not handed off
+
+
+def test_budget_spent_uses_the_fallback_then_says_when_it_resets(
+    tmp_path: Path, servers: tuple[FakeLLMServer, FakeLLMServer]
+) -> None:
+    main, local = servers
+    capped = {"llm": {"model": "strong"}, "budget": {"daily_tokens": 1}, "fallback": ["local"]}
+    inbox = setup(tmp_path, main, local, tutor=capped)
+    loaded = load_config(tmp_path / "c.yaml")
+    first = process_files(loaded, [samples.make_png(inbox / "math" / "a.png", (300, 400))])
+    second = process_files(loaded, [samples.make_png(inbox / "math" / "b.png", (320, 400))])
+    assert first[0].answered and second[0].answered
+    assert len(main.requests) == 1 and len(local.requests) == 1  # the second went to the fallback
+
+    # without a fallback, the user gets an ERROR_ that says the budget is spent and when it resets
+    alone = {"llm": {"model": "strong"}, "budget": {"monthly_cost": 0.000001, "input_price_per_million": 5}}
+    inbox2 = setup(tmp_path / "two", main, local, tutor=alone)
+    loaded2 = load_config(tmp_path / "two" / "c.yaml")
+    assert process_files(loaded2, [samples.make_png(inbox2 / "math" / "a.png", (300, 400))])[0].answered
+    over = process_files(loaded2, [samples.make_png(inbox2 / "math" / "b.png", (320, 400))])
+    assert not over[0].answered
+    text = pdf_text(outputs(inbox2 / "math", "ERROR_")[0])
+    assert "monthly budget" in text and "resets at" in text and "UTC" in text
+
+
+def test_periods_are_utc_days_and_months() -> None:
+    day, tomorrow, month, next_month = period_starts(datetime(2026, 12, 31, 23, 59, tzinfo=UTC))
+    assert (day.day, tomorrow.year, tomorrow.month, tomorrow.day) == (31, 2027, 1, 1)
+    assert (month.day, next_month.year, next_month.month) == (1, 2027, 1)
+
+
+def test_unknown_profiles_and_bad_overrides_are_config_errors(tmp_path: Path) -> None:
+    inbox = tmp_path / "in"
+    inbox.mkdir()
+    path = write_config(tmp_path / "c.yaml", inbox, tmp_path / "db", profiles={"a": {"fallback": ["ghost"]}})
+    with pytest.raises(ConfigError, match="no profile named 'ghost'"):
+        load_config(path)
+    path = write_config(tmp_path / "c.yaml", inbox, tmp_path / "db", profiles={"a": {"llm": {"timeout_seconds": -1}}})
+    with pytest.raises(ConfigError, match=r"profiles\.a\.llm\.timeout_seconds"):
+        load_config(path)
