@@ -3,6 +3,11 @@
 Not a test: run it by hand when changing the renderer and compare the figures.
 
     python benchmarks/render_speed.py [--runs 20] [--cold-runs 5] [--device remarkable2]
+                                      [--answer FILE.md] [--profile]
+
+``--answer`` times another Markdown file instead of the built-in sample (e.g. docs/gallery/answer.md, with
+formulas and other scripts); ``--profile`` prints the 25 most expensive functions of the warm renders
+(cProfile, cumulative time).
 
 "Cold" is the first render in a fresh process (font registration, markdown-it setup, first use of every code
 path), measured in separate child processes; "import" is ``import eink_llm.render`` in those children.
@@ -12,6 +17,8 @@ path), measured in separate child processes; "import" is ``import eink_llm.rende
 from __future__ import annotations
 
 import argparse
+import cProfile
+import pstats
 import statistics
 import subprocess
 import sys
@@ -61,14 +68,21 @@ def _meta() -> RenderMeta:
     return RenderMeta("benchmark", "conv_20250102_140300_bench", 7, datetime(2025, 1, 2, tzinfo=UTC), "bench")
 
 
-def _child_cold(device: str) -> None:
+def _child_cold(device: str, answer: str | None) -> None:
     started = time.perf_counter()
     from eink_llm.render import render_answer
 
     imported = time.perf_counter()
-    render_answer(sample_answer(), _meta(), device=device)
+    render_answer(_markdown(answer), _meta(), device=device)
     done = time.perf_counter()
     print(f"{(imported - started) * 1000:.1f} {(done - imported) * 1000:.1f}")
+
+
+def _markdown(answer: str | None) -> str:
+    if answer is None:
+        return sample_answer()
+    with open(answer, encoding="utf-8") as fh:
+        return fh.read()
 
 
 def main() -> None:
@@ -76,16 +90,19 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20, help="warm renders to time (default 20)")
     parser.add_argument("--cold-runs", type=int, default=5, help="fresh processes for the cold figure")
     parser.add_argument("--device", default="remarkable2")
+    parser.add_argument("--answer", help="Markdown file to render instead of the built-in 2,000-word sample")
+    parser.add_argument("--profile", action="store_true", help="print a cProfile summary of the warm renders")
     parser.add_argument("--child-cold", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child_cold:
-        _child_cold(args.device)
+        _child_cold(args.device, args.answer)
         return
 
     imports, colds = [], []
     for _ in range(args.cold_runs):
+        extra = ["--answer", args.answer] if args.answer else []
         out = subprocess.run(
-            [sys.executable, __file__, "--child-cold", "--device", args.device],
+            [sys.executable, __file__, "--child-cold", "--device", args.device, *extra],
             check=True,
             capture_output=True,
             text=True,
@@ -96,12 +113,17 @@ def main() -> None:
     import pypdfium2 as pdfium
     from eink_llm.render import render_answer
 
-    markdown, meta = sample_answer(), _meta()
+    markdown, meta = _markdown(args.answer), _meta()
     pdf = render_answer(markdown, meta, device=args.device)
     warm = []
+    profiler = cProfile.Profile() if args.profile else None
     for _ in range(args.runs):
         started = time.perf_counter()
+        if profiler is not None:
+            profiler.enable()
         render_answer(markdown, meta, device=args.device)
+        if profiler is not None:
+            profiler.disable()
         warm.append((time.perf_counter() - started) * 1000)
 
     pages = len(pdfium.PdfDocument(pdf))
@@ -112,7 +134,10 @@ def main() -> None:
     print(
         f"warm render:            median {statistics.median(warm):.0f} ms, "
         f"min {min(warm):.0f}, max {max(warm):.0f} ({args.runs} runs)"
+        + (" [under cProfile: slower]" if profiler is not None else "")
     )
+    if profiler is not None:
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
 
 
 if __name__ == "__main__":

@@ -8,25 +8,60 @@ the tablet learns anything:
   :class:`RenderError` raised — and the pipeline then calls ``render_error``.
 * ``render_error``: an unknown device or odd font size falls back to the defaults; if even the simple
   layout fails, a bare page in a built-in PDF font is drawn with nothing but ``drawString``.
+
+Characters that no font on the system can draw are logged once per answer (``eink_llm.render`` logger,
+event ``characters_without_font``), naming them, so a missing font package can be spotted and installed.
 """
 
 from __future__ import annotations
 
 import io
 import textwrap
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
 
+import structlog
 from reportlab.lib.units import mm
 from reportlab.pdfgen.canvas import Canvas
-from reportlab.platypus import Flowable, Paragraph, Spacer, Table, TableStyle
+from reportlab.platypus import Flowable, Spacer, Table, TableStyle
 
 from eink_llm.errors import RenderError
 from eink_llm.render import fonts
 from eink_llm.render.devices import DEFAULT_DEVICE, DEVICES, Device, resolve_device
 from eink_llm.render.document import RenderMeta, build_pdf, date_text, page_layout
 from eink_llm.render.flowables import SPLIT_IN_ROW, CodeBlock
-from eink_llm.render.markdown import markdown_flowables
+from eink_llm.render.markdown import Stats, markdown_flowables, text_markup
+from eink_llm.render.paragraphs import Para, make_paragraph
 from eink_llm.render.styles import Theme, check_font_size, make_theme
+
+log = structlog.get_logger("eink_llm.render")
+
+DeviceSpec = Device | str | Mapping[str, Any]
+
+
+@dataclass
+class Rendered:
+    """A rendered answer and what happened on the way, for callers that report more than the PDF."""
+
+    pdf: bytes
+    stats: Stats = field(default_factory=Stats)
+    missing_chars: list[str] = field(default_factory=list)  # characters no font could draw
+    plain_fallback: bool = False  # the formatted layout failed; the answer is shown as plain text
+
+
+def _warn_missing(missing: set[str]) -> list[str]:
+    chars = sorted(missing)
+    if chars:
+        log.warning(
+            "characters_without_font",
+            characters="".join(chars),
+            codepoints=[f"U+{ord(c):04X} {unicodedata.name(c, '?')}" for c in chars[:50]],
+            hint="install a font that has them (e.g. fonts-noto-core, fonts-wqy-zenhei, fonts-symbola)",
+        )
+    return chars
+
 
 _RETRY_TODO = "Try asking again; if it keeps happening, report it together with the daemon's log."
 
@@ -37,10 +72,10 @@ def _asked_box(transcription: str | None, theme: Theme, width: float) -> list[Fl
     if not text:
         return []
     styles = theme.styles
-    lines = "<br/>".join(fonts.escape(line) for line in text.split("\n"))
+    lines = "<br/>".join(text_markup(line, fonts.SANS_ITALIC) for line in text.split("\n"))
     pad = theme.font_size * 0.5
     box = Table(
-        [[[Paragraph("You asked:", styles["asked_label"]), Paragraph(lines, styles["asked"])]]],
+        [[[Para("You asked:", styles["asked_label"]), make_paragraph(lines, styles["asked"], plain=text)]]],
         colWidths=[width],
         splitInRow=SPLIT_IN_ROW,
         hAlign="LEFT",
@@ -65,29 +100,46 @@ def _body_width(device: Device, theme: Theme) -> float:
 
 
 def render_answer(
-    markdown: str, meta: RenderMeta, *, device: Device | str = DEFAULT_DEVICE, font_size: float = 11.0
+    markdown: str, meta: RenderMeta, *, device: DeviceSpec = DEFAULT_DEVICE, font_size: float = 11.0
 ) -> bytes:
-    """The LLM's Markdown answer as a PDF sized for ``device``."""
+    """The LLM's Markdown answer as a PDF sized for ``device`` (a name, a :class:`Device` or a mapping)."""
+    return render(markdown, meta, device=device, font_size=font_size).pdf
+
+
+def render(
+    markdown: str, meta: RenderMeta, *, device: DeviceSpec = DEFAULT_DEVICE, font_size: float = 11.0
+) -> Rendered:
+    """Like :func:`render_answer`, also telling how many formulas were drawn and which characters had no font."""
     dev = resolve_device(device)
     theme = make_theme(dev, font_size)
     fonts.ensure_fonts()
     width = _body_width(dev, theme)
     text = fonts.clean_text(markdown)
+    with fonts.collect_missing() as missing:
+        result = _render(text, meta, dev, theme, width)
+    result.missing_chars = _warn_missing(missing)
+    return result
+
+
+def _render(text: str, meta: RenderMeta, dev: Device, theme: Theme, width: float) -> Rendered:
     asked = _asked_box(meta.transcription, theme, width)
     if not text.strip():
-        empty = Paragraph("<i>The model sent an empty answer.</i>", theme.styles["body"])
-        return _build_or_raise([*asked, empty], meta, dev, theme)
+        empty = Para("<i>The model sent an empty answer.</i>", theme.styles["body"])
+        return Rendered(_build_or_raise([*asked, empty], meta, dev, theme))
+    stats = Stats()
     try:
-        return build_pdf([*asked, *markdown_flowables(text, theme, width)], meta, dev, theme)
+        return Rendered(build_pdf([*asked, *markdown_flowables(text, theme, width, stats)], meta, dev, theme), stats)
     except RenderError:
         raise
     except Exception as exc:  # RecursionError, reportlab LayoutError, ...: try the plain layout below
         first_failure = f"{type(exc).__name__}: {exc}"[:500]
-    note = Paragraph(
+        log.warning("answer_shown_as_plain_text", error=first_failure)
+    note = Para(
         "<i>The formatting of this answer could not be laid out, so it is shown as plain text.</i>",
         theme.styles["body"],
     )
-    return _build_or_raise([*asked, note, CodeBlock(text, theme)], meta, dev, theme, first_failure)
+    pdf = _build_or_raise([*asked, note, CodeBlock(text, theme)], meta, dev, theme, first_failure)
+    return Rendered(pdf, plain_fallback=True)
 
 
 def _build_or_raise(
@@ -113,7 +165,7 @@ def render_error(
     what: str,
     todo: str,
     detail: str | None = None,
-    device: Device | str = DEFAULT_DEVICE,
+    device: DeviceSpec = DEFAULT_DEVICE,
     font_size: float = 11.0,
 ) -> bytes:
     """A PDF that explains a failure: what happened, what to do, and the technical detail."""
@@ -146,16 +198,17 @@ def _error_pdf(
     theme = make_theme(dev, size)
     styles = theme.styles
 
-    def para(text: object) -> str:
-        return "<br/>".join(fonts.escape(line) for line in fonts.clean_text(text).strip().split("\n"))
+    def para(text: object, face: str = fonts.SANS) -> str:
+        return "<br/>".join(text_markup(line, face) for line in fonts.clean_text(text).strip().split("\n"))
 
-    story: list[Flowable] = [Paragraph(para(title) or "Something went wrong", styles["error_title"])]
+    title_markup = para(title, fonts.SANS_BOLD) or "Something went wrong"
+    story: list[Flowable] = [make_paragraph(title_markup, styles["error_title"], plain=fonts.clean_text(title))]
     if fonts.clean_text(what).strip():
-        story.append(Paragraph(para(what), styles["body"]))
+        story.append(make_paragraph(para(what), styles["body"], plain=fonts.clean_text(what)))
     if fonts.clean_text(todo).strip():
-        story.append(Paragraph(f"<b>What to do:</b> {para(todo)}", styles["body"]))
+        story.append(make_paragraph(f"<b>What to do:</b> {para(todo)}", styles["body"]))
     if detail is not None and fonts.clean_text(detail).strip():
-        story.append(Paragraph("Details", styles["h4"]))
+        story.append(Para("Details", styles["h4"]))
         story.append(CodeBlock(fonts.clean_text(detail).strip(), theme))
     transcription = getattr(meta, "transcription", None)
     if isinstance(transcription, str) and transcription.strip():

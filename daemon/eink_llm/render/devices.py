@@ -14,7 +14,10 @@ margin is wider there — otherwise the first letters of every line hide under t
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from eink_llm.errors import RenderError
 
@@ -36,6 +39,29 @@ class Device:
     height_mm: float
     margin_mm: tuple[float, float, float, float]  # top, right, bottom, left
     colour: bool = False
+
+    @classmethod
+    def custom(
+        cls,
+        width_mm: float,
+        height_mm: float,
+        margins_mm: float | tuple[float, float] | tuple[float, float, float, float] | None = None,
+        *,
+        name: str = "custom",
+        colour: bool = False,
+    ) -> Device:
+        """A page size of your own, e.g. for a tablet not in :data:`DEVICES`.
+
+        ``margins_mm`` is one number (all sides), two (top/bottom, left/right) or four (top, right, bottom,
+        left); by default 10 mm top and bottom and 6 mm at the sides, like the built-in tablets. Raises
+        :class:`RenderError` when the numbers cannot make a readable page.
+        """
+        margins = _margins(DEFAULT_CUSTOM_MARGINS if margins_mm is None else margins_mm)
+        try:
+            width, height = float(width_mm), float(height_mm)
+        except (TypeError, ValueError) as exc:
+            raise _bad_custom(f"width_mm={width_mm!r}, height_mm={height_mm!r}") from exc
+        return resolve_device(cls(str(name) or "custom", width, height, margins, bool(colour)))
 
 
 def _from_pixels(
@@ -61,36 +87,95 @@ DEVICES: dict[str, Device] = {
         Device("a4", 210.0, 297.0, (18.0, 18.0, 18.0, 18.0)),
         Device("a5", 148.0, 210.0, (14.0, 12.0, 14.0, 12.0)),
         Device("letter", 215.9, 279.4, (18.0, 19.0, 18.0, 19.0)),
+        # Kaleido 3 colour panel (Note Air 3 C, Tab Ultra C): same page as the mono Note Air, no grey, no hairlines.
+        Device("boox-note-air-c", 157.5, 210.0, _TABLET, colour=True),
     )
 }
 
 DEFAULT_DEVICE = "remarkable2"
 
+#: Margins of a custom page when none are given: (top, right, bottom, left) in mm.
+DEFAULT_CUSTOM_MARGINS = (10.0, 6.0, 10.0, 6.0)
 
-def get_device(name: str) -> Device:
-    """Look a device up by the name used in the configuration file.
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*[x×]\s*(\d+(?:\.\d+)?)\s*(?:mm)?\s*$", re.IGNORECASE)
+
+
+def _bad_custom(detail: str) -> RenderError:
+    return RenderError(
+        "The custom page size in the configuration is not valid.",
+        "Give output.device as a device name, or as width_mm, height_mm and optionally margins_mm (numbers in mm).",
+        detail=detail,
+    )
+
+
+def _margins(value: object) -> tuple[float, float, float, float]:
+    try:
+        scalar = isinstance(value, int | float | str)
+        numbers = [float(value)] * 4 if scalar else [float(v) for v in value]  # type: ignore[arg-type,attr-defined]
+    except (TypeError, ValueError) as exc:
+        raise _bad_custom(f"margins_mm={value!r}") from exc
+    if len(numbers) == 2:
+        numbers = [numbers[0], numbers[1], numbers[0], numbers[1]]
+    if len(numbers) != 4:
+        raise _bad_custom(f"margins_mm needs 1, 2 or 4 numbers, got {len(numbers)}")
+    return numbers[0], numbers[1], numbers[2], numbers[3]
+
+
+def _from_mapping(spec: Mapping[str, Any]) -> Device:
+    """A custom device from the configuration: ``{width_mm, height_mm[, margins_mm, name, colour]}``.
+
+    ``base`` names a built-in device to start from, so ``{base: remarkable2, margins_mm: 12}`` works too.
+    """
+    known = {"name", "width_mm", "height_mm", "margins_mm", "margin_mm", "colour", "color", "base"}
+    unknown = sorted(str(k) for k in spec if k not in known)
+    if unknown:
+        raise _bad_custom(f"unknown keys {unknown}; known: {sorted(known)}")
+    base = get_device(str(spec["base"])) if spec.get("base") is not None else None
+    width = spec.get("width_mm", base.width_mm if base else None)
+    height = spec.get("height_mm", base.height_mm if base else None)
+    if width is None or height is None:
+        raise _bad_custom("width_mm and height_mm are required (or base: a device name)")
+    margins = spec.get("margins_mm", spec.get("margin_mm", base.margin_mm if base else None))
+    colour = spec.get("colour", spec.get("color", base.colour if base else False))
+    name = spec.get("name") or (f"{base.name}-custom" if base else "custom")
+    if not isinstance(colour, bool):
+        raise _bad_custom(f"colour must be true or false, got {colour!r}")
+    return Device.custom(width, height, margins, name=str(name), colour=colour)
+
+
+def get_device(name: str | Mapping[str, Any] | Device) -> Device:
+    """Look a device up by the name used in the configuration file, or build a custom one.
 
     Names are matched case-insensitively and with ``_``/space treated as ``-``, because people type
-    "reMarkable 2" or "remarkable_paper_pro" into config files.
+    "reMarkable 2" or "remarkable_paper_pro" into config files. A mapping (``width_mm``, ``height_mm``,
+    optional ``margins_mm``, ``name``, ``colour``, ``base``) or a ``"WIDTHxHEIGHT"`` string in millimetres
+    (``"150x200"``) makes a custom page; see :meth:`Device.custom`.
     """
+    if isinstance(name, Device):
+        return resolve_device(name)
+    if isinstance(name, Mapping):
+        return _from_mapping(name)
+    size = _SIZE.match(str(name))
+    if size:
+        return Device.custom(float(size.group(1)), float(size.group(2)), name=f"{size.group(1)}x{size.group(2)}mm")
     key = str(name).strip().lower().replace("_", "-").replace(" ", "-")
     device = DEVICES.get(key) or DEVICES.get(key.replace("-", ""))
     if device is None:
         known = ", ".join(sorted(DEVICES))
         raise RenderError(
             f"The page size '{name}' is not one the daemon knows.",
-            f"Set output.device in the configuration to one of: {known}.",
+            f"Set output.device in the configuration to one of: {known} (or width_mm and height_mm).",
         )
     return device
 
 
-def resolve_device(device: Device | str) -> Device:
+def resolve_device(device: Device | str | Mapping[str, Any]) -> Device:
     """Accept a name or a :class:`Device`, and reject geometry that cannot hold a page of text.
 
     A custom ``Device`` comes from code, not the config file, but a zero width or margins wider than the page
     would otherwise surface as an obscure layout exception deep inside reportlab.
     """
-    dev = get_device(device) if isinstance(device, str) else device
+    dev = get_device(device) if isinstance(device, str | Mapping) else device
     if not isinstance(dev, Device):
         raise RenderError(
             "The page size given to the renderer is not valid.",

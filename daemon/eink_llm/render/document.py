@@ -11,7 +11,9 @@ Geometry (PDF points, origin bottom-left), for a device with margins (top, right
 Nothing else is drawn outside the body box; the tests rasterise pages and check exactly this.
 
 The page numbers need the total page count, known only after layout. Instead of laying out twice, the
-canvas keeps each finished page's state and draws all headers and footers when the document is saved.
+canvas keeps each finished page's state and draws all headers and footers when the document is saved. PDF
+outline entries (one per heading) are kept with their page the same way and written as each page is
+finished, because a bookmark refers to the page being written.
 """
 
 from __future__ import annotations
@@ -28,7 +30,8 @@ from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import BaseDocTemplate, Flowable, Frame, PageTemplate
 
 from eink_llm import __version__
-from eink_llm.render import fonts
+from eink_llm.render import fonts, mathblocks
+from eink_llm.render.bidi import display, shape_arabic
 from eink_llm.render.devices import MIN_TOP_BOTTOM_MM, Device
 from eink_llm.render.styles import Theme
 
@@ -100,12 +103,12 @@ def date_text(value: object) -> str:
 
 def fit_text(text: str, font: str, size: float, width: float) -> str:
     """Cut ``text`` with an ellipsis so it fits ``width``; a long conversation id must not overprint the date."""
-    if stringWidth(text, font, size) <= width:
+    if fonts.text_width(text, font, size) <= width:
         return text
     lo, hi = 0, len(text)
     while lo < hi:  # longest prefix that fits together with the ellipsis
         mid = (lo + hi + 1) // 2
-        if stringWidth(text[:mid] + "…", font, size) <= width:
+        if fonts.text_width(text[:mid] + "…", font, size) <= width:
             lo = mid
         else:
             hi = mid - 1
@@ -139,6 +142,18 @@ class _Decor:
     footer_left: str
 
 
+def draw_line(canv: Any, x: float, y: float, text: str, font: str, size: float, *, right: bool = False) -> None:
+    """One line of any script at (x, y) (or ending at x with ``right``): shaped, reordered, with fallbacks."""
+    visual = display(shape_arabic(text))
+    if right:
+        x -= fonts.text_width(visual, font, size)
+    obj = canv.beginText(x, y)
+    for run_font, run in fonts.runs(visual, font):
+        obj.setFont(run_font, size)
+        obj.textOut(run)
+    canv.drawText(obj)
+
+
 def _draw_decor(canv: Any, decor: _Decor, page: int, pages: int) -> None:
     lay, t = decor.layout, decor.theme
     size = lay.band_size
@@ -150,23 +165,23 @@ def _draw_decor(canv: Any, decor: _Decor, page: int, pages: int) -> None:
     width = h.x1 - h.x0
     # Header: conversation and exchange on the left, date on the right, a rule underneath.
     baseline = h.y0 + size * 0.3 + 1.5
-    right_w = stringWidth(decor.header_right, fonts.SANS, size)
+    right_w = fonts.text_width(decor.header_right, fonts.SANS, size)
     # The exchange number is what the reader looks for, so only the conversation id is shortened.
     exchange = f"Exchange {decor.exchange}"
     room = width - right_w - size - stringWidth(f"{exchange} · ", fonts.SANS_BOLD, size)
     conversation = fit_text(decor.conversation, fonts.SANS_BOLD, size, room)
     left = f"{conversation} · {exchange}" if conversation else exchange
-    canv.setFont(fonts.SANS_BOLD, size)
-    canv.drawString(h.x0, baseline, left)
-    canv.setFont(fonts.SANS, size)
-    canv.drawRightString(h.x1, baseline, decor.header_right)
+    draw_line(canv, h.x0, baseline, left, fonts.SANS_BOLD, size)
+    draw_line(canv, h.x1, baseline, decor.header_right, fonts.SANS, size, right=True)
     canv.line(h.x0, h.y0 + 0.5, h.x1, h.y0 + 0.5)
     # Footer: title on the left, page number on the right.
     baseline = f.y1 - size * 0.95 - 0.5
     number = f"{page} / {pages}"
     number_w = stringWidth(number, fonts.SANS, size)
-    canv.drawString(f.x0, baseline, fit_text(decor.footer_left, fonts.SANS, size, width - number_w - size))
-    canv.drawRightString(f.x1, baseline, number)
+    draw_line(
+        canv, f.x0, baseline, fit_text(decor.footer_left, fonts.SANS, size, width - number_w - size), fonts.SANS, size
+    )
+    draw_line(canv, f.x1, baseline, number, fonts.SANS, size, right=True)
     canv.restoreState()
 
 
@@ -178,9 +193,16 @@ class _DecoratedCanvas(Canvas):  # type: ignore[misc]  # reportlab is untyped
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._pages: list[dict[str, Any]] = []
+        self._outline: list[tuple[str, int, float]] = []  # this page's headings: (title, level, top)
+        mathblocks.install(self)
+
+    def add_outline(self, title: str, level: int, top: float) -> None:
+        """Called by headings as they are drawn; written out with the page in :meth:`save`."""
+        self._outline.append((title, level, top))
 
     def showPage(self) -> None:
         self._pages.append(dict(self.__dict__))
+        self._outline = []
         self._startPage()
 
     def save(self) -> None:
@@ -188,6 +210,10 @@ class _DecoratedCanvas(Canvas):  # type: ignore[misc]  # reportlab is untyped
         for number, state in enumerate(self._pages, start=1):
             self.__dict__.update(state)
             _draw_decor(self, self.decor, number, total)
+            for n, (title, level, top) in enumerate(self._outline):
+                key = f"p{number}h{n}"
+                self.bookmarkPage(key, fit="XYZ", left=0, top=top + 2)
+                self.addOutlineEntry(title, key, level=level, closed=False)
             super().showPage()
         super().save()
 

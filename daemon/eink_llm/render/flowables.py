@@ -4,7 +4,8 @@
   off the page and is lost. Answers are read on a screen 10-14 cm wide, where 70 columns is already tight,
   so we wrap ourselves: at a space near the end of the line when there is one, else at any character.
   Continuation rows get a small hook drawn as vector art in the gutter — not as a character, so the text
-  layer (search, copy) still holds the line exactly as written.
+  layer (search, copy) still holds the line exactly as written. Right-to-left runs in a row are reordered
+  for display, as code editors do, and letters the mono font lacks come from fallback fonts.
 * :class:`Barred` — a block quote's vertical bar that follows its content across page breaks.
 """
 
@@ -17,6 +18,7 @@ from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.platypus.flowables import Flowable
 
 from eink_llm.render import fonts
+from eink_llm.render.bidi import display, shape_arabic
 from eink_llm.render.styles import BLACK, Theme
 
 #: ``splitInRow`` for every Table: the minimum height (pt) of each part when a row is split across pages.
@@ -72,7 +74,7 @@ class CodeBlock(Flowable):  # type: ignore[misc]  # reportlab is untyped
         self.pad = round(theme.code_size * 0.45, 2)
         self.gutter = round(theme.code_size * 0.75, 2)
         if rows is None:
-            lines = text.expandtabs(4).split("\n")
+            lines = shape_arabic(text).expandtabs(4).split("\n")
             rows = [(line, False) for line in lines]
         self._rows: list[Row] = rows or [("", False)]
         self._wrapped: list[Row] = self._rows
@@ -130,7 +132,7 @@ class CodeBlock(Flowable):  # type: ignore[misc]  # reportlab is untyped
                 canv.drawPath(path, stroke=1, fill=0)
             if text:
                 obj = canv.beginText(x0, y)
-                for font, run in fonts.mono_runs(text):
+                for font, run in fonts.mono_runs(display(text, 0)):
                     obj.setFont(font, self.size)
                     obj.textOut(run)
                 canv.drawText(obj)

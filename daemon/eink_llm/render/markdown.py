@@ -10,25 +10,33 @@ What a PDF on e-ink cannot do is replaced by something it can:
   a link from a synced PDF, so the reader needs to see the address, and a URL in the middle of a sentence
   breaks its flow (where the viewer can follow links, the listed web addresses are clickable);
 * images → ``[image: alt]`` (the model cannot send us the image anyway);
-* task-list checkboxes → ☐ / ☑ as the bullet.
+* task-list checkboxes → ☐ / ☑ as the bullet;
+* TeX math (:mod:`eink_llm.render.mathsyntax`) → vector formulas (:mod:`eink_llm.render.formulas`), or the
+  TeX source in monospace where a formula cannot be drawn.
+
+Headings become PDF outline entries (bookmarks). Text in scripts DejaVu lacks is set in system fallback fonts,
+Arabic is shaped and right-to-left text reordered (see :mod:`eink_llm.render.paragraphs`).
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from dataclasses import dataclass, field
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
-from reportlab.lib.enums import TA_CENTER, TA_RIGHT
 from reportlab.lib.styles import ParagraphStyle
-from reportlab.pdfbase.pdfmetrics import stringWidth
-from reportlab.platypus import CondPageBreak, Flowable, Indenter, Paragraph, Spacer, Table, TableStyle
+from reportlab.platypus import CondPageBreak, Flowable, Indenter, Paragraph, Spacer
 from reportlab.platypus.flowables import HRFlowable
 
-from eink_llm.render import fonts
-from eink_llm.render.flowables import SPLIT_IN_ROW, Barred, CodeBlock
+from eink_llm.render import fonts, formulas
+from eink_llm.render.bidi import shape_arabic
+from eink_llm.render.flowables import Barred, CodeBlock
+from eink_llm.render.mathblocks import MathBlock, inline_markup
+from eink_llm.render.mathsyntax import math_plugin, source_text
+from eink_llm.render.paragraphs import make_paragraph
 from eink_llm.render.styles import BLACK, Theme
+from eink_llm.render.tables import TableMixin, plain_text
 
 # One parser for the process: building one compiles its rule chains, and parse() keeps all its state in a
 # per-call object, so sharing it between threads is safe. markdown-it silently drops block content nested
@@ -37,6 +45,7 @@ _MAX_NESTING = 64
 _MD = MarkdownIt(
     "commonmark", {"html": False, "linkify": False, "typographer": False, "maxNesting": _MAX_NESTING}
 ).enable(["table", "strikethrough"])
+_MD.use(math_plugin)
 
 _TASK = re.compile(r"^\[([ xX])\](?:\s+|$)")
 _BULLETS = ("•", "◦", "▪")
@@ -51,23 +60,38 @@ _INLINE_TAGS = {
 }
 
 
+@dataclass
+class Stats:
+    """What a conversion did that the caller may want to report or test."""
+
+    formulas: int = 0  # drawn as vector formulas
+    formulas_as_source: list[str] = field(default_factory=list)  # shown as TeX source instead
+    headings: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class _Display:
+    """A displayed formula met inside a paragraph's inline content."""
+
+    tex: str
+    markup: str
+
+
 def parse(markdown: str) -> list[Token]:
     return list(_MD.parse(markdown))
 
 
 def code_markup(text: str) -> str:
-    """Inline code in the mono font, falling back to sans for letters the mono font lacks."""
-    return "".join(f'<font name="{font}">{fonts.escape(run)}</font>' for font, run in fonts.mono_runs(text))
+    """Inline code in the mono font, falling back to sans (and system fonts) for letters the mono font lacks."""
+    return fonts.markup(shape_arabic(text), fonts.MONO, tag_all=True)
 
 
-def _plain(token: Token) -> str:
-    """The visible text of an inline token, for measuring table columns and image alt text."""
-    if not token.children:
-        return token.content
-    return "".join(c.content if c.type != "image" else f"[image: {_plain(c)}]" for c in token.children)
+def text_markup(text: str, face: str = fonts.SANS) -> str:
+    """Running text as paragraph markup: shaped, escaped, with fallback fonts where ``face`` lacks letters."""
+    return fonts.markup(shape_arabic(text), face)
 
 
-class Converter:
+class Converter(TableMixin):
     """Walks markdown-it's flat token stream once, keeping the nesting context on the Python stack."""
 
     def __init__(self, theme: Theme, width: float) -> None:
@@ -81,6 +105,8 @@ class Converter:
         self.item_styles: list[ParagraphStyle] = []  # paragraph style of each enclosing list
         self.pending_bullet: str | None = None
         self._aligned: dict[tuple[str, int], ParagraphStyle] = {}
+        self.stats = Stats()
+        self.outline_level = -1
 
     # -- output helpers -------------------------------------------------------------------------------
 
@@ -109,12 +135,30 @@ class Converter:
         self.out.append(Indenter(left=-amount))
         self.indent -= amount
 
-    def paragraph(self, markup: str, style: ParagraphStyle) -> None:
+    def paragraph(self, markup: str, style: ParagraphStyle, plain: str = "", outline: int | None = None) -> None:
         bullet, self.pending_bullet = self.pending_bullet, None
-        if bullet is not None:
-            self.emit(Paragraph(markup, style, bulletText=bullet))
-        else:
-            self.emit(Paragraph(markup, style))
+        self.emit(make_paragraph(markup, style, bullet, plain=plain, outline=outline))
+
+    def rich_paragraph(self, token: Token, style: ParagraphStyle) -> None:
+        """A paragraph's inline content; displayed formulas in it split it into paragraph, formula, paragraph."""
+        pieces = self.inline_pieces(token, style.fontName, float(style.fontSize))
+        plain = plain_text(token)
+        if all(isinstance(p, str) for p in pieces):
+            self.paragraph("".join(p for p in pieces if isinstance(p, str)), style, plain)
+            return
+        current: list[str] = []
+        for piece in [*pieces, None]:
+            if isinstance(piece, str):
+                current.append(piece)
+                continue
+            text = "".join(current).strip()
+            while text.startswith("<br/>") or text.endswith("<br/>"):
+                text = text.removeprefix("<br/>").removesuffix("<br/>").strip()
+            if text or (piece is None and self.pending_bullet is not None):
+                self.paragraph(text, style, plain)
+            current = []
+            if isinstance(piece, _Display):
+                self.display_math(piece.tex, piece.markup)
 
     def flush_bullet(self) -> None:
         """A list item that starts with a code block or a nested list still needs its bullet on a line."""
@@ -123,20 +167,59 @@ class Converter:
 
     # -- inline ----------------------------------------------------------------------------------------
 
-    def inline(self, token: Token) -> str:
-        parts: list[str] = []
+    def inline(self, token: Token, face: str = fonts.SANS, size: float | None = None) -> str:
+        """Inline content as one piece of markup (displayed formulas are set inline)."""
+        pieces = self.inline_pieces(token, face, size or self.theme.font_size, display_inline=True)
+        return "".join(p for p in pieces if isinstance(p, str))
+
+    def inline_math(self, tex: str, markup: str, size: float, *, display: bool = False) -> str:
+        drawn = inline_markup(tex, size * (1.1 if display else 1.0))
+        if drawn is None:
+            self.stats.formulas_as_source.append(tex)
+            return code_markup(source_text(tex, markup))
+        self.stats.formulas += 1
+        return drawn
+
+    def display_math(self, tex: str, markup: str) -> None:
+        self.flush_bullet()
+        rows = formulas.formulas(tex, display=True)
+        if rows is None:
+            self.stats.formulas_as_source.append(tex)
+            block = CodeBlock(fonts.clean_text(source_text(tex, markup)), self.theme)
+            block.spaceBefore, block.spaceAfter = self.theme.font_size * 0.2, self.theme.font_size * 0.8
+            self.emit(block)
+        else:
+            self.stats.formulas += 1
+            self.emit(MathBlock(rows, self.theme, tex))
+
+    def inline_pieces(
+        self, token: Token, face: str, size: float, *, display_inline: bool = False
+    ) -> list[str | _Display]:
+        """Markup pieces of inline content set in ``face`` at ``size`` pt; displayed formulas kept apart."""
+        parts: list[str | _Display] = []
         link_stack: list[tuple[str, bool]] = []
+        base_mono, base_bold, base_italic = fonts.STYLE_OF.get(face, (False, False, False))
+        bold, italic = int(base_bold), int(base_italic)
         for child in token.children or []:
             kind = child.type
             if kind in ("text", "text_special", "html_inline"):
-                parts.append(fonts.escape(child.content))
+                parts.append(text_markup(child.content, fonts.FACES[(base_mono, bold > 0, italic > 0)]))
             elif kind == "softbreak":
                 parts.append(" ")
             elif kind == "hardbreak":
                 parts.append("<br/>")
             elif kind == "code_inline":
                 parts.append(code_markup(child.content))
+            elif kind == "math_inline":
+                parts.append(self.inline_math(child.content, child.markup, size))
+            elif kind == "math_display":
+                if display_inline:
+                    parts.append(self.inline_math(child.content, child.markup, size, display=True))
+                else:
+                    parts.append(_Display(child.content, child.markup))
             elif kind in _INLINE_TAGS:
+                bold += {"strong_open": 1, "strong_close": -1}.get(kind, 0)
+                italic += {"em_open": 1, "em_close": -1}.get(kind, 0)
                 parts.append(_INLINE_TAGS[kind])
             elif kind == "link_open":
                 href = str(child.attrGet("href") or "")
@@ -149,11 +232,12 @@ class Converter:
                     number = self.links.setdefault(href, len(self.links) + 1)
                     parts.append(f"</u><super>[{number}]</super>")
             elif kind == "image":
-                alt = " ".join(_plain(child).split())
-                parts.append(f"<i>{fonts.escape(f'[image: {alt}]' if alt else '[image]')}</i>")
+                alt = " ".join(plain_text(child).split())
+                face = fonts.FACES[(base_mono, bold > 0, True)]
+                parts.append(f"<i>{text_markup(f'[image: {alt}]' if alt else '[image]', face)}</i>")
             else:  # unknown inline token from a future markdown-it: keep its text
-                parts.append(fonts.escape(child.content))
-        return "".join(parts)
+                parts.append(text_markup(child.content))
+        return parts
 
     # -- blocks ----------------------------------------------------------------------------------------
 
@@ -172,10 +256,10 @@ class Converter:
             self.out.append(Paragraph("Links", self.theme.styles["notes_head"]))
             note = self.theme.styles["note"]
             for href, number in self.links.items():
-                shown = fonts.escape(fonts.clean_text(_MD.normalizeLinkText(href)))
+                shown = text_markup(fonts.clean_text(_MD.normalizeLinkText(href)))
                 if _CLICKABLE.match(href):
                     shown = f'<a href="{fonts.escape_attr(href)}">{shown}</a>'
-                self.out.append(Paragraph(f"[{number}] {shown}", note))
+                self.out.append(make_paragraph(f"[{number}] {shown}", note))
         return self.out
 
     def blocks(self, tokens: list[Token], i: int, stop: str | None) -> int:
@@ -188,7 +272,7 @@ class Converter:
                 return i + 1
             if kind == "paragraph_open":
                 style = self.item_styles[-1] if self.item_styles else styles["body"]
-                self.paragraph(self.inline(tokens[i + 1]), style)
+                self.rich_paragraph(tokens[i + 1], style)
                 i += 3
             elif kind == "heading_open":
                 self.flush_bullet()
@@ -198,7 +282,11 @@ class Converter:
                 # paragraph along and leave a quarter page blank; asking for room for the heading and
                 # three lines of text after it is what print typesetting does.
                 self.out.append(CondPageBreak(style.leading * 2 + style.spaceAfter + 3 * self.theme.leading))
-                self.paragraph(self.inline(tokens[i + 1]), style)
+                # Outline levels may not skip (a "###" right under "#" becomes level 1, not 2).
+                self.outline_level = min(level - 1, self.outline_level + 1)
+                self.stats.headings += 1
+                markup = self.inline(tokens[i + 1], style.fontName, style.fontSize)
+                self.paragraph(markup, style, plain_text(tokens[i + 1]), outline=self.outline_level)
                 i += 3
             elif kind in ("bullet_list_open", "ordered_list_open"):
                 i = self.list_(tokens, i)
@@ -213,6 +301,9 @@ class Converter:
                 if step:
                     self.quote_bars.pop()
                 self.out.append(Spacer(1, self.theme.font_size * 0.3))
+            elif kind == "math_block":
+                self.display_math(tok.content, tok.markup)
+                i += 1
             elif kind in ("fence", "code_block", "html_block"):
                 self.flush_bullet()
                 block = CodeBlock(fonts.clean_text(tok.content.rstrip("\n")), self.theme)
@@ -236,7 +327,7 @@ class Converter:
                 self.flush_bullet()
                 i = self.table(tokens, i)
             elif kind == "inline":  # stray inline outside a paragraph (not produced by CommonMark, but cheap)
-                self.paragraph(self.inline(tok), styles["body"])
+                self.rich_paragraph(tok, styles["body"])
                 i += 1
             else:  # *_close of something we do not model, or an unknown block token: skip it
                 i += 1
@@ -256,7 +347,7 @@ class Converter:
         f = self.theme.font_size
         widest = f"{start + count - 1}{delim}" if ordered else "☐"
         gap = f * 0.65  # >= reportlab's 0.6 em bullet allowance, so the first line is not pushed right
-        step = self.nest_step(stringWidth(widest, fonts.SANS, f) + gap + f * 0.3)
+        step = self.nest_step(fonts.text_width(widest, fonts.SANS, f) + gap + f * 0.3)
         tight = i + 2 < len(tokens) and tokens[i + 2].type == "paragraph_open" and tokens[i + 2].hidden
         self.list_depth += 1
         self.push_indent(step)
@@ -293,159 +384,13 @@ class Converter:
         first.content = _TASK.sub("", first.content, count=1)
         return "☐" if match.group(1) == " " else "☑"
 
-    # -- tables ----------------------------------------------------------------------------------------
-
-    def table(self, tokens: list[Token], i: int) -> int:
-        rows: list[list[tuple[str, str, str]]] = []  # (markup, plain text, align) per cell
-        header_rows = 0
-        i += 1
-        while i < len(tokens) and tokens[i].type != "table_close":
-            tok = tokens[i]
-            if tok.type == "tr_open":
-                rows.append([])
-            elif tok.type in ("th_open", "td_open") and rows:
-                style = str(tok.attrGet("style") or "")
-                align = style.split(":", 1)[1].strip() if ":" in style else "left"
-                inline = tokens[i + 1]
-                rows[-1].append((self.inline(inline), fonts.clean_text(_plain(inline)), align))
-            elif tok.type == "thead_close":
-                header_rows = len(rows)
-            i += 1
-        if rows:
-            self.emit(self._make_table(rows, header_rows))
-        return i + 1
-
-    def _make_table(self, rows: list[list[tuple[str, str, str]]], header_rows: int) -> Flowable:
-        t = self.theme
-        ncols = max(len(r) for r in rows)
-        for r in rows:
-            r.extend([("", "", "left")] * (ncols - len(r)))
-        avail = self.width - self.indent
-        pad = t.font_size * 0.3
-        size = t.font_size
-        floor = max(7.0, t.font_size * 0.7)
-        # Shrink the type until the longest word of every column fits, down to a floor: smaller type would
-        # not be readable on e-ink.
-        while True:
-            minw, maxw = self._column_extents(rows, header_rows, size, pad)
-            if sum(minw) <= avail or size <= floor:
-                break
-            size = max(floor, size - 0.5)
-        if sum(minw) > avail and ncols >= 3:
-            return self._stacked_table(rows, header_rows, avail, pad)
-        if sum(maxw) <= avail:
-            widths = maxw
-        elif sum(minw) <= avail:
-            spare, stretch = avail - sum(minw), [mx - mn for mn, mx in zip(minw, maxw, strict=True)]
-            total = sum(stretch) or 1.0
-            widths = [mn + spare * s / total for mn, s in zip(minw, stretch, strict=True)]
-        else:  # two columns that still do not fit: long words get split (reportlab's splitLongWords)
-            widths = _water_level(minw, avail)
-        cell, head = t.cell_styles(size)
-        data: list[list[Any]] = []
-        for r_index, row in enumerate(rows):
-            base = head if r_index < header_rows else cell
-            data.append([Paragraph(markup, self._align(base, align)) for markup, _, align in row])
-        table = Table(data, colWidths=widths, repeatRows=header_rows, splitInRow=SPLIT_IN_ROW, hAlign="LEFT")
-        commands = self._grid_style(pad)
-        if header_rows:
-            commands.append(("LINEBELOW", (0, header_rows - 1), (-1, header_rows - 1), t.line_width * 2, BLACK))
-        table.setStyle(TableStyle(commands))
-        table.spaceBefore = t.font_size * 0.2
-        table.spaceAfter = t.font_size * 0.8
-        return table
-
-    def _stacked_table(
-        self, rows: list[list[tuple[str, str, str]]], header_rows: int, avail: float, pad: float
-    ) -> Flowable:
-        """A table too wide for the screen, as one record per row: "column name | value" pairs.
-
-        On a 7-10 cm wide panel a six-column table would need every word split mid-letter; reading it
-        row by row at full size is far easier than deciphering fragments at 7 pt.
-        """
-        t = self.theme
-        head_style = t.styles["cell_head"]
-        cell_style = t.styles["cell"]
-        names = rows[0] if header_rows else [(f"Column {n + 1}", "", "left") for n in range(len(rows[0]))]
-        label_w = max(
-            stringWidth(w, fonts.SANS_BOLD, t.font_size) for _, plain, _ in names for w in plain.split() or [""]
-        )
-        label_w = min(label_w * 1.08 + 2 * pad + 1, avail * 0.4)
-        data: list[list[Any]] = []
-        commands = self._grid_style(pad)
-        for row in rows[header_rows:]:
-            if data:
-                commands.append(("LINEABOVE", (0, len(data)), (-1, len(data)), t.line_width * 2.5, BLACK))
-            for (name, _, _), (markup, _, _) in zip(names, row, strict=True):
-                data.append([Paragraph(name, head_style), Paragraph(markup, cell_style)])
-        if not data:  # a header and no body rows: show the header as one record
-            data = [[Paragraph(name, head_style), Paragraph("", cell_style)] for name, _, _ in names]
-        table = Table(data, colWidths=[label_w, avail - label_w], splitInRow=SPLIT_IN_ROW, hAlign="LEFT")
-        table.setStyle(TableStyle(commands))
-        table.spaceBefore = t.font_size * 0.2
-        table.spaceAfter = t.font_size * 0.8
-        return table
-
-    def _grid_style(self, pad: float) -> list[tuple[Any, ...]]:
-        t = self.theme
-        return [
-            ("GRID", (0, 0), (-1, -1), t.line_width, t.line_colour),
-            ("VALIGN", (0, 0), (-1, -1), "TOP"),
-            ("LEFTPADDING", (0, 0), (-1, -1), pad),
-            ("RIGHTPADDING", (0, 0), (-1, -1), pad),
-            ("TOPPADDING", (0, 0), (-1, -1), pad * 0.6),
-            ("BOTTOMPADDING", (0, 0), (-1, -1), pad * 0.9),
-        ]
-
-    def _column_extents(
-        self, rows: list[list[tuple[str, str, str]]], header_rows: int, size: float, pad: float
-    ) -> tuple[list[float], list[float]]:
-        """Per column: the widest unbreakable word, and the widest cell on one line (both padded)."""
-        ncols = len(rows[0])
-        minw, maxw = [0.0] * ncols, [0.0] * ncols
-        slack = 1.08  # bold runs, inline code and superscript link numbers are a little wider than measured
-        for r_index, row in enumerate(rows):
-            font = fonts.SANS_BOLD if r_index < header_rows else fonts.SANS
-            for c, (_, plain, _) in enumerate(row):
-                words = plain.split() or [""]
-                longest = max(stringWidth(w, font, size) for w in words)
-                whole = stringWidth(" ".join(words), font, size)
-                minw[c] = max(minw[c], longest * slack + 2 * pad + 1)
-                maxw[c] = max(maxw[c], whole * slack + 2 * pad + 1)
-        return minw, maxw
-
-    def _align(self, base: ParagraphStyle, align: str) -> ParagraphStyle:
-        if align not in ("right", "center"):
-            return base
-        key = (base.name, TA_RIGHT if align == "right" else TA_CENTER)
-        if key not in self._aligned:
-            self._aligned[key] = ParagraphStyle(f"{base.name}-{align}", parent=base, alignment=key[1])
-        return self._aligned[key]
-
-
-def _water_level(widths: list[float], total: float) -> list[float]:
-    """Cut the widest columns down to a common width until all fit in ``total``.
-
-    Narrow columns (numbers, "yes"/"no") keep their natural width and the words that must be split are
-    the long ones, rather than every column giving up the same share and "x" wrapping mid-letter.
-    """
-    ordered = sorted(widths)
-    remaining, count = total, len(ordered)
-    for w in ordered:
-        level = remaining / count
-        if w > level:
-            return [min(x, level) for x in widths]
-        remaining -= w
-        count -= 1
-    return list(widths)
-
 
 class NestingTooDeep(ValueError):
     """Raised instead of rendering an answer that markdown-it has truncated at its nesting limit."""
 
 
-def markdown_flowables(markdown: str, theme: Theme, width: float) -> list[Flowable]:
-    """The answer body as flowables for a frame ``width`` points wide.
+def markdown_flowables(markdown: str, theme: Theme, width: float, stats: Stats | None = None) -> list[Flowable]:
+    """The answer body as flowables for a frame ``width`` points wide; ``stats`` (if given) is filled in.
 
     Raises :class:`NestingTooDeep` when the parse reached markdown-it's nesting limit, because everything
     deeper was dropped without a trace; the caller then shows the answer as plain text, losing nothing.
@@ -453,4 +398,7 @@ def markdown_flowables(markdown: str, theme: Theme, width: float) -> list[Flowab
     tokens = parse(markdown)
     if any(t.level >= _MAX_NESTING - 1 for t in tokens):
         raise NestingTooDeep(f"Markdown nested deeper than {_MAX_NESTING} levels")
-    return Converter(theme, width).convert(tokens)
+    converter = Converter(theme, width)
+    if stats is not None:
+        converter.stats = stats
+    return converter.convert(tokens)

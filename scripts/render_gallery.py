@@ -1,0 +1,63 @@
+"""Render docs/gallery/answer.md for every device and save each first page as docs/gallery/<device>.png.
+
+    python scripts/render_gallery.py [--dpi 110] [--answer docs/gallery/answer.md] [--out docs/gallery]
+
+The PNGs show, at roughly the tablets' own sharpness, what an answer looks like on each screen; regenerate
+them after changing the renderer and look at them before committing. Needs pypdfium2 (a dependency) and,
+for the formulas, matplotlib; CJK, Hangul and emoji need system fonts (see docs/rendering.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pypdfium2 as pdfium
+from eink_llm.render import DEVICES, RenderMeta
+from eink_llm.render.api import render
+
+ROOT = Path(__file__).resolve().parent.parent
+QUESTION = "Why doesn't the period of a pendulum depend on the mass?"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--answer", type=Path, default=ROOT / "docs" / "gallery" / "answer.md")
+    parser.add_argument("--out", type=Path, default=ROOT / "docs" / "gallery")
+    parser.add_argument("--dpi", type=float, default=110.0, help="raster resolution (default 110)")
+    parser.add_argument("--font-size", type=float, default=11.0)
+    args = parser.parse_args()
+
+    markdown = args.answer.read_text(encoding="utf-8")
+    meta = RenderMeta(
+        "pendulum-period",
+        "conv_20250314_091500_5e1f2a3b",
+        2,
+        datetime(2025, 3, 14, 9, 15, tzinfo=UTC),
+        model="gallery",
+        transcription=QUESTION,
+    )
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, device in DEVICES.items():
+        result = render(markdown, meta, device=device, font_size=args.font_size)
+        doc = pdfium.PdfDocument(result.pdf)
+        try:
+            image = doc[0].render(scale=args.dpi / 72, grayscale=True).to_pil().convert("L")
+            pages = len(doc)
+        finally:
+            doc.close()
+        target = args.out / f"{name}.png"
+        image.save(target, optimize=True)
+        notes = []
+        if result.stats.formulas_as_source:
+            notes.append(f"{len(result.stats.formulas_as_source)} formulas as source")
+        if result.missing_chars:
+            notes.append(f"no font for {''.join(result.missing_chars)!r}")
+        shown = target.relative_to(ROOT) if target.is_relative_to(ROOT) else target
+        summary = f"{image.size[0]}x{image.size[1]} px, {pages} pages"
+        print(f"{shown}: {summary}{'; ' + '; '.join(notes) if notes else ''}")
+
+
+if __name__ == "__main__":
+    main()
