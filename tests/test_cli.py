@@ -71,3 +71,25 @@ def test_logs_are_json_lines_when_not_a_terminal(tmp_path: Path) -> None:
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     for line in lines:
         json.loads(line)
+
+
+def test_render_previews_a_markdown_answer(tmp_path: Path) -> None:
+    answer = tmp_path / "answer.md"
+    answer.write_text("# Derivatives\n\nThe derivative of $x^2$ is $2x$.\n\n| a | b |\n|---|---|\n| 1 | 2 |\n")
+    out = tmp_path / "out.pdf"
+    result = eink("render", str(answer), "--device", "remarkable-move", "-o", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert out.read_bytes().startswith(b"%PDF-") and str(out) in result.stdout
+    unknown = eink("render", str(answer), "--device", "etch-a-sketch", cwd=tmp_path)
+    assert unknown.returncode != 0 and "remarkable2" in unknown.stderr and "Traceback" not in unknown.stderr
+
+
+def test_a_bad_device_in_the_config_fails_at_start(tmp_path: Path) -> None:
+    config = tmp_path / "c.yaml"
+    (tmp_path / "in").mkdir()
+    config.write_text(
+        f"watch: {{folders: [{tmp_path / 'in'}]}}\nstorage: {{database: {tmp_path / 'db.sqlite3'}}}\n"
+        "output: {device: etch-a-sketch}\n"
+    )
+    result = eink("run", "-c", str(config), cwd=tmp_path)
+    assert result.returncode != 0 and "etch-a-sketch" in result.stderr and "Traceback" not in result.stderr

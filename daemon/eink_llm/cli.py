@@ -34,6 +34,12 @@ def build_parser() -> argparse.ArgumentParser:
     process = commands.add_parser("process", parents=[common], help="answer the given files once, without watching")
     process.add_argument("files", nargs="+", type=Path, metavar="FILE")
     commands.add_parser("check-config", parents=[common], help="validate the config and print it with secrets masked")
+    render = commands.add_parser("render", help="preview: render a Markdown answer as the tablet will show it")
+    render.add_argument("answer", type=Path, metavar="ANSWER.md")
+    render.add_argument("--device", default="remarkable2", help="device profile name, or WxH in mm (remarkable2)")
+    render.add_argument("-o", "--output", type=Path, metavar="OUT.pdf", help="where to write (ANSWER.pdf)")
+    render.add_argument("--font-size", type=float, default=11.0, metavar="PT", help="body text size (11)")
+    render.add_argument("--question", metavar="TEXT", help="show TEXT in a 'You asked' box at the top")
     status = commands.add_parser(
         "status", parents=[common], help="show the queue, the last exchanges and failures (safe while running)"
     )
@@ -44,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "render":  # needs no config
+            configure_logging("auto", "warning")
+            return _render(args.answer, args.device, args.output, args.font_size, args.question)
         loaded = load_config(args.config)
         logging_config = loaded.config.logging
         configure_logging(logging_config.format, logging_config.level)
@@ -118,4 +127,18 @@ def _status(loaded: LoadedConfig, limit: int) -> int:
             for job in failures:
                 waiting = " (will retry)" if job.state == "pending" else ""
                 print(f"  {job.path}{waiting}: {job.last_error}")
+    return 0
+
+
+def _render(answer: Path, device: str, output: Path | None, font_size: float, question: str | None) -> int:
+    from eink_llm.render import render_markdown_file
+
+    out = output or answer.with_suffix(".pdf")
+    result = render_markdown_file(answer, device, out, font_size, transcription=question)
+    notes = [f"{len(result.pdf) / 1024:.0f} KiB"]
+    if result.stats.formulas:
+        notes.append(f"{result.stats.formulas} formulas ({len(result.stats.formulas_as_source)} shown as TeX source)")
+    if result.missing_chars:
+        notes.append("no font for: " + " ".join(result.missing_chars))
+    print(f"{out}: " + ", ".join(notes))
     return 0

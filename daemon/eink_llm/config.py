@@ -182,10 +182,11 @@ class ContextConfig(_Section):
 
 
 class OutputConfig(_Section):
-    device: str = Field(
+    device: str | dict[str, Any] = Field(
         default="remarkable2",
-        description="Page size of answer PDFs: remarkable2, remarkable-paper-pro, remarkable-move, "
-        "boox-note-air, supernote-nomad, supernote-manta, kindle-scribe, a4, a5, letter.",
+        description="Page size of answer PDFs: remarkable2, remarkable-paper-pro, remarkable-move, boox-note-air, "
+        "boox-note-air-c, supernote-nomad, supernote-manta, kindle-scribe, a4, a5, letter; or a custom page as "
+        "`WxH` in mm (`120x170`) or a mapping `{width_mm: 120, height_mm: 170, margins_mm: [8, 8, 10, 8]}`.",
     )
     font_size: float = Field(default=11.0, ge=8, le=24, description="Body text size in points.")
 

@@ -34,7 +34,7 @@ from eink_llm.config import Config, Profile
 from eink_llm.context import build_history
 from eink_llm.errors import BackendError, EinkError, OutputError
 from eink_llm.reader import InputDocument, InputLimits, read_input
-from eink_llm.render import RenderMeta, render_answer, render_error
+from eink_llm.render import RenderMeta, get_device, render_answer, render_error
 from eink_llm.retry import CircuitBreaker, next_attempt, should_retry
 from eink_llm.store import Exchange, ExchangeResult, Job, Store, utc_now
 
@@ -80,6 +80,8 @@ class Pipeline:
         retry = config.retry
         self.breaker = breaker or CircuitBreaker(retry.outage_after_failures, retry.probe_interval_seconds)
         self.limits = input_limits(config)
+        for name in config.profile_names():  # fail at start, not on the first answer, for a bad page size
+            get_device(config.profile(name).output.device)
 
     def run(self, job: Job) -> Outcome:
         started = time.monotonic()
