@@ -111,6 +111,7 @@ def main() -> None:
         colds.append(float(out[1]))
 
     import pypdfium2 as pdfium
+
     from eink_llm.render import render_answer
 
     markdown, meta = _markdown(args.answer), _meta()

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pypdfium2 as pdfium
+
 from eink_llm.render import DEVICES, RenderMeta
 from eink_llm.render.api import render
 
