@@ -17,7 +17,8 @@ request fail until it is cleared. ``answer_fn(body) -> str`` decides the answer 
 
 Providers are :class:`Route` objects: a method, a path pattern, and three small functions (build an answer, build
 an error body, find the images in a request). OpenAI Chat Completions is built in; Anthropic ``/v1/messages``,
-Gemini ``generateContent`` and Ollama ``/api/chat`` are one ``Route`` each (see :func:`openai_route`).
+Gemini ``generateContent`` and Ollama ``/api/chat`` are one ``Route`` each in ``tests/fakes/routes.py``
+(``FakeLLMServer(routes=all_routes())`` speaks all four).
 """
 
 from __future__ import annotations

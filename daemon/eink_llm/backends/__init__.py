@@ -2,9 +2,9 @@
 
 Built-in backends are listed as ``"module:function"`` references and imported only when chosen, so an offline
 ``echo`` set-up never imports the HTTP stack, and a broken optional dependency of one backend cannot stop the
-others. The same reference form is what plugins will use (``llm.backend: mypackage.module:factory``, or an
-``eink_llm.backends`` entry point): supporting them means resolving one more kind of name in
-:func:`_factory_reference`, with loading and checking already shared in :func:`_load_factory`.
+others. Plugins use the same reference form: ``llm.backend: mypackage.module:factory`` directly, or a name that an
+installed package registers in the ``eink_llm.backends`` entry-point group (see :mod:`.plugins`). Built-in names
+win over plugin names, so a plugin cannot silently replace ``openai``.
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ from __future__ import annotations
 import importlib
 from typing import cast
 
+from eink_llm.backends import plugins
 from eink_llm.backends.base import (
     Backend,
     BackendFactory,
     BackendSettings,
+    Capabilities,
     LLMRequest,
     LLMResponse,
     Message,
@@ -32,6 +34,7 @@ __all__ = [
     "BackendError",
     "BackendFactory",
     "BackendSettings",
+    "Capabilities",
     "LLMRequest",
     "LLMResponse",
     "Message",
@@ -45,14 +48,22 @@ __all__ = [
 
 #: Built-in backends: name in the config → ``module:factory``. Adding a provider is one line here.
 BUILTIN_BACKENDS: dict[str, str] = {
+    "anthropic": "eink_llm.backends.anthropic:create",
+    "command": "eink_llm.backends.command:create",
     "echo": "eink_llm.backends.echo:create",
+    "gemini": "eink_llm.backends.gemini:create",
+    "ollama": "eink_llm.backends.ollama:create",
     "openai": "eink_llm.backends.openai:create",
 }
 
 
-def available_backends() -> list[str]:
-    """The names ``llm.backend`` accepts, sorted (for error messages, ``--help`` and the docs)."""
-    return sorted(BUILTIN_BACKENDS)
+def available_backends(*, include_plugins: bool = True) -> list[str]:
+    """The names ``llm.backend`` accepts, sorted (for error messages, ``--help`` and the docs): the built-in
+    ones, plus those installed plugins register (unless ``include_plugins`` is false)."""
+    names = set(BUILTIN_BACKENDS)
+    if include_plugins:
+        names.update(plugins.entry_point_backends())
+    return sorted(names)
 
 
 def create_backend(settings: BackendSettings) -> Backend:
@@ -66,29 +77,35 @@ def create_backend(settings: BackendSettings) -> Backend:
     if not isinstance(backend, Backend):
         raise BackendError(
             f"The LLM backend “{settings.backend}” did not produce a usable backend.",
-            "Report this to the backend's author: a backend needs a name, complete() and close().",
+            "Report this to the backend's author: a backend needs a name, capabilities, complete() and close().",
             detail=f"{reference} returned {type(backend).__name__}",
         )
     return backend
 
 
 def _factory_reference(name: str) -> str:
-    """``module:function`` for a backend name. Plugins (dotted ``module:factory`` names, entry points) go here."""
+    """``module:function`` for a backend name: a built-in, a ``module:factory`` reference, or an entry point."""
     key = name.strip().lower()
     if key in BUILTIN_BACKENDS:
         return BUILTIN_BACKENDS[key]
-    known = ", ".join(available_backends())
+    if plugins.is_reference(name):
+        return name.strip()
+    installed = plugins.entry_point_backends()
+    if key in installed:
+        return installed[key]
+    known = ", ".join(sorted({*BUILTIN_BACKENDS, *installed}))
     raise BackendError(
         f"There is no LLM backend called “{name}”.",
-        f"Set llm.backend in the configuration to one of: {known}.",
+        f"Set llm.backend in the configuration to one of: {known}; or to a plugin's package.module:factory.",
     )
 
 
 def _load_factory(reference: str, name: str) -> BackendFactory:
     module_name, _, attribute = reference.partition(":")
     try:
-        module = importlib.import_module(module_name)
-        factory = getattr(module, attribute)
+        factory: object = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            factory = getattr(factory, part)
     except (ImportError, AttributeError) as exc:
         raise BackendError(
             f"The LLM backend “{name}” could not be loaded.",

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 Role = Literal["user", "assistant"]
+#: How a provider counts image tokens, for :func:`eink_llm.economy.estimate_image_tokens`.
+TokenFormula = Literal["openai-tiles", "openai-low", "anthropic", "gemini-tiles", "unknown"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +76,79 @@ class LLMResponse:
     model: str = ""
 
 
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend's provider accepts as page images, so pages can be prepared to fit before sending.
+
+    Hard limits (``max_*``) are refusals: an image over them makes the request fail. ``recommended_*`` sizes are
+    what the provider downscales to anyway, so sending more pixels only costs bytes. ``None`` means "no limit
+    known". See ``/work/shared/reference.md`` §2 and :mod:`eink_llm.economy`.
+    """
+
+    #: Image media types the provider accepts, most preferred first.
+    media_types: tuple[str, ...] = ("image/png", "image/jpeg")
+    #: Largest encoded image, in bytes, measured as ``bytes_measured`` says.
+    max_image_bytes: int | None = None
+    #: ``"raw"`` (the file's bytes) or ``"base64"`` (the length of its base64 text, 4/3 of raw: Anthropic).
+    bytes_measured: Literal["raw", "base64"] = "raw"
+    #: Largest width or height the provider accepts (a hard limit).
+    max_long_edge_px: int | None = None
+    #: A tighter hard limit when a request carries more than ``many_images_threshold`` images (Anthropic: 2000 px
+    #: above 20 images).
+    many_images_threshold: int | None = None
+    many_images_max_long_edge_px: int | None = None
+    #: What the provider scales images down to before the model sees them (soft: more only costs bytes).
+    recommended_long_edge_px: int | None = None
+    recommended_short_edge_px: int | None = None
+    recommended_max_pixels: int | None = None
+    #: Most images in one request.
+    max_images: int | None = None
+    #: Largest request body (all images together), measured like ``max_image_bytes``.
+    max_request_bytes: int | None = None
+    #: Whether the provider reads PDF documents directly (we still send page images).
+    accepts_pdf: bool = False
+    #: How the provider counts an image's tokens.
+    token_formula: TokenFormula = "unknown"
+
+    def accepts(self, media_type: str) -> bool:
+        return media_type in self.media_types
+
+    def long_edge_limit(self, image_count: int = 1) -> int | None:
+        """The hard limit on width and height for a request with ``image_count`` images."""
+        limit = self.max_long_edge_px
+        if (
+            self.many_images_threshold is not None
+            and self.many_images_max_long_edge_px is not None
+            and image_count > self.many_images_threshold
+        ):
+            limit = min(limit or self.many_images_max_long_edge_px, self.many_images_max_long_edge_px)
+        return limit
+
+    def measured_size(self, raw_bytes: int) -> int:
+        """``raw_bytes`` as this provider counts them against ``max_image_bytes``."""
+        if self.bytes_measured == "base64":
+            return 4 * ((raw_bytes + 2) // 3)
+        return raw_bytes
+
+    def fits(self, raw_bytes: int) -> bool:
+        return self.max_image_bytes is None or self.measured_size(raw_bytes) <= self.max_image_bytes
+
+
+#: For backends that say nothing more specific: PNG and JPEG, no known limits.
+DEFAULT_CAPABILITIES = Capabilities()
+
+
 @runtime_checkable
 class Backend(Protocol):
     """What every backend implements. Construct once per configuration; ``complete`` may be called from
-    several worker threads at once, so keep per-request state local."""
+    several worker threads at once, so keep per-request state local.
+
+    ``capabilities`` says which images the provider accepts (see :class:`Capabilities`); the pipeline prepares
+    pages to fit them with :func:`eink_llm.economy.prepare_pages`.
+    """
 
     name: str
+    capabilities: Capabilities
 
     def complete(self, request: LLMRequest) -> LLMResponse: ...
 

@@ -7,7 +7,7 @@ a model, and tests can check what the pipeline handed to "the AI" by reading the
 
 from __future__ import annotations
 
-from eink_llm.backends.base import BackendSettings, LLMRequest, LLMResponse, Usage
+from eink_llm.backends.base import BackendSettings, Capabilities, LLMRequest, LLMResponse, Usage
 
 #: Rough tokens per page image, so recorded usage looks like a real vision model's (GPT-4o, high detail, a 3:4
 #: page: 4 tiles x 170 + 85 = 765; see reference.md §2).
@@ -61,6 +61,8 @@ class EchoBackend:
     """Answers every request with a description of it. Stateless, so trivially safe across threads."""
 
     name = "echo"
+    #: Accepts anything a real provider might get, so trying echo first never hides a format problem.
+    capabilities = Capabilities(media_types=("image/png", "image/jpeg", "image/webp"))
 
     def __init__(self, settings: BackendSettings) -> None:
         self.settings = settings

@@ -25,14 +25,43 @@ import json
 from typing import Any
 
 from eink_llm.backends._http import TRY_LATER, HttpService, as_int, provider_message, strip_reasoning, truncate
-from eink_llm.backends.base import BackendSettings, LLMRequest, LLMResponse, PageImage, Usage
+from eink_llm.backends._prompt import CUT_OFF_NOTE, INSTRUCTION, TEXT_LAYER_INTRO, user_text
+from eink_llm.backends.base import BackendSettings, Capabilities, LLMRequest, LLMResponse, PageImage, Usage
 from eink_llm.errors import BackendError
 
+__all__ = ["CUT_OFF_NOTE", "DEFAULT_BASE_URL", "INSTRUCTION", "TEXT_LAYER_INTRO", "OpenAIBackend", "create"]
+
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-#: The text sent with the page images; the system prompt carries the real instructions.
-INSTRUCTION = "Here is my question, handwritten on the attached page(s). Please answer it."
-TEXT_LAYER_INTRO = "The pages also carry this typed or recognised text:"
-CUT_OFF_NOTE = "*(The answer was cut short because it reached the length limit, llm.max_output_tokens.)*"
+_OPENAI_HOST = "api.openai.com"
+_MB = 1024 * 1024
+
+
+def capabilities_for(detail: str, host: str) -> Capabilities:
+    """OpenAI's documented image limits (reference.md §2); WebP and GIF only at OpenAI itself, since compatible
+    servers (llama.cpp, some vLLM builds) decode PNG and JPEG only."""
+    official = host == _OPENAI_HOST
+    media = ("image/png", "image/jpeg", "image/webp", "image/gif") if official else ("image/png", "image/jpeg")
+    if detail == "low":
+        return Capabilities(
+            media_types=media,
+            max_image_bytes=20 * _MB,
+            recommended_long_edge_px=512,
+            max_images=500,
+            max_request_bytes=50 * _MB,
+            accepts_pdf=official,
+            token_formula="openai-low",
+        )
+    return Capabilities(
+        media_types=media,
+        max_image_bytes=20 * _MB,
+        recommended_long_edge_px=2048,
+        recommended_short_edge_px=768,
+        max_images=500,
+        max_request_bytes=50 * _MB,
+        accepts_pdf=official,
+        token_formula="openai-tiles",
+    )
+
 
 _DETAILS = ("auto", "low", "high")
 _TOKEN_FIELDS = ("max_tokens", "max_completion_tokens")
@@ -67,6 +96,7 @@ class OpenAIBackend:
             headers=headers,
             secrets=[api_key, settings.api_key],
         )
+        self.capabilities = capabilities_for(self.detail, self._http.host)
 
     def close(self) -> None:
         self._http.close()
@@ -92,10 +122,7 @@ class OpenAIBackend:
         if request.system_prompt.strip():
             messages.append({"role": "system", "content": request.system_prompt})
         messages.extend({"role": turn.role, "content": turn.text} for turn in request.history)
-        text = INSTRUCTION
-        if request.text.strip():
-            text = f"{INSTRUCTION}\n\n{TEXT_LAYER_INTRO}\n\n{request.text.strip()}"
-        parts: list[dict[str, Any]] = [{"type": "text", "text": text}]
+        parts: list[dict[str, Any]] = [{"type": "text", "text": user_text(request)}]
         parts.extend(self._image_part(page) for page in request.pages)
         messages.append({"role": "user", "content": parts})
 

@@ -1,0 +1,260 @@
+"""Page economy benchmark: image bytes and tokens per page and provider, naive full-page render vs ours.
+
+Generates typical tablet pages as vector pen strokes on a reMarkable 2 page (157.8 × 210.4 mm, 226 ppi screen) with
+pen widths of real tablet pens (2–4 screen pixels), rasterises them like a PDF renderer would (supersampled, so
+strokes are anti-aliased), and compares:
+
+* naive: the whole page rendered at 200 dpi, grey PNG, sent as it is;
+* ours: the page as the reader decodes it (150 dpi) through :func:`eink_llm.economy.plan_pages` with each
+  backend's capabilities.
+
+Run ``python benchmarks/page_economy.py``. It exits 1 unless, for every backend, the median page needs at least 2×
+fewer image tokens than the naive render and no page exceeds a provider limit. docs/page-economy.md has the
+figures.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import random
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from PIL import Image, ImageDraw
+
+from eink_llm.backends import BackendSettings, Capabilities, create_backend
+from eink_llm.economy import estimate_image_tokens, plan_pages
+
+PAGE_MM = (157.8, 210.4)
+SCREEN_PPI = 226
+READER_DPI = 150
+NAIVE_DPI = 200
+BACKENDS = ("openai", "anthropic", "gemini", "ollama")
+TARGET_RATIO = 2.0
+
+Point = tuple[float, float]
+
+
+@dataclass(frozen=True)
+class Stroke:
+    points: list[Point]  # millimetres from the top-left corner
+    width_px: float  # pen width in screen pixels at 226 ppi
+    grey: int = 0
+
+
+def px_to_mm(pixels: float) -> float:
+    return pixels * 25.4 / SCREEN_PPI
+
+
+# --- synthetic handwriting --------------------------------------------------------------------------------------
+
+
+def _letter(rng: random.Random, x: float, base: float, xh: float) -> tuple[list[Point], float]:
+    """One cursive-looking letter as a polyline starting and ending on the baseline; returns it and its width."""
+    kind = rng.choice("oonnnlgeai")
+    width = xh * rng.uniform(0.7, 1.1)
+    points: list[Point] = []
+    steps = 14
+    for i in range(steps + 1):
+        t = i / steps
+        if kind in "oa":  # a loop
+            angle = math.pi * 2 * t
+            points.append((x + width * (0.5 - 0.5 * math.cos(angle)), base - xh * (0.5 - 0.5 * math.cos(angle - 1.2))))
+        elif kind == "n":  # an arch
+            points.append((x + width * t, base - xh * math.sin(math.pi * t)))
+        elif kind == "l":  # an ascender loop
+            points.append((x + width * 0.6 * t, base - 2.3 * xh * math.sin(math.pi * t) ** 0.7))
+        elif kind == "g":  # a descender
+            points.append((x + width * t, base + 1.2 * xh * math.sin(math.pi * t) - xh * 0.3 * (1 - t)))
+        else:  # e, i: a small hook
+            points.append((x + width * t, base - 0.7 * xh * math.sin(math.pi * t) ** 2))
+    return points, width
+
+
+def handwriting(
+    rng: random.Random, left: float, top: float, right: float, lines: int, *, xh: float = 2.8, pen: float = 3.0
+) -> list[Stroke]:
+    """``lines`` lines of cursive-like words between ``left`` and ``right`` mm, baselines 8.5 mm apart."""
+    strokes: list[Stroke] = []
+    for line in range(lines):
+        base = top + 5 + line * 8.5
+        x = left + rng.uniform(0, 3)
+        end = right - (rng.uniform(0, 40) if line == lines - 1 else rng.uniform(0, 8))
+        while x < end - 8:
+            word: list[Point] = []
+            for _ in range(rng.randint(2, 7)):
+                points, width = _letter(rng, x, base + rng.uniform(-0.3, 0.3), xh * rng.uniform(0.9, 1.1))
+                word.extend(points)
+                x += width
+            strokes.append(Stroke(word, pen))
+            if rng.random() < 0.3:  # a t-bar or an i-dot
+                mid = word[len(word) // 2]
+                strokes.append(Stroke([(mid[0] - 1, mid[1] - 2.2 * xh), (mid[0] + 1.2, mid[1] - 2.3 * xh)], pen))
+            x += rng.uniform(2.5, 4)
+    return strokes
+
+
+def ruled_lines() -> list[Stroke]:
+    """A lined template, as tablets export it: thin light-grey rules."""
+    return [Stroke([(8, y), (PAGE_MM[0] - 8, y)], 1.0, grey=200) for y in range(30, 205, 9)]
+
+
+def sketch(top: float) -> list[Stroke]:
+    """A geometry sketch: a right triangle with a circle and axes with a curve."""
+    pen = 3.0
+    triangle = [(20.0, top + 60), (90.0, top + 60), (20.0, top + 10), (20.0, top + 60)]
+    circle = [(115 + 18 * math.cos(a / 20 * math.pi), top + 35 + 18 * math.sin(a / 20 * math.pi)) for a in range(41)]
+    axes = [Stroke([(20, top + 120), (140, top + 120)], pen), Stroke([(25, top + 125), (25, top + 75)], pen)]
+    curve = [(25 + x, top + 120 - 40 * math.exp(-(((x - 55) / 25) ** 2))) for x in range(0, 111, 3)]
+    square = [(20, top + 55), (25, top + 55), (25, top + 60)]
+    return [Stroke(triangle, pen), Stroke(circle, pen), *axes, Stroke(curve, pen), Stroke(square, 2.0)]
+
+
+def make_pages(seed: int = 7) -> dict[str, list[Stroke]]:
+    rng = random.Random(seed)
+    return {
+        "full page of notes (lined, 3 px pen)": ruled_lines() + handwriting(rng, 12, 14, 148, 22, pen=3.0),
+        "3-line question at the top (4 px pen)": handwriting(rng, 12, 12, 150, 3, xh=3.2, pen=4.0),
+        "sketch with a question (3 px pen)": sketch(45) + handwriting(rng, 12, 12, 148, 3, pen=3.0),
+        "half page of working (2 px pen)": handwriting(rng, 14, 20, 120, 11, xh=2.6, pen=2.0),
+        "blank page": [],
+    }
+
+
+def rasterise(strokes: list[Stroke], dpi: int, supersample: int = 3) -> Image.Image:
+    """The page at ``dpi`` as a PDF renderer would draw it: anti-aliased, grey ``L``."""
+    scale = dpi / 25.4 * supersample
+    size = (round(PAGE_MM[0] / 25.4 * dpi), round(PAGE_MM[1] / 25.4 * dpi))
+    canvas = Image.new("L", (size[0] * supersample, size[1] * supersample), 255)
+    draw = ImageDraw.Draw(canvas)
+    for stroke in strokes:
+        width = max(1, round(px_to_mm(stroke.width_px) * scale))
+        draw.line([(x * scale, y * scale) for x, y in stroke.points], fill=stroke.grey, width=width, joint="curve")
+    return canvas.reduce(supersample)
+
+
+# --- measuring --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Row:
+    page: str
+    backend: str
+    naive_bytes: int
+    naive_tokens: int
+    ours_bytes: int
+    ours_tokens: int
+    ours_size: tuple[int, int] | None
+    media_type: str
+    violations: tuple[str, ...]
+
+    @property
+    def ratio(self) -> float:
+        return math.inf if self.ours_tokens == 0 else self.naive_tokens / self.ours_tokens
+
+
+def violations(caps: Capabilities, count: int, width: int, height: int, size: int, media_type: str) -> list[str]:
+    found = []
+    limit = caps.long_edge_limit(count)
+    if limit is not None and max(width, height) > limit:
+        found.append(f"{max(width, height)} px > {limit} px")
+    if not caps.fits(size):
+        found.append(f"{caps.measured_size(size)} bytes > {caps.max_image_bytes}")
+    if not caps.accepts(media_type):
+        found.append(f"{media_type} not accepted")
+    return found
+
+
+def measure(log: Callable[[str], None] = lambda _: None, *, supersample: int = 3) -> list[Row]:
+    pages = make_pages()
+    naive_pages = {name: rasterise(strokes, NAIVE_DPI, supersample) for name, strokes in pages.items()}
+    read_pages = {name: rasterise(strokes, READER_DPI, supersample) for name, strokes in pages.items()}
+    rows: list[Row] = []
+    for backend_name in BACKENDS:
+        backend = create_backend(BackendSettings(backend_name, model="m"))
+        caps = backend.capabilities
+        backend.close()
+        started = time.perf_counter()
+        plans = plan_pages(list(read_pages.values()), caps)
+        log(f"{backend_name}: prepared {len(plans)} pages in {1000 * (time.perf_counter() - started):.0f} ms")
+        for (name, naive), plan in zip(naive_pages.items(), plans, strict=True):
+            buffer = io.BytesIO()
+            naive.save(buffer, "PNG", optimize=True)
+            naive_bytes = len(buffer.getvalue())
+            problems = violations(caps, len(pages), naive.width, naive.height, naive_bytes, "image/png")
+            image = plan.image
+            if image is not None:
+                problems += violations(caps, len(plans), image.width, image.height, len(image.data), image.media_type)
+            rows.append(
+                Row(
+                    name,
+                    backend_name,
+                    naive_bytes,
+                    estimate_image_tokens(caps, naive.width, naive.height),
+                    len(image.data) if image else 0,
+                    plan.tokens,
+                    (image.width, image.height) if image else None,
+                    image.media_type if image else "dropped",
+                    tuple(problems),
+                )
+            )
+    return rows
+
+
+def median_ratio(rows: list[Row], backend: str) -> float:
+    mine = [row for row in rows if row.backend == backend]
+    naive = statistics.median(row.naive_tokens for row in mine)
+    ours = statistics.median(row.ours_tokens for row in mine)
+    return math.inf if ours == 0 else naive / ours
+
+
+def report(rows: list[Row]) -> str:
+    out = [
+        "| page | backend | naive 200 dpi: bytes | tokens | ours: size | bytes | tokens | fewer tokens |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        size = (
+            f"{row.ours_size[0]}×{row.ours_size[1]} {row.media_type.removeprefix('image/')}"
+            if row.ours_size
+            else "dropped"
+        )
+        ratio = "∞" if math.isinf(row.ratio) else f"{row.ratio:.1f}×"
+        flag = f" ⚠ {', '.join(row.violations)}" if row.violations else ""
+        out.append(
+            f"| {row.page} | {row.backend} | {row.naive_bytes:,} | {row.naive_tokens:,} | {size} | "
+            f"{row.ours_bytes:,} | {row.ours_tokens:,} | {ratio}{flag} |"
+        )
+    out += [
+        "",
+        "| backend | median page tokens: naive | ours | fewer | total bytes: naive | ours |",
+        "|---|---|---|---|---|---|",
+    ]
+    for backend in BACKENDS:
+        mine = [row for row in rows if row.backend == backend]
+        out.append(
+            f"| {backend} | {statistics.median(r.naive_tokens for r in mine):,.0f} | "
+            f"{statistics.median(r.ours_tokens for r in mine):,.0f} | {median_ratio(rows, backend):.1f}× | "
+            f"{sum(r.naive_bytes for r in mine):,} | {sum(r.ours_bytes for r in mine):,} |"
+        )
+    return "\n".join(out)
+
+
+def main() -> int:
+    rows = measure(log=lambda line: print(line, file=sys.stderr))
+    print(report(rows))
+    failed = [b for b in BACKENDS if median_ratio(rows, b) < TARGET_RATIO]
+    over = [row for row in rows if row.violations and row.ours_size is not None]
+    if failed or over:
+        print(f"\nTARGET MISSED: ratio below {TARGET_RATIO}× for {failed}; over a limit: {len(over)} page(s)")
+        return 1
+    print(f"\nTarget met: every backend's median page needs ≥ {TARGET_RATIO}× fewer tokens; no page over a limit.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
