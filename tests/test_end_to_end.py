@@ -87,13 +87,27 @@ def test_pdf_png_and_rotated_jpeg_are_answered(tmp_path: Path, inbox: Path, serv
     # what reached the backend: the PDF's two pages, and the JPEG upright (portrait)
     by_pages = sorted(len(r.images()) for r in server.requests)
     assert by_pages == [1, 1, 2]
+    corners = []
     for request in server.requests:
         assert request.headers["authorization"] == "Bearer sk-e2e-secret-key"
         for image in request.images():
             assert image.mode in ("L", "1", "LA", "P")
-            assert image.height >= image.width  # the rotated JPEG arrived upright
+            corners.append(_solid_corner(image.convert("L")))
+    # the JPEG's black marker, stored top-left with EXIF "rotate 90° clockwise", arrived top-right: upright
+    assert corners.count("top-right") == 1 and "top-left" not in corners, corners
     # the API key never reaches the log
     assert "sk-e2e-secret-key" not in daemon.log()
+
+
+def _solid_corner(image: Image.Image) -> str | None:
+    """Which top corner of a page holds a solid black block (the rotated JPEG's marker), if any."""
+    side = max(4, int(min(image.size) * 0.25))
+    for name, box in (("top-left", (0, 0, side, side)), ("top-right", (image.width - side, 0, image.width, side))):
+        region = image.crop(box)
+        dark = sum(region.histogram()[:100])  # pixels darker than 100
+        if dark > 0.5 * side * side:
+            return name
+    return None
 
 
 def test_follow_up_by_name_continues_the_conversation(tmp_path: Path, inbox: Path, server: FakeLLMServer) -> None:

@@ -95,8 +95,9 @@ class WatchConfig(_Section):
 class LLMConfig(_Section):
     backend: str = Field(
         default="echo",
-        description="Which LLM backend answers: `echo` (offline, shows what it received) or `openai` "
-        "(any OpenAI-compatible server: OpenAI, Ollama, vLLM, LM Studio, llama.cpp, OpenRouter).",
+        description="Which LLM backend answers: `echo` (offline, shows what it received), `openai` (any "
+        "OpenAI-compatible server: OpenAI, vLLM, LM Studio, llama.cpp, OpenRouter, Ollama's /v1), `anthropic`, "
+        "`gemini`, `ollama` (native API), `command` (your own program), a plugin name, or `package.module:factory`.",
     )
     base_url: str | None = Field(
         default=None,
@@ -117,7 +118,8 @@ class LLMConfig(_Section):
     system_prompt: str = Field(default=DEFAULT_SYSTEM_PROMPT, description="Instructions sent before every question.")
     options: dict[str, Any] = Field(
         default_factory=dict,
-        description="Backend-specific extras, e.g. `detail: high` for OpenAI image detail.",
+        description="Backend-specific extras: `detail`, `max_tokens_field` (openai); `anthropic_version` "
+        "(anthropic); `num_ctx`, `keep_alive` (ollama); `command: [argv, …]` (command). See docs/backends.md.",
     )
 
     def backend_settings(self) -> BackendSettings:

@@ -32,6 +32,7 @@ from eink_llm.backends.base import Backend, LLMRequest, LLMResponse, ModelOption
 from eink_llm.budget import check_budget
 from eink_llm.config import Config, Profile
 from eink_llm.context import build_history
+from eink_llm.economy import estimate_image_tokens, prepare_encoded_pages
 from eink_llm.errors import BackendError, EinkError, OutputError
 from eink_llm.reader import InputDocument, InputLimits, read_input
 from eink_llm.render import RenderMeta, get_device, render_answer, render_error
@@ -92,10 +93,11 @@ class Pipeline:
         exchange = self._resolve_conversation(job, document)
         profile = self.config.profile(self.config.profile_for(job.path))
         response: LLMResponse | None = None
+        request: LLMRequest | None = None
         pdf: bytes | None = None
         if failure is None and document is not None:
             try:
-                response, profile = self._answer(profile, exchange, document)
+                response, profile, request = self._answer(profile, exchange, document)
                 pdf = render_answer(
                     response.text,
                     self._meta(job, exchange, model=response.model),
@@ -140,7 +142,7 @@ class Pipeline:
             processing_time=round(time.monotonic() - started, 3),
             profile=profile.name,
             cost=profile.budget.cost(response.usage.input_tokens, response.usage.output_tokens) if response else 0.0,
-            metadata=self._metadata(document, failure),
+            metadata=self._metadata(document, failure, request, self.backends.get(profile.name)),
         )
         self.store.complete_exchange(exchange, result)
         log.info(
@@ -203,7 +205,9 @@ class Pipeline:
             input_type=document.kind if document else job.path.suffix.lower().lstrip(".") or None,
         )
 
-    def _answer(self, first: Profile, exchange: Exchange, document: InputDocument) -> tuple[LLMResponse, Profile]:
+    def _answer(
+        self, first: Profile, exchange: Exchange, document: InputDocument
+    ) -> tuple[LLMResponse, Profile, LLMRequest]:
         """Ask the folder's profile; on a permanent failure or a spent budget, its fallbacks in order.
 
         A transient failure is raised at once: the whole job is retried later, starting again from the top.
@@ -217,8 +221,10 @@ class Pipeline:
                 log.warning("budget spent", profile=name, detail=over.what)
                 last = over
                 continue
+            backend = self.backends[name]
+            request = self._build_request(exchange, document, profile, backend)
             try:
-                return self._ask(self._build_request(exchange, document, profile), self.backends[name]), profile
+                return self._ask(request, backend), profile, request
             except BackendError as exc:
                 if exc.retryable:
                     raise
@@ -228,13 +234,17 @@ class Pipeline:
         assert last is not None
         raise last
 
-    def _build_request(self, exchange: Exchange, document: InputDocument, profile: Profile) -> LLMRequest:
+    def _build_request(
+        self, exchange: Exchange, document: InputDocument, profile: Profile, backend: Backend
+    ) -> LLMRequest:
+        """History within budget, plus the pages made economical for this backend: cropped to the ink, blank
+        pages dropped, scaled and encoded within its limits (economy.py)."""
         earlier = self.store.history(exchange.conversation_id, exchange.sequence_number)
         llm = profile.llm
         return LLMRequest(
             system_prompt=llm.system_prompt,
             history=build_history(earlier, self.config.context.history_tokens),
-            pages=document.pages,
+            pages=prepare_encoded_pages(document.pages, backend.capabilities),
             text=document.text,
             options=ModelOptions(model=llm.model, max_output_tokens=llm.max_output_tokens, temperature=llm.temperature),
             source_name=exchange.input_file,
@@ -327,11 +337,21 @@ class Pipeline:
         )
 
     @staticmethod
-    def _metadata(document: InputDocument | None, failure: EinkError | None) -> dict[str, Any]:
+    def _metadata(
+        document: InputDocument | None,
+        failure: EinkError | None,
+        request: LLMRequest | None,
+        backend: Backend | None,
+    ) -> dict[str, Any]:
         data: dict[str, Any] = {}
         if document is not None:
             data["pages"] = document.page_count
-            data["page_bytes"] = sum(len(p.data) for p in document.pages)
+        if request is not None and backend is not None:
+            data["pages_sent"] = len(request.pages)
+            data["page_bytes_sent"] = sum(len(p.data) for p in request.pages)
+            data["image_tokens_estimated"] = sum(
+                estimate_image_tokens(backend.capabilities, p.width, p.height) for p in request.pages
+            )
         if failure is not None:
             data["error_type"] = type(failure).__name__
             if failure.detail:
