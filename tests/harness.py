@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+import pypdfium2 as pdfium
 import yaml
 
 T = TypeVar("T")
@@ -111,3 +112,12 @@ def db_rows(database: Path, sql: str, params: tuple[Any, ...] = ()) -> list[sqli
 
 def outputs(folder: Path, prefix: str = "") -> list[Path]:
     return sorted(p for p in folder.rglob(f"{prefix}*.pdf") if p.name.startswith(("RESPONSE_", "ERROR_")))
+
+
+def pdf_text(path: Path) -> str:
+    """The text layer of every page of a PDF we wrote."""
+    document = pdfium.PdfDocument(path)
+    try:
+        return "\n".join(page.get_textpage().get_text_range() for page in document)
+    finally:
+        document.close()

@@ -15,7 +15,7 @@ from PIL import Image
 
 from tests import samples
 from tests.fakes import FakeLLMServer
-from tests.harness import DaemonProcess, db_rows, outputs, wait_until, write_config
+from tests.harness import DaemonProcess, db_rows, outputs, pdf_text, wait_until, write_config
 
 
 @pytest.fixture()
@@ -40,14 +40,6 @@ def openai_config(tmp_path: Path, inbox: Path, server: FakeLLMServer, **extra: d
         "timeout_seconds": 5,
     }
     return write_config(tmp_path / "config.yaml", inbox, tmp_path / "state" / "db.sqlite3", llm=llm, **extra)
-
-
-def pdf_text(path: Path) -> str:
-    document = pdfium.PdfDocument(path)
-    try:
-        return "\n".join(page.get_textpage().get_text_range() for page in document)
-    finally:
-        document.close()
 
 
 def exchanges(tmp_path: Path) -> list[dict[str, object]]:

@@ -6,7 +6,6 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pypdfium2 as pdfium
 import pytest
 
 from eink_llm.budget import period_starts
@@ -15,7 +14,7 @@ from eink_llm.errors import ConfigError
 from eink_llm.service import process_files
 from tests import samples
 from tests.fakes import FakeLLMServer, Fault
-from tests.harness import db_rows, outputs, write_config
+from tests.harness import db_rows, outputs, pdf_text, write_config
 
 
 @pytest.fixture()
@@ -45,14 +44,6 @@ def setup(tmp_path: Path, main: FakeLLMServer, local: FakeLLMServer, **profiles:
     )
     config.write_text(text)
     return inbox
-
-
-def pdf_text(path: Path) -> str:
-    document = pdfium.PdfDocument(path)
-    try:
-        return "\n".join(page.get_textpage().get_text_range() for page in document)
-    finally:
-        document.close()
 
 
 def test_profiles_route_by_subfolder(tmp_path: Path, servers: tuple[FakeLLMServer, FakeLLMServer]) -> None:

@@ -20,6 +20,20 @@ CUT_OFF_NOTE = "*(The answer was cut short because it reached the length limit, 
 EARLIER_CONVERSATION = "(Earlier in this conversation.)"
 
 
+def require_model(request: LLMRequest, configured: str | None, provider: str, example: str) -> str:
+    """The model to ask, or a permanent error saying how to set one.
+
+    Checked per question, not at start-up, so the user gets an ERROR_ PDF that says what to fix.
+    """
+    model = (request.options.model or configured or "").strip()
+    if not model:
+        raise BackendError(
+            f"No model is configured for the {provider} backend.",
+            f"Set llm.model in the configuration, e.g. {example}.",
+        )
+    return model
+
+
 def user_text(request: LLMRequest) -> str:
     """The text part of the current question: the instruction, plus the pages' text layer when there is one."""
     if request.text.strip():

@@ -21,9 +21,8 @@ import base64
 from typing import Any
 
 from eink_llm.backends._http import HttpService, as_int, truncate
-from eink_llm.backends._prompt import alternating_history, dumps, error_in_body, finish_answer, user_text
+from eink_llm.backends._prompt import alternating_history, dumps, error_in_body, finish_answer, require_model, user_text
 from eink_llm.backends.base import BackendSettings, Capabilities, LLMRequest, LLMResponse, PageImage, Usage
-from eink_llm.errors import BackendError
 
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 DEFAULT_VERSION = "2023-06-01"
@@ -79,12 +78,7 @@ class AnthropicBackend:
 
     def build_body(self, request: LLMRequest) -> dict[str, Any]:
         """The JSON body for one question; public so tests and diagnostics can show it."""
-        model = request.options.model or self.settings.model
-        if not model:
-            raise BackendError(
-                "No model is configured for the Anthropic backend.",
-                "Set llm.model in the configuration, e.g. claude-sonnet-4-5.",
-            )
+        model = require_model(request, self.settings.model, "Anthropic", "claude-sonnet-4-5")
         messages: list[dict[str, Any]] = [
             {"role": turn.role, "content": turn.text} for turn in alternating_history(request.history)
         ]

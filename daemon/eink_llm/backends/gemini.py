@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote
 
 from eink_llm.backends._http import HttpService, as_int, truncate
-from eink_llm.backends._prompt import alternating_history, dumps, error_in_body, finish_answer, user_text
+from eink_llm.backends._prompt import alternating_history, dumps, error_in_body, finish_answer, require_model, user_text
 from eink_llm.backends.base import BackendSettings, Capabilities, LLMRequest, LLMResponse, PageImage, Usage
 from eink_llm.errors import BackendError
 
@@ -86,13 +86,9 @@ class GeminiBackend:
     # --- wire format ------------------------------------------------------------------------------------
 
     def _model(self, request: LLMRequest) -> str:
-        model = (request.options.model or self.settings.model or "").strip()
-        model = model.removeprefix("models/")
+        model = require_model(request, self.settings.model, "Gemini", "gemini-2.5-flash").removeprefix("models/")
         if not model:
-            raise BackendError(
-                "No model is configured for the Gemini backend.",
-                "Set llm.model in the configuration, e.g. gemini-2.5-flash.",
-            )
+            raise BackendError("The Gemini model name is empty.", "Set llm.model, e.g. gemini-2.5-flash.")
         return model
 
     def build_body(self, request: LLMRequest) -> dict[str, Any]:

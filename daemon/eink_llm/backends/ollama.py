@@ -22,7 +22,7 @@ import base64
 from typing import Any
 
 from eink_llm.backends._http import HttpService, as_int, truncate
-from eink_llm.backends._prompt import dumps, error_in_body, finish_answer, user_text
+from eink_llm.backends._prompt import dumps, error_in_body, finish_answer, require_model, user_text
 from eink_llm.backends.base import BackendSettings, Capabilities, LLMRequest, LLMResponse, Usage
 from eink_llm.errors import BackendError
 
@@ -70,12 +70,7 @@ class OllamaBackend:
 
     def build_body(self, request: LLMRequest) -> dict[str, Any]:
         """The JSON body for one question; public so tests and diagnostics can show it."""
-        model = request.options.model or self.settings.model
-        if not model:
-            raise BackendError(
-                "No model is configured for the Ollama backend.",
-                "Set llm.model in the configuration to a vision model you have pulled, e.g. llama3.2-vision.",
-            )
+        model = require_model(request, self.settings.model, "Ollama", "a vision model you have pulled: llama3.2-vision")
         messages: list[dict[str, Any]] = []
         if request.system_prompt.strip():
             messages.append({"role": "system", "content": request.system_prompt})

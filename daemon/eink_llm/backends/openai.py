@@ -25,7 +25,7 @@ import json
 from typing import Any
 
 from eink_llm.backends._http import TRY_LATER, HttpService, as_int, provider_message, strip_reasoning, truncate
-from eink_llm.backends._prompt import CUT_OFF_NOTE, INSTRUCTION, TEXT_LAYER_INTRO, user_text
+from eink_llm.backends._prompt import CUT_OFF_NOTE, INSTRUCTION, TEXT_LAYER_INTRO, require_model, user_text
 from eink_llm.backends.base import BackendSettings, Capabilities, LLMRequest, LLMResponse, PageImage, Usage
 from eink_llm.errors import BackendError
 
@@ -110,14 +110,9 @@ class OpenAIBackend:
 
     def build_body(self, request: LLMRequest) -> dict[str, Any]:
         """The JSON body for one question; public so tests and ``eink-llm`` diagnostics can show it."""
-        model = request.options.model or self.settings.model
-        if not model:
-            # Checked here, not at start-up, so the user gets an ERROR_ PDF that says what to fix.
-            raise BackendError(
-                "No model is configured for the OpenAI-compatible backend.",
-                "Set llm.model in the configuration, e.g. gpt-4o-mini, or the name of a vision model on your "
-                "server such as llama3.2-vision.",
-            )
+        model = require_model(
+            request, self.settings.model, "OpenAI-compatible", "gpt-4o-mini, or a vision model on your server"
+        )
         messages: list[dict[str, Any]] = []
         if request.system_prompt.strip():
             messages.append({"role": "system", "content": request.system_prompt})
