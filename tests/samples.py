@@ -1,6 +1,8 @@
 """Real input files for tests: tablet-like pages, and every kind of bad file a sync folder can hold.
 
-Each function writes a file and returns its path. Deterministic and fast; no network, no shared corpus.
+Each ``make_*`` function writes one file at ``path`` and returns ``path``. They are deterministic (reportlab's
+``invariant`` mode, no timestamps, no randomness) and fast (small pages, no network, no shared corpus), so any
+test file can build the inputs it needs in ``tmp_path``.
 """
 
 from __future__ import annotations
@@ -8,24 +10,36 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from collections.abc import Sequence
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 from reportlab.lib.units import mm
 from reportlab.pdfgen import canvas
 
+#: The text layer :func:`make_pdf` writes on each page (followed by the page number).
 QUESTION = "What is the derivative of x^2?"
+#: reMarkable 2 screen size in pixels (portrait), the typical exported page.
+TABLET_PX = (1404, 1872)
+#: EXIF tag for orientation.
+EXIF_ORIENTATION = 0x0112
 
 
-def _scribble(draw: ImageDraw.ImageDraw, width: int, height: int, lines: int = 3, fill: int = 0) -> None:
+def _scribble(draw: ImageDraw.ImageDraw, width: int, height: int, lines: int = 3, fill: int | str = 0) -> None:
+    """A few thick zig-zag pen strokes near the top of the page, like handwritten lines."""
     for line in range(lines):
         y = int(height * (0.12 + 0.08 * line))
         points = [(int(width * (0.1 + 0.05 * i)), y + (12 if i % 2 else -12)) for i in range(14)]
         draw.line(points, fill=fill, width=max(3, width // 350))
 
 
-def make_pdf(path: Path, pages: int = 2, text_layer: bool = True, lines: list[str] | None = None) -> Path:
-    """A reMarkable-sized PDF with pen-like strokes, and optionally a real text layer."""
+def make_pdf(path: Path, pages: int = 2, text_layer: bool = True, lines: Sequence[str] | None = None) -> Path:
+    """A reMarkable-sized PDF (157.8 × 210.4 mm) whose pages carry thick pen-like strokes.
+
+    With ``text_layer``, each page also has real text: ``lines`` if given (the same on every page), else
+    ``"What is the derivative of x^2? (page N)"``. Without it, the pages are pure "handwriting", like a tablet
+    export, and the reader's text must come out empty.
+    """
     buffer = io.BytesIO()
     page_size = (157.8 * mm, 210.4 * mm)
     pdf = canvas.Canvas(buffer, pagesize=page_size, invariant=True)
@@ -36,7 +50,7 @@ def make_pdf(path: Path, pages: int = 2, text_layer: bool = True, lines: list[st
             pdf.bezier(20 * mm, y, 60 * mm, y + 8 * mm, 90 * mm, y - 8 * mm, 130 * mm, y)
         if text_layer:
             pdf.setFont("Helvetica", 12)
-            for row, line in enumerate(lines or [f"{QUESTION} (page {number + 1})"]):
+            for row, line in enumerate(lines if lines is not None else [f"{QUESTION} (page {number + 1})"]):
                 pdf.drawString(20 * mm, page_size[1] - (100 + 8 * row) * mm, line)
         pdf.showPage()
     pdf.save()
@@ -44,45 +58,114 @@ def make_pdf(path: Path, pages: int = 2, text_layer: bool = True, lines: list[st
     return path
 
 
-def make_png(path: Path, size: tuple[int, int] = (1404, 1872)) -> Path:
+def make_pdf_page_size(path: Path, width_pt: float, height_pt: float) -> Path:
+    """A one-page PDF of any size in points (up to absurd ones) with a thick diagonal stroke across it."""
+    buffer = io.BytesIO()
+    pdf = canvas.Canvas(buffer, pagesize=(width_pt, height_pt), invariant=True)
+    pdf.setLineWidth(max(width_pt, height_pt) / 100)
+    pdf.line(0, 0, width_pt, height_pt)
+    pdf.showPage()
+    pdf.save()
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def make_pdf_with_picture(path: Path, width_px: int, height_px: int) -> Path:
+    """An A4 page showing one embedded 1-bit picture of ``width_px`` × ``height_px`` (a scan, or a trap).
+
+    The picture is plain black and Flate-compressed, so even a huge one stays small on disk; it is compressed
+    row by row, so a huge one is never held in memory here either.
+    """
+    compressor = zlib.compressobj(9)
+    row = bytes((width_px + 7) // 8)
+    body = b"".join(compressor.compress(row) for _ in range(height_px)) + compressor.flush()
+    content = b"q 595 0 0 842 0 0 cm /Im0 Do Q"
+    path.write_bytes(
+        _raw_pdf(
+            [
+                b"<< /Type /Catalog /Pages 2 0 R >>",
+                b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /XObject << /Im0 5 0 R >> >> "
+                b"/Contents 4 0 R >>",
+                b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content),
+                b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /BitsPerComponent 1 /ColorSpace /DeviceGray "
+                b"/Filter /FlateDecode /Length %d >>\nstream\n%s\nendstream" % (width_px, height_px, len(body), body),
+            ]
+        )
+    )
+    return path
+
+
+def make_empty_pdf(path: Path) -> Path:
+    """A well-formed PDF whose page tree has no pages (some broken exporters write these)."""
+    path.write_bytes(
+        _raw_pdf(
+            [
+                b"<< /Type /Catalog /Pages 2 0 R >>",
+                b"<< /Type /Pages /Kids [] /Count 0 >>",
+            ]
+        )
+    )
+    return path
+
+
+def _raw_pdf(objects: Sequence[bytes]) -> bytes:
+    """A minimal PDF with a correct cross-reference table; object 1 is the catalogue."""
+    out = bytearray(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n" % number + body + b"\nendobj\n"
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    for offset in offsets:
+        out += b"%010d 00000 n \n" % offset
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def make_png(path: Path, size: tuple[int, int] = TABLET_PX) -> Path:
+    """A grayscale page (white, with dark pen strokes), as a tablet exports a page as PNG."""
     image = Image.new("L", size, 255)
     _scribble(ImageDraw.Draw(image), *size)
     image.save(path, "PNG")
     return path
 
 
-def make_rotated_jpeg(path: Path) -> Path:
-    """Stored landscape with EXIF Orientation=6 (rotate 90° clockwise to view): upright it is portrait.
+def make_rotated_jpeg(path: Path, orientation: int = 6) -> Path:
+    """A photo stored landscape (1200 × 900) whose EXIF Orientation says it is portrait when viewed.
 
-    A black marker sits at the stored top-left corner; once rotated it must appear at the top-right.
+    A black square marker sits at the *stored* top-left corner. Viewed upright it appears at the top-right for
+    ``orientation=6`` (rotate 90° clockwise to view) and at the bottom-left for ``orientation=8`` (90°
+    counter-clockwise). A reader that ignores EXIF gives a landscape page with the marker top-left.
     """
     stored = Image.new("RGB", (1200, 900), "white")
     draw = ImageDraw.Draw(stored)
-    _scribble(draw, 1200, 900, fill=0)
+    _scribble(draw, 1200, 900, fill="black")
     draw.rectangle((0, 0, 150, 150), fill="black")
     exif = Image.Exif()
-    exif[0x0112] = 6
+    exif[EXIF_ORIENTATION] = orientation
     stored.save(path, "JPEG", exif=exif, quality=90)
     return path
 
 
 def make_text_as_pdf(path: Path) -> Path:
+    """A plain text file (say, a note saved as text) that carries a .pdf name."""
     path.write_text("Shopping list\n- milk\n- eggs\n", encoding="utf-8")
     return path
 
 
 def make_truncated_pdf(path: Path) -> Path:
-    full = path.with_name(path.name + ".full")
-    make_pdf(full, pages=4)
-    data = full.read_bytes()
-    full.unlink()
+    """A valid four-page PDF cut in half, as a sync that stopped midway leaves it."""
+    data = make_pdf(path, pages=4).read_bytes()
     path.write_bytes(data[: len(data) // 2])
     return path
 
 
 def make_encrypted_pdf(path: Path) -> Path:
+    """A PDF that needs the user password ``secret`` to open."""
     buffer = io.BytesIO()
-    pdf = canvas.Canvas(buffer, encrypt="secret")
+    pdf = canvas.Canvas(buffer, encrypt="secret", invariant=True)
     pdf.drawString(72, 720, QUESTION)
     pdf.showPage()
     pdf.save()
@@ -91,6 +174,7 @@ def make_encrypted_pdf(path: Path) -> Path:
 
 
 def make_corrupt_png(path: Path) -> Path:
+    """A PNG whose signature and header are intact but whose pixel data is garbage."""
     good = io.BytesIO()
     Image.new("L", (400, 400), 255).save(good, "PNG")
     data = good.getvalue()
@@ -98,24 +182,36 @@ def make_corrupt_png(path: Path) -> Path:
     return path
 
 
+def _png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
+
+
 def make_bomb_png(path: Path, side: int = 60_000) -> Path:
-    """A tiny PNG that declares side×side pixels (3.6 gigapixels by default); its pixels are never allocated."""
+    """A PNG of a few kilobytes that declares ``side`` × ``side`` 1-bit pixels (3.6 gigapixels by default).
 
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body) & 0xFFFFFFFF)
-
-    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # 1-bit grayscale
+    Written by hand, so the pixels are never allocated here either. It holds far fewer rows than it declares: it
+    is a trap, not an image. Use ``side=10_000`` (100 megapixels) to land between Pillow's warning and error
+    thresholds, or ``side=7_000`` (49 megapixels) to pass Pillow and meet only the reader's own limit.
+    """
+    header = struct.pack(">IIBBBBB", side, side, 1, 0, 0, 0, 0)  # 1-bit grayscale, no interlace
     row = b"\x00" + b"\xff" * ((side + 7) // 8)
-    body = zlib.compress(row * 64, 9)  # far fewer rows than declared: it is a trap, not an image
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b""))
+    body = zlib.compress(row * 16, 9)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", body) + _png_chunk(b"IEND", b"")
+    )
     return path
 
 
-def make_multipage_tiff(path: Path, frames: int = 3) -> Path:
+def make_multipage_tiff(path: Path, frames: int = 3, sizes: Sequence[tuple[int, int]] | None = None) -> Path:
+    """A multi-page grayscale TIFF (a scanner's or tablet's multi-page export), one page per frame.
+
+    ``sizes`` gives each frame's size (default: 700 × 900 for all ``frames``); frames may differ in size, as
+    each TIFF page has its own header.
+    """
     pages = []
-    for _ in range(frames):
-        page = Image.new("L", (700, 900), 255)
-        _scribble(ImageDraw.Draw(page), 700, 900)
+    for size in sizes if sizes is not None else [(700, 900)] * frames:
+        page = Image.new("L", size, 255)
+        _scribble(ImageDraw.Draw(page), *size)
         pages.append(page)
-    pages[0].save(path, "TIFF", save_all=True, append_images=pages[1:])
+    pages[0].save(path, "TIFF", save_all=True, append_images=pages[1:], compression="tiff_deflate")
     return path
