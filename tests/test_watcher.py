@@ -22,6 +22,7 @@ import pytest
 from watchdog.events import FileCreatedEvent, FileModifiedEvent, FileMovedEvent
 from watchdog.observers.inotify import InotifyObserver
 
+from eink_llm import watch_mounts
 from eink_llm import watcher as watcher_module
 from eink_llm.watcher import CANDIDATE_SUFFIXES, SettledFile, Watcher, is_candidate
 
@@ -264,16 +265,16 @@ MOUNTINFO = """\
     ],
 )
 def test_filesystem_type_from_mountinfo(path: str, expected: str) -> None:
-    mounts = watcher_module._parse_mountinfo(MOUNTINFO)
-    assert watcher_module._filesystem_type(path, mounts) == expected
+    mounts = watch_mounts.parse_mountinfo(MOUNTINFO)
+    assert watch_mounts.filesystem_type(path, mounts) == expected
 
 
 def test_filesystem_type_from_proc_mounts() -> None:
-    mounts = watcher_module._parse_proc_mounts("/dev/sda1 / ext4 rw 0 0\n//srv/s /mnt/s\\040x cifs rw 0 0\n")
-    assert watcher_module._filesystem_type("/mnt/s x/in", mounts) == "cifs"
-    assert watcher_module._filesystem_type("/mnt/s", mounts) == "ext4"
-    assert watcher_module._is_network_fs("nfs") and watcher_module._is_network_fs("fuse.sshfs")
-    assert not watcher_module._is_network_fs("ext4") and not watcher_module._is_network_fs("tmpfs")
+    mounts = watch_mounts.parse_proc_mounts("/dev/sda1 / ext4 rw 0 0\n//srv/s /mnt/s\\040x cifs rw 0 0\n")
+    assert watch_mounts.filesystem_type("/mnt/s x/in", mounts) == "cifs"
+    assert watch_mounts.filesystem_type("/mnt/s", mounts) == "ext4"
+    assert watch_mounts.is_network_fs("nfs") and watch_mounts.is_network_fs("fuse.sshfs")
+    assert not watch_mounts.is_network_fs("ext4") and not watch_mounts.is_network_fs("tmpfs")
 
 
 # --- settling rules with a fake clock (no observer) ------------------------------------------------------
@@ -717,7 +718,7 @@ def test_auto_falls_back_to_polling_at_the_inotify_limit(
 ) -> None:
     fake_log = FakeLog()
     monkeypatch.setattr(watcher_module, "_log", fake_log)
-    monkeypatch.setattr(watcher_module, "_read_mounts", lambda: [("/", "ext4")])
+    monkeypatch.setattr(watcher_module, "read_mounts", lambda: [("/", "ext4")])
     created: list[InotifyObserver] = []
 
     def limited_observer(**kwargs: Any) -> InotifyObserver:
@@ -745,7 +746,7 @@ def test_auto_falls_back_to_polling_at_the_inotify_limit(
 def test_inotify_errors_propagate_when_polling_is_off_or_unrelated(
     root: Path, make_watcher: Callable[..., Watcher], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(watcher_module, "_read_mounts", lambda: [("/", "ext4")])
+    monkeypatch.setattr(watcher_module, "read_mounts", lambda: [("/", "ext4")])
 
     def failing(code: int) -> Callable[..., InotifyObserver]:
         def make(**kwargs: Any) -> InotifyObserver:
@@ -774,7 +775,7 @@ def test_auto_polls_a_root_on_a_network_filesystem(
     fake_log = FakeLog()
     monkeypatch.setattr(watcher_module, "_log", fake_log)
     real = os.path.realpath(root)
-    monkeypatch.setattr(watcher_module, "_read_mounts", lambda: [("/", "ext4"), (real, "nfs4")])
+    monkeypatch.setattr(watcher_module, "read_mounts", lambda: [("/", "ext4"), (real, "nfs4")])
     watcher = make_watcher([root], "auto")
     watcher.start()
     assert watcher.using_polling
@@ -787,7 +788,7 @@ def test_auto_polls_a_root_on_a_network_filesystem(
 def test_auto_uses_inotify_on_a_local_filesystem(
     root: Path, make_watcher: Callable[..., Watcher], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(watcher_module, "_read_mounts", lambda: [("/", "ext4")])
+    monkeypatch.setattr(watcher_module, "read_mounts", lambda: [("/", "ext4")])
     watcher = make_watcher([root], "auto")
     watcher.start()
     assert not watcher.using_polling

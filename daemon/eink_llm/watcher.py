@@ -18,6 +18,9 @@ Why it is built this way (see the reference notes on sync clients and watchdog):
   ``polling="auto"`` picks polling for network mounts and when the inotify limits are hit, and
   :meth:`Watcher.is_healthy` notices emitters that died (root deleted or unmounted) while the observer thread
   still looks alive.
+
+Which names can be questions is decided in :mod:`eink_llm.watch_names`, which filesystems need polling in
+:mod:`eink_llm.watch_mounts`; ``is_candidate`` and ``CANDIDATE_SUFFIXES`` are re-exported here.
 """
 
 from __future__ import annotations
@@ -25,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import re
 import stat
 import threading
 import time
@@ -40,6 +42,9 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
+from eink_llm.watch_mounts import NETWORK_FILESYSTEMS, filesystem_type, is_network_fs, read_mounts
+from eink_llm.watch_names import CANDIDATE_SUFFIXES, is_candidate, is_candidate_name, is_ignored_dir_name
+
 __all__ = [
     "CANDIDATE_SUFFIXES",
     "NETWORK_FILESYSTEMS",
@@ -50,151 +55,8 @@ __all__ = [
 
 _log = structlog.get_logger(__name__)
 
-CANDIDATE_SUFFIXES = frozenset({".pdf", ".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"})
-
-# Folders that belong to sync clients, NAS software or operating systems, never to the user (compared
-# case-insensitively). Every hidden folder (leading ".") is ignored as well, which already covers the dotted names
-# below; they are listed so the intent is visible. ``.Trash-1000`` (Linux desktop trash) is one more hidden one.
-_IGNORED_DIR_NAMES = frozenset(
-    name.casefold()
-    for name in (
-        ".stfolder",  # Syncthing folder marker
-        ".stversions",  # Syncthing file versioning
-        ".localized",  # macOS
-        "@eaDir",  # Synology thumbnails/metadata
-        ".Spotlight-V100",  # macOS
-        ".Trashes",  # macOS
-        ".fseventsd",  # macOS
-        ".TemporaryItems",  # macOS
-        "__MACOSX",  # resource forks from zip files made on macOS
-        "$RECYCLE.BIN",  # Windows
-        "System Volume Information",  # Windows
-        "#recycle",  # Synology/QNAP recycle bin
-        "#snapshot",  # Synology snapshots
-        "lost+found",  # fsck
-    )
-)
-
-# File names that are temporary, OS bookkeeping or sync artefacts (fnmatch-style, matched against the
-# case-folded name). Most of them do not end in a candidate suffix anyway; they are listed so that widening
-# CANDIDATE_SUFFIXES can never let one through, and so the tests document every client's convention.
-_IGNORED_NAME_PATTERNS = (
-    ".*",  # hidden: .syncthing.NAME.tmp, .~lock.NAME#, ._NAME (AppleDouble), .DS_Store, rsync/Dropbox temps
-    "~syncthing~*",  # Syncthing temp on Windows
-    "~$*",  # Microsoft Office owner files
-    "*~",  # editor backups
-    "*.partial",  # rclone, OneDrive (abraunegg)
-    "*.part",  # Firefox, Nextcloud
-    "*.crdownload",  # Chrome
-    "*.filepart",  # Nextcloud, WinSCP
-    "*.download",  # Safari
-    "*.tmp",
-    "*.temp",
-    "*.swp",
-    "*.sync-conflict-*",  # Syncthing conflict copy: NAME.sync-conflict-YYYYMMDD-HHMMSS-DEVICE.ext
-    "desktop.ini",
-    "thumbs.db",
-    "ehthumbs.db",
-)
-
-# Conflict copies made by other clients. They are a second version of a file the user already exported, not a
-# new question, and answering one would answer twice (or answer the losing version). A user who really wants
-# one answered renames it. These are matched precisely, so "my_conflict-notes.pdf" is still a candidate:
-#   Nextcloud/ownCloud (older clients, excluded from sync by Nextcloud itself): NAME_conflict-YYYYMMDD-HHMMSS.ext
-#   Nextcloud >= 2.5 and Dropbox: "NAME (conflicted copy 2024-01-31 120000).ext",
-#   "NAME (Bob's conflicted copy 2024-01-31).ext"
-_CONFLICT_RE = re.compile(r"_conflict-\d{8}-\d{6}|\([^()]*conflicted copy[^()]*\)", re.IGNORECASE)
-
-# Filesystem types on which inotify does not report changes made elsewhere (on the server, the host, or by
-# the FUSE daemon itself): polling is the only reliable way to see them. ``fuse.*`` types are the FUSE
-# subtype as shown in /proc/self/mountinfo.
-NETWORK_FILESYSTEMS = frozenset(
-    {
-        "nfs",
-        "nfs4",
-        "cifs",
-        "smb3",
-        "smb2",
-        "smbfs",
-        "ncpfs",
-        "9p",  # WSL2 /mnt/c, QEMU/virtio shares
-        "drvfs",  # WSL1
-        "v9fs",
-        "virtiofs",
-        "vboxsf",  # VirtualBox shared folders
-        "vmhgfs",
-        "fuse.vmhgfs-fuse",  # VMware shared folders
-        "fakeowner",  # Docker Desktop bind mounts
-        "fuse.grpcfuse",  # Docker Desktop bind mounts
-        "fuse.osxfs",  # Docker Desktop (old)
-        "afs",
-        "coda",
-        "ceph",
-        "fuse.ceph",
-        "glusterfs",
-        "fuse.glusterfs",
-        "lustre",
-        "gpfs",
-        "beegfs",
-        "davfs",
-        "fuse.davfs2",
-        "fuse.sshfs",
-        "fuse.rclone",
-        "fuse.s3fs",
-        "fuse.gcsfuse",
-        "fuse.juicefs",
-    }
-)
-
 _INOTIFY_LIMIT_ERRNOS = frozenset({errno.ENOSPC, errno.EMFILE})
 _JOIN_TIMEOUT = 10.0
-
-
-def _is_ignored_dir_name(name: str) -> bool:
-    return name.startswith(".") or name.casefold() in _IGNORED_DIR_NAMES
-
-
-def _is_candidate_name(name: str) -> bool:
-    """The file-name half of :func:`is_candidate` (no folder checks)."""
-    folded = name.casefold()
-    if os.path.splitext(folded)[1] not in CANDIDATE_SUFFIXES:
-        return False
-    if any(_fnmatch(folded, pattern) for pattern in _IGNORED_NAME_PATTERNS):
-        return False
-    return _CONFLICT_RE.search(name) is None
-
-
-_PATTERN_CACHE: dict[str, re.Pattern[str]] = {}
-
-
-def _fnmatch(name: str, pattern: str) -> bool:
-    """``fnmatch.fnmatchcase`` without its platform-dependent case handling (the name is already case-folded)."""
-    compiled = _PATTERN_CACHE.get(pattern)
-    if compiled is None:
-        compiled = re.compile(".*".join(re.escape(part) for part in pattern.split("*")) + r"\Z", re.DOTALL)
-        _PATTERN_CACHE[pattern] = compiled
-    return compiled.match(name) is not None
-
-
-def is_candidate(path: Path, root: Path) -> bool:
-    """True when ``path`` (inside ``root``) could be a question exported from the tablet.
-
-    The file must have a candidate suffix (any case), must not be a sync-client temp file, an OS/NAS bookkeeping
-    file, a hidden file or a conflict copy, and no folder between ``root`` and the file may be an ignored one
-    (hidden, ``.stversions``, ``@eaDir``, ``__MACOSX``, …). The check is purely lexical: it neither touches the
-    disk nor resolves symlinks (``tick`` does that before reporting), so both paths must be given the same way
-    (both absolute, say). The root's own name and the folders above it do not matter.
-    """
-    try:
-        relative = path.relative_to(root)
-    except ValueError:
-        return False
-    parts = relative.parts
-    if not parts or ".." in parts:
-        return False
-    if any(_is_ignored_dir_name(part) for part in parts[:-1]):
-        return False
-    return _is_candidate_name(parts[-1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -515,7 +377,7 @@ class Watcher:
             parts = folder.relative_to(root).parts
         except ValueError:
             return False
-        return not any(_is_ignored_dir_name(part) for part in parts)
+        return not any(is_ignored_dir_name(part) for part in parts)
 
     def _note_locked(self, path: Path, root: Path, now: float) -> None:
         entry = self._pending.get(path)
@@ -569,9 +431,9 @@ class Watcher:
                 try:
                     if entry.is_dir(follow_symlinks=False):
                         child = Path(entry.path)
-                        if not _is_ignored_dir_name(entry.name) and child not in other_roots:
+                        if not is_ignored_dir_name(entry.name) and child not in other_roots:
                             stack.append(child)
-                    elif entry.is_file(follow_symlinks=False) and _is_candidate_name(entry.name):
+                    elif entry.is_file(follow_symlinks=False) and is_candidate_name(entry.name):
                         st = entry.stat(follow_symlinks=False)
                         found.append((Path(entry.path), (st.st_size, st.st_mtime_ns)))
                 except OSError:
@@ -610,12 +472,12 @@ class Watcher:
         return observer
 
     def _auto_wants_polling(self, roots: Sequence[_Root]) -> bool:
-        mounts = _read_mounts()
+        mounts = read_mounts()
         if mounts is None:
             return False
         for root in roots:
-            fstype = _filesystem_type(str(root.real), mounts)
-            if fstype is not None and _is_network_fs(fstype):
+            fstype = filesystem_type(str(root.real), mounts)
+            if fstype is not None and is_network_fs(fstype):
                 _log.info(
                     "a watched folder is on a network filesystem where inotify does not see remote changes; "
                     "polling all watched folders",
@@ -638,63 +500,3 @@ def _stop_observer(observer: BaseObserver) -> None:
         return  # never started
     if observer.is_alive():
         _log.warning("the folder observer did not stop in time", timeout_seconds=_JOIN_TIMEOUT)
-
-
-# --- filesystem type detection ----------------------------------------------------------------------------
-
-_OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
-
-
-def _unescape_mount_path(text: str) -> str:
-    """/proc mount tables escape space, tab, newline and backslash as ``\\ooo``."""
-    return _OCTAL_ESCAPE.sub(lambda m: chr(int(m.group(1), 8)), text)
-
-
-def _parse_mountinfo(text: str) -> list[tuple[str, str]]:
-    """(mount point, fs type) pairs from /proc/self/mountinfo, in mount order."""
-    mounts: list[tuple[str, str]] = []
-    for line in text.splitlines():
-        fields = line.split()
-        try:
-            separator = fields.index("-", 6)
-        except ValueError:
-            continue
-        if separator + 1 < len(fields):
-            mounts.append((_unescape_mount_path(fields[4]), fields[separator + 1]))
-    return mounts
-
-
-def _parse_proc_mounts(text: str) -> list[tuple[str, str]]:
-    """(mount point, fs type) pairs from /proc/mounts (``source mountpoint fstype options dump pass``)."""
-    mounts: list[tuple[str, str]] = []
-    for line in text.splitlines():
-        fields = line.split()
-        if len(fields) >= 3:
-            mounts.append((_unescape_mount_path(fields[1]), fields[2]))
-    return mounts
-
-
-def _read_mounts() -> list[tuple[str, str]] | None:
-    for source, parse in (("/proc/self/mountinfo", _parse_mountinfo), ("/proc/mounts", _parse_proc_mounts)):
-        try:
-            with open(source, encoding="utf-8", errors="surrogateescape") as handle:
-                return parse(handle.read())
-        except OSError:
-            continue
-    return None  # not Linux: the native observer it is
-
-
-def _filesystem_type(path: str, mounts: Sequence[tuple[str, str]]) -> str | None:
-    """Type of the filesystem holding ``path``: the longest mount point containing it (the last one mounted
-    wins when several are stacked on the same point)."""
-    best: str | None = None
-    best_length = -1
-    for mount_point, fstype in mounts:
-        prefix = mount_point.rstrip("/") + "/"
-        if (path == mount_point or path.startswith(prefix)) and len(mount_point) >= best_length:
-            best, best_length = fstype, len(mount_point)
-    return best
-
-
-def _is_network_fs(fstype: str) -> bool:
-    return fstype in NETWORK_FILESYSTEMS
