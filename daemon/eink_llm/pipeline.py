@@ -81,8 +81,10 @@ class Pipeline:
         retry = config.retry
         self.breaker = breaker or CircuitBreaker(retry.outage_after_failures, retry.probe_interval_seconds)
         self.limits = input_limits(config)
-        for name in config.profile_names():  # fail at start, not on the first answer, for a bad page size
-            get_device(config.profile(name).output.device)
+        #: Every profile's effective settings, merged and validated once (not per job).
+        self.profiles = {name: config.profile(name) for name in config.profile_names()}
+        for profile in self.profiles.values():  # fail at start, not on the first answer, for a bad page size
+            get_device(profile.output.device)
 
     def run(self, job: Job) -> Outcome:
         started = time.monotonic()
@@ -91,7 +93,7 @@ class Pipeline:
 
         document, failure = self._read(job)
         exchange = self._resolve_conversation(job, document)
-        profile = self.config.profile(self.config.profile_for(job.path))
+        profile = self.profiles[self.config.profile_for(job.path)]
         response: LLMResponse | None = None
         request: LLMRequest | None = None
         pdf: bytes | None = None
@@ -215,7 +217,7 @@ class Pipeline:
         chain = list(dict.fromkeys([first.name, *first.fallback]))
         last: EinkError | None = None
         for name in chain:
-            profile = first if name == first.name else self.config.profile(name)
+            profile = self.profiles[name]
             over = check_budget(self.store, profile, utc_now())
             if over is not None:
                 log.warning("budget spent", profile=name, detail=over.what)

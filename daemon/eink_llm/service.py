@@ -89,12 +89,12 @@ def _root_for(config: Config, path: Path) -> tuple[Path, str | None]:
     return (folder.path, folder.user) if folder else (path.parent, None)
 
 
-def _enqueue(store: Store, config: Config, path: Path, size: int, mtime_ns: int) -> int | None:
+def _enqueue(store: Store, config: Config, path: Path, sha256: str, size: int, mtime_ns: int) -> int | None:
     root, user = _root_for(config, path)
     return store.enqueue(
         path,
         root=root,
-        sha256=sha256_file(path),
+        sha256=sha256,
         size=size,
         mtime_ns=mtime_ns,
         user_id=user,
@@ -193,7 +193,8 @@ class Daemon:
 
         def on_settled(settled: SettledFile) -> None:
             try:
-                job = _enqueue(store, self.config, settled.path, settled.size, settled.mtime_ns)
+                sha = sha256_file(settled.path)
+                job = _enqueue(store, self.config, settled.path, sha, settled.size, settled.mtime_ns)
             except (OSError, InputError) as exc:  # vanished or unreadable between settling and hashing
                 log.warning("could not queue file", path=str(settled.path), error=str(exc))
                 return
@@ -341,7 +342,7 @@ def process_files(loaded: LoadedConfig, files: Sequence[Path]) -> list[ProcessRe
                 if store.is_own_output(sha):
                     done.append(ProcessResult(path, None, f"{file}: this is an answer eink-llm wrote; skipped"))
                     continue
-                job_id = _enqueue(store, config, path, stat.st_size, stat.st_mtime_ns)
+                job_id = _enqueue(store, config, path, sha, stat.st_size, stat.st_mtime_ns)
                 if job_id is None:
                     done.append(_earlier_result(store, path, sha))
                 else:
