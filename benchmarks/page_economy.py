@@ -6,11 +6,12 @@ strokes are anti-aliased), and compares:
 
 * naive: the whole page rendered at 200 dpi, grey PNG, sent as it is;
 * ours: the page as the reader decodes it (150 dpi) through :func:`eink_llm.economy.plan_pages` with each
-  backend's capabilities.
+  backend's capabilities (for OpenAI: those of a tile-billed and of a patch-billed model).
 
 Run ``python benchmarks/page_economy.py``. It exits 1 unless, for every backend, the median page needs at least 2×
-fewer image tokens than the naive render and no page exceeds a provider limit. docs/page-economy.md has the
-figures.
+fewer image tokens than the naive render and no page exceeds a provider limit; it does exit 1 today, because
+tile-billed OpenAI models (gpt-4o) cannot get there without thinning strokes below 2 px. docs/page-economy.md has
+the figures and the arithmetic.
 """
 
 from __future__ import annotations
@@ -33,7 +34,16 @@ PAGE_MM = (157.8, 210.4)
 SCREEN_PPI = 226
 READER_DPI = 150
 NAIVE_DPI = 200
-BACKENDS = ("openai", "anthropic", "gemini", "ollama")
+#: What is measured: (label, backend, model). OpenAI twice, because its models bill images in two ways: gpt-4o
+#: (like gpt-4.1, gpt-5, o3) by 512-px tiles, gpt-4.1-mini (like o4-mini, gpt-5-mini) by 32-px patches.
+CONFIGURATIONS = (
+    ("openai gpt-4o", "openai", "gpt-4o"),
+    ("openai gpt-4.1-mini", "openai", "gpt-4.1-mini"),
+    ("anthropic", "anthropic", "m"),
+    ("gemini", "gemini", "m"),
+    ("ollama", "ollama", "m"),
+)
+BACKENDS = tuple(label for label, _, _ in CONFIGURATIONS)
 TARGET_RATIO = 2.0
 
 Point = tuple[float, float]
@@ -125,6 +135,12 @@ def make_pages(seed: int = 7) -> dict[str, list[Stroke]]:
     }
 
 
+def pen_px(strokes: list[Stroke], dpi: int) -> float:
+    """Width of the page's main pen (its widest ink stroke) in pixels at ``dpi``; 0 for a blank page."""
+    widths = [stroke.width_px for stroke in strokes if stroke.grey < 160]
+    return px_to_mm(max(widths)) / 25.4 * dpi if widths else 0.0
+
+
 def rasterise(strokes: list[Stroke], dpi: int, supersample: int = 3) -> Image.Image:
     """The page at ``dpi`` as a PDF renderer would draw it: anti-aliased, grey ``L``."""
     scale = dpi / 25.4 * supersample
@@ -151,6 +167,8 @@ class Row:
     ours_size: tuple[int, int] | None
     media_type: str
     violations: tuple[str, ...]
+    #: The pen's stroke width in the image we send, in its pixels (0 when dropped).
+    ours_pen_px: float = 0.0
 
     @property
     def ratio(self) -> float:
@@ -174,13 +192,13 @@ def measure(log: Callable[[str], None] = lambda _: None, *, supersample: int = 3
     naive_pages = {name: rasterise(strokes, NAIVE_DPI, supersample) for name, strokes in pages.items()}
     read_pages = {name: rasterise(strokes, READER_DPI, supersample) for name, strokes in pages.items()}
     rows: list[Row] = []
-    for backend_name in BACKENDS:
-        backend = create_backend(BackendSettings(backend_name, model="m"))
+    for label, backend_name, model in CONFIGURATIONS:
+        backend = create_backend(BackendSettings(backend_name, model=model))
         caps = backend.capabilities
         backend.close()
         started = time.perf_counter()
         plans = plan_pages(list(read_pages.values()), caps)
-        log(f"{backend_name}: prepared {len(plans)} pages in {1000 * (time.perf_counter() - started):.0f} ms")
+        log(f"{label}: prepared {len(plans)} pages in {1000 * (time.perf_counter() - started):.0f} ms")
         for (name, naive), plan in zip(naive_pages.items(), plans, strict=True):
             buffer = io.BytesIO()
             naive.save(buffer, "PNG", optimize=True)
@@ -192,7 +210,7 @@ def measure(log: Callable[[str], None] = lambda _: None, *, supersample: int = 3
             rows.append(
                 Row(
                     name,
-                    backend_name,
+                    label,
                     naive_bytes,
                     estimate_image_tokens(caps, naive.width, naive.height),
                     len(image.data) if image else 0,
@@ -200,6 +218,7 @@ def measure(log: Callable[[str], None] = lambda _: None, *, supersample: int = 3
                     (image.width, image.height) if image else None,
                     image.media_type if image else "dropped",
                     tuple(problems),
+                    pen_px(pages[name], READER_DPI) * plan.scale if image else 0.0,
                 )
             )
     return rows
@@ -214,8 +233,8 @@ def median_ratio(rows: list[Row], backend: str) -> float:
 
 def report(rows: list[Row]) -> str:
     out = [
-        "| page | backend | naive 200 dpi: bytes | tokens | ours: size | bytes | tokens | fewer tokens |",
-        "|---|---|---|---|---|---|---|---|",
+        "| page | backend | naive 200 dpi: bytes | tokens | ours: size | pen | bytes | tokens | fewer tokens |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         size = (
@@ -225,20 +244,22 @@ def report(rows: list[Row]) -> str:
         )
         ratio = "∞" if math.isinf(row.ratio) else f"{row.ratio:.1f}×"
         flag = f" ⚠ {', '.join(row.violations)}" if row.violations else ""
+        stroke = f"{row.ours_pen_px:.1f} px" if row.ours_size else "–"
         out.append(
-            f"| {row.page} | {row.backend} | {row.naive_bytes:,} | {row.naive_tokens:,} | {size} | "
+            f"| {row.page} | {row.backend} | {row.naive_bytes:,} | {row.naive_tokens:,} | {size} | {stroke} | "
             f"{row.ours_bytes:,} | {row.ours_tokens:,} | {ratio}{flag} |"
         )
     out += [
         "",
-        "| backend | median page tokens: naive | ours | fewer | total bytes: naive | ours |",
-        "|---|---|---|---|---|---|",
+        "| backend | median page tokens: naive | ours | fewer | all pages: tokens naive | ours | bytes naive | ours |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for backend in BACKENDS:
         mine = [row for row in rows if row.backend == backend]
         out.append(
             f"| {backend} | {statistics.median(r.naive_tokens for r in mine):,.0f} | "
             f"{statistics.median(r.ours_tokens for r in mine):,.0f} | {median_ratio(rows, backend):.1f}× | "
+            f"{sum(r.naive_tokens for r in mine):,} | {sum(r.ours_tokens for r in mine):,} | "
             f"{sum(r.naive_bytes for r in mine):,} | {sum(r.ours_bytes for r in mine):,} |"
         )
     return "\n".join(out)
@@ -251,6 +272,7 @@ def main() -> int:
     over = [row for row in rows if row.violations and row.ours_size is not None]
     if failed or over:
         print(f"\nTARGET MISSED: ratio below {TARGET_RATIO}× for {failed}; over a limit: {len(over)} page(s)")
+        print("(docs/page-economy.md explains why tile-billed OpenAI models cannot reach it with legible strokes.)")
         return 1
     print(f"\nTarget met: every backend's median page needs ≥ {TARGET_RATIO}× fewer tokens; no page over a limit.")
     return 0

@@ -1,20 +1,26 @@
-"""Backends from outside eink-llm: ``module:factory`` references, entry points, and the documented example.
+"""Backends from outside eink-llm: a plugin package installed by pip, ``module:factory`` references, and the
+documented example.
 
-The plugin package in ``tests/plugin_pkg`` is "installed" the way pip would leave it, but only for the test: its
-module is copied into a temporary directory next to a ``*.dist-info`` whose ``entry_points.txt`` is generated from
-the package's own ``pyproject.toml``, and that directory goes on ``sys.path`` until the test ends. Offline, fast,
-and nothing remains in the environment afterwards.
+The plugin package in ``tests/plugin_pkg`` is installed for real: ``pip install --no-index --no-build-isolation``
+builds it offline with the setuptools of our own environment (the ``test`` extra) and installs it into a temporary
+directory with ``--target``. A real ``eink-llm process`` then finds it through its entry point with that directory
+on ``PYTHONPATH``, and in-process tests put the directory on ``sys.path`` until they end. Nothing remains in the
+environment afterwards.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import subprocess
 import sys
-import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
+from PIL import Image, ImageDraw
 
 from eink_llm.backends import (
     BackendSettings,
@@ -27,42 +33,112 @@ from eink_llm.backends import (
 from eink_llm.backends.openai import OpenAIBackend
 from eink_llm.backends.plugins import ENTRY_POINT_GROUP, entry_point_backends, is_reference
 from eink_llm.errors import BackendError
+from tests.harness import clean_env, outputs, pdf_text
 from tests.test_backends_command import doc_example
 
 PLUGIN_PKG = Path(__file__).resolve().parent / "plugin_pkg"
 
 
-def install_into(site: Path, project: Path, *, extra_entry_points: dict[str, str] | None = None) -> None:
-    """What ``pip install project`` leaves in site-packages, for a pure-Python setuptools project."""
-    meta = tomllib.loads((project / "pyproject.toml").read_text())["project"]
-    for package in project.iterdir():
-        if package.is_dir() and (package / "__init__.py").exists():
-            shutil.copytree(package, site / package.name)
-    entries = dict(meta["entry-points"][ENTRY_POINT_GROUP], **(extra_entry_points or {}))
-    dist_info = site / f"{meta['name'].replace('-', '_')}-{meta['version']}.dist-info"
-    dist_info.mkdir()
-    (dist_info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {meta['name']}\nVersion: {meta['version']}\n")
-    lines = [f"[{ENTRY_POINT_GROUP}]", *(f"{name} = {value}" for name, value in entries.items())]
-    (dist_info / "entry_points.txt").write_text("\n".join(lines) + "\n")
+def pip_install(project: Path, workdir: Path, *, extra_entry_points: dict[str, str] | None = None) -> Path:
+    """Build ``project`` and install it into ``workdir/site-packages`` with pip, offline; returns that directory.
+
+    The project is copied first (pip builds in the source tree, leaving ``build/`` and ``*.egg-info`` behind), and
+    ``extra_entry_points`` are added to the copy's ``eink_llm.backends`` group. Fails the test, with pip's own
+    words, when pip cannot build offline: the build backend (setuptools ≥ 70.1, from the ``test`` extra) must be
+    installed in this environment.
+    """
+    source = workdir / "src"
+    shutil.copytree(project, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+    if extra_entry_points:
+        pyproject = source / "pyproject.toml"
+        group = f'[project.entry-points."{ENTRY_POINT_GROUP}"]\n'
+        lines = "".join(f'{name} = "{value}"\n' for name, value in extra_entry_points.items())
+        pyproject.write_text(pyproject.read_text().replace(group, group + lines))
+    target = workdir / "site-packages"
+    command = [sys.executable, "-m", "pip", "install", "--no-index", "--no-build-isolation", "--no-deps"]
+    command += ["--no-cache-dir", "--disable-pip-version-check", "--no-input", "--target", str(target), str(source)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=workdir)
+    if result.returncode != 0:
+        pytest.fail(
+            f"pip could not build and install {project.name} offline (exit {result.returncode}). Its build backend "
+            "must already be in this environment: pip install -e '.[test]' (setuptools>=70.1).\n"
+            f"{' '.join(command)}\n{result.stdout}\n{result.stderr}",
+            pytrace=False,
+        )
+    return target
+
+
+@pytest.fixture(scope="module")
+def installed_plugin(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The demo plugin, built and installed by pip into a temporary directory (once for this module)."""
+    return pip_install(PLUGIN_PKG, tmp_path_factory.mktemp("demo-plugin"))
+
+
+@contextlib.contextmanager
+def on_sys_path(directory: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """``directory`` on sys.path until the test ends; modules imported from it are forgotten afterwards."""
+    monkeypatch.syspath_prepend(str(directory))  # also invalidates importlib's caches
+    before = set(sys.modules)
+    try:
+        yield directory
+    finally:
+        for name in set(sys.modules) - before:
+            module = sys.modules.get(name)
+            if module is not None and str(getattr(module, "__file__", "") or "").startswith(str(directory)):
+                del sys.modules[name]
 
 
 @pytest.fixture
 def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A temporary site-packages on sys.path; modules imported from it are forgotten afterwards."""
+    """An empty temporary site-packages on sys.path, for modules a test writes."""
     directory = tmp_path / "site-packages"
     directory.mkdir()
-    monkeypatch.syspath_prepend(str(directory))  # also invalidates importlib's caches
-    before = set(sys.modules)
-    yield directory
-    for name in set(sys.modules) - before:
-        module = sys.modules.get(name)
-        if module is not None and str(getattr(module, "__file__", "") or "").startswith(str(directory)):
-            del sys.modules[name]
+    with on_sys_path(directory, monkeypatch):
+        yield directory
 
 
-def test_plugin_is_found_through_its_entry_point(site: Path) -> None:
-    assert "demo-plugin" not in available_backends()
-    install_into(site, PLUGIN_PKG)
+@pytest.fixture
+def plugin_site(installed_plugin: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The pip-installed demo plugin on sys.path."""
+    assert "demo-plugin" not in available_backends()  # not installed in the environment itself
+    with on_sys_path(installed_plugin, monkeypatch):
+        yield installed_plugin
+
+
+def test_pip_installed_plugin_answers_in_a_real_eink_llm_process(installed_plugin: Path, tmp_path: Path) -> None:
+    dist_info = installed_plugin / "eink_llm_demo_plugin-0.1.0.dist-info"
+    assert (dist_info / "WHEEL").is_file() and (dist_info / "RECORD").is_file()  # made by pip, from a wheel
+    assert "demo-plugin = eink_llm_demo_plugin.backend:create" in (dist_info / "entry_points.txt").read_text()
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    question = Image.new("L", (600, 800), 255)
+    ImageDraw.Draw(question).line([(60, 60), (500, 300), (120, 600)], fill=0, width=6)
+    question.save(inbox / "question.png")
+    config = tmp_path / "config.yaml"
+    settings = {
+        "watch": {"folders": [str(inbox)]},
+        "storage": {"database": str(tmp_path / "db.sqlite3")},
+        "llm": {"backend": "demo-plugin", "model": "m1"},
+    }
+    config.write_text(yaml.safe_dump(settings))
+    script = Path(sys.executable).with_name("eink-llm")
+    program = [str(script)] if script.exists() else [sys.executable, "-m", "eink_llm"]
+    path = os.pathsep.join(filter(None, [str(installed_plugin), os.environ.get("PYTHONPATH")]))
+    result = subprocess.run(
+        [*program, "process", "-c", str(config), str(inbox / "question.png")],
+        cwd=tmp_path,
+        env=clean_env(tmp_path, PYTHONPATH=path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    [answer] = outputs(inbox, "RESPONSE_")
+    assert "DEMO PLUGIN: 1 PAGE(S), MODEL m1" in pdf_text(answer)
+
+
+def test_plugin_is_found_through_its_entry_point(plugin_site: Path) -> None:
     assert entry_point_backends()["demo-plugin"] == "eink_llm_demo_plugin.backend:create"
     assert "demo-plugin" in available_backends()
     backend = create_backend(BackendSettings(backend=" Demo-Plugin ", model="m1"))
@@ -71,15 +147,16 @@ def test_plugin_is_found_through_its_entry_point(site: Path) -> None:
     assert response.text == "DEMO PLUGIN: 1 PAGE(S), MODEL m1"
 
 
-def test_built_in_names_win_over_plugins(site: Path) -> None:
-    install_into(site, PLUGIN_PKG, extra_entry_points={"openai": "eink_llm_demo_plugin.backend:create"})
-    backend = create_backend(BackendSettings(backend="openai", model="m"))
-    assert isinstance(backend, OpenAIBackend)
-    backend.close()
+def test_built_in_names_win_over_plugins(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    greedy = pip_install(PLUGIN_PKG, tmp_path, extra_entry_points={"openai": "eink_llm_demo_plugin.backend:create"})
+    with on_sys_path(greedy, monkeypatch):
+        assert entry_point_backends()["openai"] == "eink_llm_demo_plugin.backend:create"
+        backend = create_backend(BackendSettings(backend="openai", model="m"))
+        assert isinstance(backend, OpenAIBackend)
+        backend.close()
 
 
-def test_unknown_name_lists_installed_plugins(site: Path) -> None:
-    install_into(site, PLUGIN_PKG)
+def test_unknown_name_lists_installed_plugins(plugin_site: Path) -> None:
     with pytest.raises(BackendError) as caught:
         create_backend(BackendSettings(backend="nope"))
     assert "demo-plugin" in caught.value.todo and "anthropic" in caught.value.todo

@@ -8,9 +8,10 @@ A tablet page is mostly white paper. For each page (a grayscale ``L`` image, as 
    the model can say it sees nothing;
 2. estimates the pen's stroke width (:func:`stroke_width`) and never scales a page so far that strokes become
    thinner than ``min_stroke_px`` (2 px): thinner strokes break up and handwriting stops being legible;
-3. within that, picks the scale the provider bills least for (:func:`estimate_image_tokens`: OpenAI's 512-px
-   tiles, Anthropic's pixel area, Gemini's 768-px tiles), never above what the provider downscales to anyway
-   (sending more pixels only costs bytes) and never above its hard limits — hard limits win over legibility;
+3. within that, picks the scale the provider bills least for (:func:`estimate_image_tokens`: per OpenAI model
+   512-px tiles — a page within 512 × 512 going at ``detail: low`` for the base price — or 32-px patches;
+   Anthropic's pixel area, Gemini's 768-px tiles), never above what the provider downscales to anyway (sending
+   more pixels only costs bytes) and never above its hard limits — hard limits win over legibility;
 4. encodes the page in black and white (when strokes stay at least 1.5 px wide) or else in four grey levels, as
    a PNG or a lossless WebP (when the provider takes WebP), whichever is smaller; then checks the provider's byte
    limits (measured raw or as base64, as :class:`~eink_llm.backends.base.Capabilities` says) and shrinks further if
@@ -25,6 +26,7 @@ import io
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from PIL import Image, ImageChops
 
@@ -77,23 +79,96 @@ class PreparedPage:
 
 # --- token estimates --------------------------------------------------------------------------------------------
 
+#: OpenAI sends images that fit this square at ``detail: low`` for the flat base price: it never enlarges an image,
+#: so a page this small loses nothing at low detail (the openai backend does this unless ``detail`` is configured).
+OPENAI_LOW_DETAIL_PX = 512
+#: OpenAI's patch billing: 32-px patches, at most 1536 of them (larger images are shrunk to fit).
+OPENAI_PATCH_PX = 32
+OPENAI_MAX_PATCHES = 1536
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAIImagePricing:
+    """How OpenAI prices one model's images (its "Images and vision" guide, "Calculating costs")."""
+
+    #: ``"tiles"``: ``base_tokens`` + ``tile_tokens`` per 512-px tile at high detail, ``base_tokens`` at low;
+    #: ``"patches"``: ``multiplier`` × the 32-px patches covering the image, whatever the detail.
+    billing: Literal["tiles", "patches"]
+    base_tokens: int = 85
+    tile_tokens: int = 170
+    multiplier: float = 1.0
+
+
+def _tiles(base: int, tile: int) -> OpenAIImagePricing:
+    return OpenAIImagePricing("tiles", base, tile)
+
+
+def _patches(multiplier: float) -> OpenAIImagePricing:
+    return OpenAIImagePricing("patches", multiplier=multiplier)
+
+
+#: Model name (or its dated snapshots, ``name-…``) → pricing. Patch multipliers are OpenAI's documented ones;
+#: measurements reported on its forum bill gpt-5-mini at 1.2 and gpt-5-nano at 1.5 per patch (docs/page-economy.md).
+OPENAI_PRICING: dict[str, OpenAIImagePricing] = {
+    "gpt-4.1-mini": _patches(1.62),
+    "gpt-4.1-nano": _patches(2.46),
+    "gpt-5-mini": _patches(1.62),
+    "gpt-5-nano": _patches(2.46),
+    "o4-mini": _patches(1.72),
+    "codex-mini-latest": _patches(1.72),
+    "gpt-5": _tiles(70, 140),
+    "gpt-4o": _tiles(85, 170),
+    "chatgpt-4o-latest": _tiles(85, 170),
+    "gpt-4o-mini": _tiles(2833, 5667),
+    "gpt-4.1": _tiles(85, 170),
+    "gpt-4.5": _tiles(85, 170),
+    "gpt-4-turbo": _tiles(85, 170),
+    "o1": _tiles(75, 150),
+    "o3": _tiles(75, 150),
+    "computer-use-preview": _tiles(65, 129),
+}
+#: Unknown models at OpenAI: priced like gpt-4o.
+OPENAI_DEFAULT_PRICING = OPENAI_PRICING["gpt-4o"]
+
+
+def openai_image_pricing(model: str | None) -> OpenAIImagePricing | None:
+    """The image pricing of an OpenAI model, or ``None`` if the name is not one of OpenAI's.
+
+    Accepts dated snapshots (``gpt-4o-2024-08-06``), fine-tunes (``ft:gpt-4o-mini:…``) and router prefixes
+    (``openai/gpt-4.1-mini``); the longest known name wins, so ``gpt-4o-mini`` is not priced as ``gpt-4o``, and
+    ``gpt-5.2`` is not ``gpt-5``.
+    """
+    name = (model or "").strip().lower().rsplit("/", 1)[-1].removeprefix("ft:")
+    for known in sorted(OPENAI_PRICING, key=len, reverse=True):
+        if name == known or name.startswith((known + "-", known + ":")):
+            return OPENAI_PRICING[known]
+    return None
+
+
 _FORMULAS: dict[str, TokenFormula] = {
     "openai": "openai-tiles",
-    "openai-high": "openai-tiles",
+    "openai-tiles": "openai-tiles",
+    "openai-high": "openai-high",
     "openai-low": "openai-low",
+    "openai-patches": "openai-patches",
     "anthropic": "anthropic",
     "claude": "anthropic",
     "gemini": "gemini-tiles",
-    "openai-tiles": "openai-tiles",
     "gemini-tiles": "gemini-tiles",
 }
 
 
-def estimate_image_tokens(backend: str | Capabilities, width: int, height: int) -> int:
+def estimate_image_tokens(backend: str | Capabilities, width: int, height: int, *, model: str | None = None) -> int:
     """Estimated input tokens for one ``width`` × ``height`` image sent to ``backend`` (a backend's name, a token
-    formula's name, or its :class:`Capabilities`). Models the provider's own resizing first (reference.md §2):
+    formula's name, or its :class:`Capabilities`) for ``model`` (default: the capabilities' ``token_model``).
+    Models the provider's own resizing first (reference.md §2):
 
-    * OpenAI (high/auto): fit in 2048², shortest side down to 768, then 170 per 512-px tile + 85; ``low``: 85.
+    * OpenAI tiles (gpt-4o, gpt-4.1, gpt-5, o3 …): fit in 2048², shortest side down to 768, then base + tile tokens
+      per 512-px tile (gpt-4o: 85 + 170); an image within 512 × 512 costs the base alone, because the openai backend
+      sends it at ``detail: low`` (``openai-high``: it does not; ``openai-low``: every image costs the base).
+    * OpenAI patches (gpt-4.1-mini/nano, o4-mini, gpt-5-mini/nano): the 32-px patches covering the image, at most
+      1536 (a larger image is shrunk to fit), times the model's multiplier; the detail changes nothing. For OpenAI
+      formulas the model's own billing wins, so ``("openai", w, h, model="gpt-4.1-mini")`` counts patches.
     * Anthropic: long edge down to 1568 and area to ~1.2 MP (951 × 1268 is kept), then width × height / 750.
     * Gemini (before Gemini 3): 258 if both sides ≤ 384, else 258 per 768-px tile (after fitting in 3072²).
     * Unknown (Ollama, command, plugins): width × height / 784, one token per 28-px patch as Qwen2.5-VL counts,
@@ -104,6 +179,7 @@ def estimate_image_tokens(backend: str | Capabilities, width: int, height: int) 
     w, h = float(width), float(height)
     if isinstance(backend, Capabilities):
         formula = backend.token_formula
+        model = model if model is not None else backend.token_model
         if formula == "unknown" and (backend.recommended_long_edge_px or backend.recommended_max_pixels):
             # What such a provider's model sees, as far as its capabilities say.
             w, h = _fit(
@@ -111,14 +187,11 @@ def estimate_image_tokens(backend: str | Capabilities, width: int, height: int) 
             )
     else:
         formula = _FORMULAS.get(backend.strip().lower(), "unknown")
-    if formula == "openai-low":
-        return 85
-    if formula == "openai-tiles":
-        w, h = _fit(w, h, long_edge=2048)
-        if min(w, h) > 768:
-            factor = 768 / min(w, h)
-            w, h = w * factor, h * factor
-        return 85 + 170 * math.ceil(w / 512) * math.ceil(h / 512)
+    if formula.startswith("openai"):
+        pricing = openai_image_pricing(model)
+        if pricing is not None and pricing.billing == "patches":
+            formula = "openai-patches"
+        return _openai_tokens(formula, pricing, width, height)
     if formula == "anthropic":
         w, h = _fit(w, h, long_edge=1568, pixels=1_210_000)
         return max(1, math.ceil(w * h / 750))
@@ -128,6 +201,37 @@ def estimate_image_tokens(backend: str | Capabilities, width: int, height: int) 
             return 258
         return 258 * math.ceil(w / 768) * math.ceil(h / 768)
     return max(1, math.ceil(w * h / 784))
+
+
+def _openai_tokens(formula: str, pricing: OpenAIImagePricing | None, width: int, height: int) -> int:
+    if formula == "openai-patches":
+        multiplier = pricing.multiplier if pricing is not None else 1.0
+        return math.ceil(openai_patches(width, height) * multiplier - 1e-9)
+    pricing = pricing if pricing is not None and pricing.billing == "tiles" else OPENAI_DEFAULT_PRICING
+    if formula == "openai-low" or (formula == "openai-tiles" and max(width, height) <= OPENAI_LOW_DETAIL_PX):
+        return pricing.base_tokens
+    w, h = _fit(float(width), float(height), long_edge=2048)
+    if min(w, h) > 768:
+        factor = 768 / min(w, h)
+        w, h = w * factor, h * factor
+    return pricing.base_tokens + pricing.tile_tokens * math.ceil(w / 512) * math.ceil(h / 512)
+
+
+def openai_patches(width: int, height: int) -> int:
+    """The 32-px patches OpenAI bills for a ``width`` × ``height`` image: those covering it; if that is over 1536,
+    those covering it once shrunk so that a whole number of patches (at most 1536) covers it."""
+    if width <= 0 or height <= 0:
+        return 0
+    side = OPENAI_PATCH_PX
+    patches = math.ceil(width / side) * math.ceil(height / side)
+    if patches <= OPENAI_MAX_PATCHES:
+        return patches
+    w, h = float(width), float(height)
+    factor = math.sqrt(side * side * OPENAI_MAX_PATCHES / (w * h))
+    across, down = w * factor / side, h * factor / side  # patches, fractional
+    factor *= min(math.floor(across) / across, math.floor(down) / down)
+    resized = (max(1, round(w * factor)), max(1, round(h * factor)))
+    return min(OPENAI_MAX_PATCHES, math.ceil(resized[0] / side) * math.ceil(resized[1] / side))
 
 
 def _fit(w: float, h: float, *, long_edge: float, pixels: float | None = None) -> tuple[float, float]:
@@ -190,14 +294,16 @@ def prepare_pages(
     *,
     min_stroke_px: float = MIN_STROKE_PX,
     margin_px: int = MARGIN_PX,
+    crop_to_ink: bool = True,
 ) -> tuple[PageImage, ...]:
     """The pages to send to a backend with capabilities ``caps``: cropped, blank ones dropped, scaled and encoded
-    as compactly as legibility allows. At least one page always comes back (for a non-empty input)."""
-    return tuple(
-        page.image
-        for page in plan_pages(images, caps, min_stroke_px=min_stroke_px, margin_px=margin_px)
-        if page.image is not None
-    )
+    as compactly as legibility allows. At least one page always comes back (for a non-empty input).
+
+    ``crop_to_ink=False`` sends every page whole (a page shown for context, whose faded grey content is not ink):
+    not cropped, never dropped as blank, encoded in 16 shades of grey so that light content stays visible; it is
+    still scaled within the provider's limits and the legibility floor of whatever ink it carries."""
+    plans = plan_pages(images, caps, min_stroke_px=min_stroke_px, margin_px=margin_px, crop_to_ink=crop_to_ink)
+    return tuple(page.image for page in plans if page.image is not None)
 
 
 def prepare_encoded_pages(
@@ -206,6 +312,7 @@ def prepare_encoded_pages(
     *,
     min_stroke_px: float = MIN_STROKE_PX,
     margin_px: int = MARGIN_PX,
+    crop_to_ink: bool = True,
 ) -> tuple[PageImage, ...]:
     """:func:`prepare_pages` for pages already encoded (as the reader's ``InputDocument.pages`` are): decodes
     them (a few milliseconds a page) and prepares them. A page Pillow cannot decode is sent unchanged."""
@@ -217,7 +324,7 @@ def prepare_encoded_pages(
                 decoded.append(as_grey(image))
         except (OSError, ValueError, Image.DecompressionBombError):
             return tuple(pages)
-    return prepare_pages(decoded, caps, min_stroke_px=min_stroke_px, margin_px=margin_px)
+    return prepare_pages(decoded, caps, min_stroke_px=min_stroke_px, margin_px=margin_px, crop_to_ink=crop_to_ink)
 
 
 def plan_pages(
@@ -226,11 +333,12 @@ def plan_pages(
     *,
     min_stroke_px: float = MIN_STROKE_PX,
     margin_px: int = MARGIN_PX,
+    crop_to_ink: bool = True,
 ) -> tuple[PreparedPage, ...]:
     """Like :func:`prepare_pages`, with what was done to each page (dropped pages included)."""
     greys = [as_grey(image) for image in images]
     masks = [ink_mask(grey) for grey in greys]
-    inked = [mask.histogram()[255] >= BLANK_INK_PIXELS for mask in masks]
+    inked = [not crop_to_ink or mask.histogram()[255] >= BLANK_INK_PIXELS for mask in masks]
     kept = sum(inked) or (1 if images else 0)
     if caps.max_images is not None and kept > caps.max_images:
         raise InputTooLargeError(
@@ -244,7 +352,9 @@ def plan_pages(
         plans: list[PreparedPage] = []
         for index, (grey, mask) in enumerate(zip(greys, masks, strict=True)):
             if inked[index]:
-                plans.append(_prepare(index, grey, mask, caps, long_edge_limit, min_stroke_px, margin_px, extra))
+                plans.append(
+                    _prepare(index, grey, mask, caps, long_edge_limit, min_stroke_px, margin_px, extra, crop_to_ink)
+                )
             elif index == 0 and not any(inked):
                 plans.append(_prepare_blank(grey, caps, long_edge_limit, extra))
             else:
@@ -268,8 +378,9 @@ def _prepare(
     min_stroke_px: float,
     margin_px: int,
     extra: float,
+    crop_to_ink: bool = True,
 ) -> PreparedPage:
-    box = mask.getbbox() or (0, 0, grey.width, grey.height)
+    box = (mask.getbbox() if crop_to_ink else None) or (0, 0, grey.width, grey.height)
     margin = max(margin_px, 0)
     crop = (
         max(0, box[0] - margin),
@@ -284,7 +395,8 @@ def _prepare(
     floor = min(ceiling, min_stroke_px / stroke) if stroke > 0 else ceiling
     scale = _cheapest_scale(caps, width, height, floor, ceiling)
     for _attempt in range(12):
-        image = _encode(_resize(region, scale), caps, bilevel=stroke * scale >= BILEVEL_MIN_STROKE_PX)
+        bilevel = crop_to_ink and stroke * scale >= BILEVEL_MIN_STROKE_PX
+        image = _encode(_resize(region, scale), caps, bilevel=bilevel, shades=4 if crop_to_ink else 16)
         if caps.max_image_bytes is None or caps.fits(len(image.data)):
             tokens = estimate_image_tokens(caps, image.width, image.height)
             return PreparedPage(index, image, False, crop, stroke, scale, tokens)
@@ -351,17 +463,17 @@ def _resize(image: Image.Image, scale: float) -> Image.Image:
     return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
 
 
-def _encode(image: Image.Image, caps: Capabilities, *, bilevel: bool) -> PageImage:
+def _encode(image: Image.Image, caps: Capabilities, *, bilevel: bool, shades: int = 4) -> PageImage:
     """The smallest legible encoding the provider accepts: black and white when strokes are wide enough to survive
-    it, else four grey levels; as PNG or lossless WebP. Candidates are compared at a fast zlib level, and only
-    the PNG that wins is compressed harder."""
+    it, else four grey levels (``shades``: 4 or 16); as PNG or lossless WebP. Candidates are compared at a fast
+    zlib level, and only the PNG that wins is compressed harder."""
     if bilevel:
         compact = image.point([255 if value >= BILEVEL_THRESHOLD else 0 for value in range(256)]).convert("1")
     else:
-        levels = len(GREY_LEVELS)
-        compact = image.point([min(levels - 1, value * levels // 256) for value in range(256)]).convert("P")
-        compact.putpalette([level for level in GREY_LEVELS for _ in range(3)])
-    png_options: dict[str, object] = {} if bilevel else {"bits": 2}
+        levels = GREY_LEVELS if shades == len(GREY_LEVELS) else tuple(255 * i // (shades - 1) for i in range(shades))
+        compact = image.point([min(shades - 1, value * shades // 256) for value in range(256)]).convert("P")
+        compact.putpalette([level for level in levels for _ in range(3)])
+    png_options: dict[str, object] = {} if bilevel else {"bits": 2 if shades <= 4 else 4}
     candidates: list[tuple[bytes, str]] = []
     if caps.accepts("image/png"):
         candidates.append((_save(compact, "PNG", compress_level=6, **png_options), "image/png"))

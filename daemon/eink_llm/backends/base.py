@@ -11,8 +11,13 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 Role = Literal["user", "assistant"]
-#: How a provider counts image tokens, for :func:`eink_llm.economy.estimate_image_tokens`.
-TokenFormula = Literal["openai-tiles", "openai-low", "anthropic", "gemini-tiles", "unknown"]
+#: How a provider counts image tokens, for :func:`eink_llm.economy.estimate_image_tokens`. OpenAI has four: 512-px
+#: tiles with images that fit 512 × 512 sent at ``detail: low`` (``openai-tiles``, the openai backend's default),
+#: tiles with every image at high detail (``openai-high``), the flat low-detail price (``openai-low``), and 32-px
+#: patches times a per-model multiplier (``openai-patches``: gpt-4.1-mini/nano, o4-mini, gpt-5-mini/nano).
+TokenFormula = Literal[
+    "openai-tiles", "openai-high", "openai-low", "openai-patches", "anthropic", "gemini-tiles", "unknown"
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +60,9 @@ class LLMRequest:
     options: ModelOptions = field(default_factory=ModelOptions)
     #: The file name the question came from, for backends that want to mention it.
     source_name: str = ""
+    #: What the user's turn says before the pages, when not the usual "here is my question" (e.g. "I wrote on
+    #: your earlier answer; the first image shows only my new handwriting").
+    instruction: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +117,9 @@ class Capabilities:
     accepts_pdf: bool = False
     #: How the provider counts an image's tokens.
     token_formula: TokenFormula = "unknown"
+    #: The model the token estimates are for, where the provider prices images differently per model (OpenAI:
+    #: gpt-4o-mini's tiles cost 33 times gpt-4o's; patch multipliers differ); ``None``: the formula's usual prices.
+    token_model: str | None = None
 
     def accepts(self, media_type: str) -> bool:
         return media_type in self.media_types

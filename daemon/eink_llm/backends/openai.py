@@ -7,7 +7,11 @@ Settings (``llm:`` section): ``base_url`` (default ``https://api.openai.com/v1``
 token only when set: local servers need none), ``model`` (required), ``timeout_seconds``. ``llm.options``:
 
 ``detail``
-    OpenAI image detail, ``auto`` (default), ``low`` or ``high``.
+    OpenAI image detail, ``auto``, ``low`` or ``high``, sent with every page. Unset (the default), each page gets
+    the cheapest detail that shows it whole: ``low`` for a page within 512 × 512 on a tile-billed model (gpt-4o,
+    gpt-4.1, gpt-5, o3 …: the flat base price, 85 tokens on gpt-4o instead of 255; OpenAI never enlarges an image,
+    so the model sees the same pixels), ``auto`` otherwise. Patch-billed models (gpt-4.1-mini, o4-mini,
+    gpt-5-mini …), whose price no detail changes, and unknown models on other servers always get ``auto``.
 ``max_tokens_field``
     Name of the output-length field: ``max_tokens`` (default; understood by every compatible server) or
     ``max_completion_tokens`` (OpenAI's newer name, required by its reasoning models).
@@ -22,11 +26,21 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from typing import Any
 
 from eink_llm.backends._http import TRY_LATER, HttpService, as_int, provider_message, strip_reasoning, truncate
 from eink_llm.backends._prompt import CUT_OFF_NOTE, INSTRUCTION, TEXT_LAYER_INTRO, require_model, user_text
-from eink_llm.backends.base import BackendSettings, Capabilities, LLMRequest, LLMResponse, PageImage, Usage
+from eink_llm.backends.base import (
+    BackendSettings,
+    Capabilities,
+    LLMRequest,
+    LLMResponse,
+    PageImage,
+    TokenFormula,
+    Usage,
+)
+from eink_llm.economy import OPENAI_LOW_DETAIL_PX, OPENAI_MAX_PATCHES, OPENAI_PATCH_PX, openai_image_pricing
 from eink_llm.errors import BackendError
 
 __all__ = ["CUT_OFF_NOTE", "DEFAULT_BASE_URL", "INSTRUCTION", "TEXT_LAYER_INTRO", "OpenAIBackend", "create"]
@@ -36,31 +50,42 @@ _OPENAI_HOST = "api.openai.com"
 _MB = 1024 * 1024
 
 
-def capabilities_for(detail: str, host: str) -> Capabilities:
-    """OpenAI's documented image limits (reference.md §2); WebP and GIF only at OpenAI itself, since compatible
-    servers (llama.cpp, some vLLM builds) decode PNG and JPEG only."""
+def token_formula(detail: str | None, host: str, model: str | None) -> TokenFormula:
+    """How ``model`` at ``host`` bills the images this backend sends with ``detail`` (``None``: not configured,
+    chosen per page). A model the pricing tables do not know is priced like gpt-4o at OpenAI itself; on other
+    servers (Ollama, vLLM, llama.cpp …) its images are estimated as OpenAI would bill them, at the detail given."""
+    pricing = openai_image_pricing(model)
+    if pricing is not None and pricing.billing == "patches":
+        return "openai-patches"
+    if detail == "low":
+        return "openai-low"
+    if detail is None and (pricing is not None or host == _OPENAI_HOST):
+        return "openai-tiles"
+    return "openai-high"
+
+
+def capabilities_for(detail: str | None, host: str, model: str | None = None) -> Capabilities:
+    """OpenAI's documented image limits (reference.md §2) and the billing of ``model`` (see :func:`token_formula`);
+    WebP and GIF only at OpenAI itself, since compatible servers (llama.cpp, some vLLM builds) decode PNG and JPEG
+    only."""
     official = host == _OPENAI_HOST
     media = ("image/png", "image/jpeg", "image/webp", "image/gif") if official else ("image/png", "image/jpeg")
-    if detail == "low":
-        return Capabilities(
-            media_types=media,
-            max_image_bytes=20 * _MB,
-            recommended_long_edge_px=512,
-            max_images=500,
-            max_request_bytes=50 * _MB,
-            accepts_pdf=official,
-            token_formula="openai-low",
-        )
-    return Capabilities(
+    formula = token_formula(detail, host, model)
+    common = Capabilities(
         media_types=media,
         max_image_bytes=20 * _MB,
-        recommended_long_edge_px=2048,
-        recommended_short_edge_px=768,
         max_images=500,
         max_request_bytes=50 * _MB,
         accepts_pdf=official,
-        token_formula="openai-tiles",
+        token_formula=formula,
+        token_model=model,
     )
+    if formula == "openai-low" or (formula == "openai-patches" and detail == "low"):
+        return replace(common, recommended_long_edge_px=OPENAI_LOW_DETAIL_PX)
+    if formula == "openai-patches":
+        # OpenAI shrinks an image to at most 1536 patches; no other resizing is documented for these models.
+        return replace(common, recommended_max_pixels=OPENAI_MAX_PATCHES * OPENAI_PATCH_PX**2)
+    return replace(common, recommended_long_edge_px=2048, recommended_short_edge_px=768)
 
 
 _DETAILS = ("auto", "low", "high")
@@ -75,12 +100,13 @@ class OpenAIBackend:
     def __init__(self, settings: BackendSettings) -> None:
         self.settings = settings
         api_key = (settings.api_key or "").strip() or None
-        detail = str(settings.extra.get("detail") or "auto").strip().lower()
-        if detail not in _DETAILS:
+        detail = str(settings.extra.get("detail") or "").strip().lower() or None
+        if detail is not None and detail not in _DETAILS:
             raise BackendError(
                 f"The image detail “{detail}” in llm.options.detail is not one the OpenAI API knows.",
-                "Set llm.options.detail to auto, low or high.",
+                "Set llm.options.detail to auto, low or high, or leave it out.",
             )
+        #: The detail configured for every page, or ``None``: chosen per page (:meth:`page_detail`).
         self.detail = detail
         token_field = str(settings.extra.get("max_tokens_field") or "max_tokens").strip()
         if token_field not in _TOKEN_FIELDS:
@@ -96,7 +122,7 @@ class OpenAIBackend:
             headers=headers,
             secrets=[api_key, settings.api_key],
         )
-        self.capabilities = capabilities_for(self.detail, self._http.host)
+        self.capabilities = capabilities_for(self.detail, self._http.host, settings.model)
 
     def close(self) -> None:
         self._http.close()
@@ -118,7 +144,8 @@ class OpenAIBackend:
             messages.append({"role": "system", "content": request.system_prompt})
         messages.extend({"role": turn.role, "content": turn.text} for turn in request.history)
         parts: list[dict[str, Any]] = [{"type": "text", "text": user_text(request)}]
-        parts.extend(self._image_part(page) for page in request.pages)
+        formula = token_formula(self.detail, self._http.host, model)
+        parts.extend(self._image_part(page, self.page_detail(page, formula)) for page in request.pages)
         messages.append({"role": "user", "content": parts})
 
         body: dict[str, Any] = {"model": model, "messages": messages}
@@ -127,11 +154,22 @@ class OpenAIBackend:
             body["temperature"] = request.options.temperature
         return body
 
-    def _image_part(self, page: PageImage) -> dict[str, Any]:
+    def page_detail(self, page: PageImage, formula: TokenFormula) -> str:
+        """The ``detail`` to send ``page`` with: the configured one; else ``low`` when the model bills by tiles and
+        the page fits 512 × 512 (OpenAI would not enlarge it, so low detail shows every pixel for the base price
+        alone), ``auto`` otherwise."""
+        if self.detail is not None:
+            return self.detail
+        if formula == "openai-tiles" and max(page.width, page.height) <= OPENAI_LOW_DETAIL_PX:
+            return "low"
+        return "auto"
+
+    @staticmethod
+    def _image_part(page: PageImage, detail: str) -> dict[str, Any]:
         encoded = base64.b64encode(page.data).decode("ascii")
         return {
             "type": "image_url",
-            "image_url": {"url": f"data:{page.media_type};base64,{encoded}", "detail": self.detail},
+            "image_url": {"url": f"data:{page.media_type};base64,{encoded}", "detail": detail},
         }
 
     def parse_response(self, data: dict[str, Any], *, requested_model: str) -> LLMResponse:
