@@ -6,6 +6,7 @@ ink where there must be none. The sample answer is rendered once per module to k
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 from collections.abc import Iterator
@@ -158,10 +159,12 @@ def test_unknown_device_raises_render_error() -> None:
 def test_page_size_is_the_device_size(name: str) -> None:
     device = DEVICES[name]
     doc = pdfium.PdfDocument(render_answer("Short answer.", META, device=name))
-    assert len(doc) == 1
-    width, height = doc[0].get_size()
-    assert width == pytest.approx(device.width_mm * MM, abs=0.5)
-    assert height == pytest.approx(device.height_mm * MM, abs=0.5)
+    assert len(doc) == 2  # the answer, then the reply page
+    for page in doc:
+        width, height = page.get_size()
+        assert width == pytest.approx(device.width_mm * MM, abs=0.5)
+        assert height == pytest.approx(device.height_mm * MM, abs=0.5)
+    assert len(pdfium.PdfDocument(render_answer("Short answer.", META, device=name, reply_page=False))) == 1
 
 
 # -- text layer ------------------------------------------------------------------------------------------------
@@ -298,7 +301,7 @@ def test_pages_are_grayscale(sample_pdf: bytes) -> None:
 
 def test_table_header_repeats_after_a_page_break() -> None:
     rows = "\n".join(f"| row{i:03d} | some description {i} | {i * i} |" for i in range(90))
-    pages = pdf_text(render_answer("| Name | Description | Square |\n|---|---|---:|\n" + rows, META))
+    pages = pdf_text(render_answer("| Name | Description | Square |\n|---|---|---:|\n" + rows, META, reply_page=False))
     assert len(pages) >= 2
     for text in pages:
         lines = [line.strip() for line in text.splitlines() if line.strip()]
@@ -320,7 +323,7 @@ def test_too_wide_tables_shrink_then_stack() -> None:
 
 def test_a_table_row_taller_than_a_page_is_split_without_loss() -> None:
     table = "| Notes | A | B |\n|---|---|---|\n| " + "lorem ipsum " * 1500 + "| x | y |\n| last | z | w |\n"
-    pages = pdf_text(render_answer(table, META))
+    pages = pdf_text(render_answer(table, META, reply_page=False))
     text = "".join(pages)
     assert len(pages) > 3 and "plain text" not in text
     assert text.count("lorem") == 1500 and text.count("ipsum") == 1500 and "last" in pages[-1]
@@ -345,7 +348,7 @@ def test_two_thousand_words_have_a_bounded_page_count() -> None:
         words += 2 + 70 + 10
         if words >= 2000:
             break
-    pages = pdf_text(render_answer("\n".join(parts), META))
+    pages = pdf_text(render_answer("\n".join(parts), META, reply_page=False))
     assert 3 <= len(pages) <= 12
     assert f"second point of part {n}" in pages[-1]
 
@@ -405,9 +408,14 @@ def test_render_error_last_resort(monkeypatch: pytest.MonkeyPatch) -> None:
         raise RuntimeError("layout exploded")
 
     monkeypatch.setattr(render_api, "_error_pdf", broken)
-    pdf = render_error(META, title="Oops", what="Something failed. Ünïcode", todo="Try again.")
+    meta = dataclasses.replace(META, note="A new conversation was started.")
+    pdf = render_error(meta, title="Oops", what="Something failed. Ünïcode", todo="Try again.")
     flat = " ".join(" ".join(pdf_text(pdf)).split())
-    assert "Something failed." in flat and "Try again." in flat
+    assert "Something failed." in flat and "Try again." in flat and "Note: A new conversation was started." in flat
+    # Even the last-resort page names its conversation in the metadata and its date is the exchange's.
+    assert b"/EinkLLMConversation (" + META.conversation_id.encode() + b")" in pdf
+    assert b"<einkllm:exchange>3</einkllm:exchange>" in pdf
+    assert pdfium.PdfDocument(pdf).get_metadata_dict()["CreationDate"].startswith("D:20250102140300")
 
 
 def test_answer_falls_back_to_plain_text(monkeypatch: pytest.MonkeyPatch) -> None:

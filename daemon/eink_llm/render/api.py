@@ -20,20 +20,23 @@ import textwrap
 import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import structlog
 from reportlab.lib.units import mm
 from reportlab.pdfgen.canvas import Canvas
-from reportlab.platypus import Flowable, Spacer, Table, TableStyle
+from reportlab.platypus import Flowable, Spacer
 
 from eink_llm.errors import RenderError
-from eink_llm.render import fonts
+from eink_llm.render import fonts, metadata
+from eink_llm.render.boxes import asked_box, note_box
 from eink_llm.render.devices import DEFAULT_DEVICE, DEVICES, Device, resolve_device
 from eink_llm.render.document import RenderMeta, build_pdf, date_text, page_layout
-from eink_llm.render.flowables import SPLIT_IN_ROW, CodeBlock
+from eink_llm.render.flowables import CodeBlock
 from eink_llm.render.markdown import Stats, markdown_flowables, text_markup
 from eink_llm.render.paragraphs import Para, make_paragraph
+from eink_llm.render.reply import reply_page as reply_flowables
 from eink_llm.render.styles import Theme, check_font_size, make_theme
 
 log = structlog.get_logger("eink_llm.render")
@@ -51,7 +54,7 @@ class Rendered:
     plain_fallback: bool = False  # the formatted layout failed; the answer is shown as plain text
 
 
-def _warn_missing(missing: set[str]) -> list[str]:
+def warn_missing(missing: set[str]) -> list[str]:
     chars = sorted(missing)
     if chars:
         log.warning(
@@ -66,69 +69,58 @@ def _warn_missing(missing: set[str]) -> list[str]:
 _RETRY_TODO = "Try asking again; if it keeps happening, report it together with the daemon's log."
 
 
-def _asked_box(transcription: str | None, theme: Theme, width: float) -> list[Flowable]:
-    """The "You asked:" box, so the answer can be read without flipping back to the question."""
-    text = fonts.clean_text(transcription).strip() if transcription is not None else ""
-    if not text:
-        return []
-    styles = theme.styles
-    lines = "<br/>".join(text_markup(line, fonts.SANS_ITALIC) for line in text.split("\n"))
-    pad = theme.font_size * 0.5
-    box = Table(
-        [[[Para("You asked:", styles["asked_label"]), make_paragraph(lines, styles["asked"], plain=text)]]],
-        colWidths=[width],
-        splitInRow=SPLIT_IN_ROW,
-        hAlign="LEFT",
-    )
-    box.setStyle(
-        TableStyle(
-            [
-                ("BOX", (0, 0), (-1, -1), theme.line_width * 1.5, theme.line_colour),
-                ("LEFTPADDING", (0, 0), (-1, -1), pad),
-                ("RIGHTPADDING", (0, 0), (-1, -1), pad),
-                ("TOPPADDING", (0, 0), (-1, -1), pad * 0.8),
-                ("BOTTOMPADDING", (0, 0), (-1, -1), pad),
-            ]
-        )
-    )
-    return [box, Spacer(1, theme.font_size * 0.4)]
-
-
-def _body_width(device: Device, theme: Theme) -> float:
+def body_width(device: Device, theme: Theme) -> float:
     body = page_layout(device, theme).body
     return body.x1 - body.x0
 
 
 def render_answer(
-    markdown: str, meta: RenderMeta, *, device: DeviceSpec = DEFAULT_DEVICE, font_size: float = 11.0
+    markdown: str,
+    meta: RenderMeta,
+    *,
+    device: DeviceSpec = DEFAULT_DEVICE,
+    font_size: float = 11.0,
+    reply_page: bool = True,
 ) -> bytes:
-    """The LLM's Markdown answer as a PDF sized for ``device`` (a name, a :class:`Device` or a mapping)."""
-    return render(markdown, meta, device=device, font_size=font_size).pdf
+    """The LLM's Markdown answer as a PDF sized for ``device`` (a name, a :class:`Device` or a mapping).
+
+    With ``reply_page`` (the default) a last, ruled page invites the follow-up question (see
+    :mod:`eink_llm.render.reply`)."""
+    return render(markdown, meta, device=device, font_size=font_size, reply_page=reply_page).pdf
 
 
 def render(
-    markdown: str, meta: RenderMeta, *, device: DeviceSpec = DEFAULT_DEVICE, font_size: float = 11.0
+    markdown: str,
+    meta: RenderMeta,
+    *,
+    device: DeviceSpec = DEFAULT_DEVICE,
+    font_size: float = 11.0,
+    reply_page: bool = False,
 ) -> Rendered:
-    """Like :func:`render_answer`, also telling how many formulas were drawn and which characters had no font."""
+    """Like :func:`render_answer`, also telling how many formulas were drawn and which characters had no font.
+
+    Without a reply page by default: this is also the preview and gallery entry point, which show the answer."""
     dev = resolve_device(device)
     theme = make_theme(dev, font_size)
     fonts.ensure_fonts()
-    width = _body_width(dev, theme)
+    width = body_width(dev, theme)
     text = fonts.clean_text(markdown)
     with fonts.collect_missing() as missing:
-        result = _render(text, meta, dev, theme, width)
-    result.missing_chars = _warn_missing(missing)
+        result = _render(text, meta, dev, theme, width, reply_page)
+    result.missing_chars = warn_missing(missing)
     return result
 
 
-def _render(text: str, meta: RenderMeta, dev: Device, theme: Theme, width: float) -> Rendered:
-    asked = _asked_box(meta.transcription, theme, width)
+def _render(text: str, meta: RenderMeta, dev: Device, theme: Theme, width: float, reply: bool) -> Rendered:
+    top = [*note_box(meta.note, theme, width), *asked_box(meta.transcription, theme, width)]
+    end = reply_flowables(theme, meta.exchange) if reply else []
     if not text.strip():
         empty = Para("<i>The model sent an empty answer.</i>", theme.styles["body"])
-        return Rendered(_build_or_raise([*asked, empty], meta, dev, theme))
+        return Rendered(_build_or_raise([*top, empty, *end], meta, dev, theme))
     stats = Stats()
     try:
-        return Rendered(build_pdf([*asked, *markdown_flowables(text, theme, width, stats)], meta, dev, theme), stats)
+        story = [*top, *markdown_flowables(text, theme, width, stats), *end]
+        return Rendered(build_pdf(story, meta, dev, theme), stats)
     except RenderError:
         raise
     except Exception as exc:  # RecursionError, reportlab LayoutError, ...: try the plain layout below
@@ -138,7 +130,8 @@ def _render(text: str, meta: RenderMeta, dev: Device, theme: Theme, width: float
         "<i>The formatting of this answer could not be laid out, so it is shown as plain text.</i>",
         theme.styles["body"],
     )
-    pdf = _build_or_raise([*asked, note, CodeBlock(text, theme)], meta, dev, theme, first_failure)
+    end = reply_flowables(theme, meta.exchange) if reply else []  # fresh flowables: the first ones were used
+    pdf = _build_or_raise([*top, note, CodeBlock(text, theme), *end], meta, dev, theme, first_failure)
     return Rendered(pdf, plain_fallback=True)
 
 
@@ -202,7 +195,9 @@ def _error_pdf(
         return "<br/>".join(text_markup(line, face) for line in fonts.clean_text(text).strip().split("\n"))
 
     title_markup = para(title, fonts.SANS_BOLD) or "Something went wrong"
-    story: list[Flowable] = [make_paragraph(title_markup, styles["error_title"], plain=fonts.clean_text(title))]
+    note = getattr(meta, "note", None)
+    story: list[Flowable] = note_box(note, theme, body_width(dev, theme)) if isinstance(note, str) else []
+    story.append(make_paragraph(title_markup, styles["error_title"], plain=fonts.clean_text(title)))
     if fonts.clean_text(what).strip():
         story.append(make_paragraph(para(what), styles["body"], plain=fonts.clean_text(what)))
     if fonts.clean_text(todo).strip():
@@ -213,7 +208,7 @@ def _error_pdf(
     transcription = getattr(meta, "transcription", None)
     if isinstance(transcription, str) and transcription.strip():
         story.append(Spacer(1, theme.font_size))
-        story.extend(_asked_box(transcription, theme, _body_width(dev, theme)))
+        story.extend(asked_box(transcription, theme, body_width(dev, theme)))
     return build_pdf(story, meta, dev, theme)
 
 
@@ -229,7 +224,15 @@ def _bare_error_pdf(meta: RenderMeta, title: str, what: str, todo: str, detail: 
     size, leading = 11.0, 15.0
     columns = max(20, int((width - 2 * margin) / (size * 0.55)))
     lines: list[tuple[str, str]] = [("Helvetica-Bold", _ascii(title) or "Something went wrong"), ("Helvetica", "")]
-    for block in (what, f"What to do: {todo}" if todo else "", detail or ""):
+    note = getattr(meta, "note", None)
+    blocks = (
+        f"Note: {note}" if isinstance(note, str) and note.strip() else "",
+        what,
+        f"What to do: {todo}" if todo else "",
+    )
+    for block in (*blocks, detail or ""):
+        if not block:
+            continue
         for paragraph in _ascii(block).split("\n"):
             lines.extend(("Helvetica", row) for row in textwrap.wrap(paragraph, columns, break_long_words=True))
         lines.append(("Helvetica", ""))
@@ -244,6 +247,17 @@ def _bare_error_pdf(meta: RenderMeta, title: str, what: str, todo: str, detail: 
     canv.setTitle(_ascii(getattr(meta, "title", "")) or "eink-llm error")
     canv.setAuthor("eink-llm")
     canv.setSubject(conversation)
+    canv.setKeywords(["eink-llm", f"exchange {exchange}", f"conversation {conversation}"])
+    created = getattr(meta, "created_at", None)
+    number = getattr(meta, "exchange", None)
+    metadata.stamp(
+        canv,
+        metadata.Identity(
+            conversation,
+            number if isinstance(number, int) and not isinstance(number, bool) else None,
+            created if isinstance(created, datetime) and date_text(created) else None,
+        ),
+    )
     y = height - margin
     for font, text in lines:
         if y < margin:

@@ -30,7 +30,7 @@ from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import BaseDocTemplate, Flowable, Frame, PageTemplate
 
 from eink_llm import __version__
-from eink_llm.render import fonts, mathblocks
+from eink_llm.render import fonts, mathblocks, metadata
 from eink_llm.render.bidi import display, shape_arabic
 from eink_llm.render.devices import MIN_TOP_BOTTOM_MM, Device
 from eink_llm.render.styles import Theme
@@ -49,6 +49,8 @@ class RenderMeta:
     created_at: datetime
     model: str = ""
     transcription: str | None = None
+    #: A notice shown in a small box at the very top (e.g. "this question started a new conversation").
+    note: str | None = None
 
 
 class Box(NamedTuple):
@@ -115,29 +117,12 @@ def fit_text(text: str, font: str, size: float, width: float) -> str:
     return text[:lo].rstrip() + "…" if lo else ""
 
 
-class _Stamp:
-    """Stands in for reportlab's TimeStamp so CreationDate is the exchange's time, not the render time.
-
-    Together with ``invariant=1`` this makes the output a pure function of the input: re-rendering a
-    retried job gives byte-identical PDFs, and the stored output hash stays meaningful.
-    """
-
-    def __init__(self, when: datetime) -> None:
-        utc = when.astimezone(UTC) if when.tzinfo else when.replace(tzinfo=UTC)
-        self.t = utc.timestamp()
-        self.lt = utc.timetuple()
-        self.YMDhms = tuple(self.lt)[:6]
-        self.dhh = 0
-        self.dmm = 0
-        self.tzname = "UTC"
-
-
 @dataclass(frozen=True, slots=True)
 class _Decor:
     layout: PageLayout
     theme: Theme
     conversation: str
-    exchange: str
+    label: str  # after the conversation id in the header: "Exchange 3", "12 exchanges"
     header_right: str
     footer_left: str
 
@@ -167,10 +152,10 @@ def _draw_decor(canv: Any, decor: _Decor, page: int, pages: int) -> None:
     baseline = h.y0 + size * 0.3 + 1.5
     right_w = fonts.text_width(decor.header_right, fonts.SANS, size)
     # The exchange number is what the reader looks for, so only the conversation id is shortened.
-    exchange = f"Exchange {decor.exchange}"
-    room = width - right_w - size - stringWidth(f"{exchange} · ", fonts.SANS_BOLD, size)
+    label = decor.label
+    room = width - right_w - size - fonts.text_width(f"{label} · ", fonts.SANS_BOLD, size)
     conversation = fit_text(decor.conversation, fonts.SANS_BOLD, size, room)
-    left = f"{conversation} · {exchange}" if conversation else exchange
+    left = f"{conversation} · {label}" if conversation else label
     draw_line(canv, h.x0, baseline, left, fonts.SANS_BOLD, size)
     draw_line(canv, h.x1, baseline, decor.header_right, fonts.SANS, size, right=True)
     canv.line(h.x0, h.y0 + 0.5, h.x1, h.y0 + 0.5)
@@ -218,40 +203,58 @@ class _DecoratedCanvas(Canvas):  # type: ignore[misc]  # reportlab is untyped
         super().save()
 
 
-def _canvas_factory(decor: _Decor, created: datetime | None) -> Callable[..., Canvas]:
+def _canvas_factory(decor: _Decor, identity: metadata.Identity) -> Callable[..., Canvas]:
     def make(*args: Any, **kwargs: Any) -> Canvas:
         canv = _DecoratedCanvas(*args, **kwargs)
         canv.decor = decor
-        if created is not None:
-            canv._doc._timeStamp = _Stamp(created)
+        metadata.stamp(canv, identity)
         return canv
 
     return make
 
 
-def _clean_meta(meta: RenderMeta) -> tuple[str, str, str, str]:
-    """Title, conversation id, exchange and model as safe one-line strings."""
-
-    def one_line(value: object, limit: int = 200) -> str:
-        return " ".join(fonts.clean_text(value).split())[:limit]
-
-    exchange = meta.exchange if isinstance(meta.exchange, int) else one_line(meta.exchange, 20)
-    return one_line(meta.title), one_line(meta.conversation_id), str(exchange), one_line(meta.model)
+def one_line(value: object, limit: int = 200) -> str:
+    """``value`` as a safe single line of at most ``limit`` characters (for headers and metadata)."""
+    return " ".join(fonts.clean_text(value).split())[:limit]
 
 
-def build_pdf(story: Sequence[Flowable], meta: RenderMeta, device: Device, theme: Theme) -> bytes:
-    """Lay ``story`` out on the device's pages and return the finished PDF."""
-    fonts.ensure_fonts()
-    layout = page_layout(device, theme)
-    title, conversation, exchange, model = _clean_meta(meta)
-    decor = _Decor(layout, theme, conversation, exchange, date_text(meta.created_at), title)
-    created = meta.created_at if isinstance(meta.created_at, datetime) and date_text(meta.created_at) else None
+@dataclass(frozen=True, slots=True)
+class DocumentInfo:
+    """What the running header, footer and PDF metadata of one document say (already cleaned)."""
 
-    keywords = ["eink-llm", f"exchange {exchange}"]
+    title: str
+    conversation: str
+    label: str  # header text after the conversation id
+    created: datetime | None  # None: no usable time (the header shows none, the metadata a fixed date)
+    keywords: tuple[str, ...]
+    exchange: int | None = None  # written as metadata, read back when the PDF returns
+
+
+def answer_info(meta: RenderMeta) -> DocumentInfo:
+    """The header, footer and metadata of an answer or error page, from a possibly odd :class:`RenderMeta`."""
+    exchange = meta.exchange if isinstance(meta.exchange, int) and not isinstance(meta.exchange, bool) else None
+    shown = str(exchange) if exchange is not None else one_line(meta.exchange, 20)
+    conversation, model = one_line(meta.conversation_id), one_line(meta.model)
+    keywords = ["eink-llm", f"exchange {shown}"]
     if model:
         keywords.append(f"model {model}")
     if conversation:
         keywords.append(f"conversation {conversation}")
+    created = meta.created_at if isinstance(meta.created_at, datetime) and date_text(meta.created_at) else None
+    return DocumentInfo(one_line(meta.title), conversation, f"Exchange {shown}", created, tuple(keywords), exchange)
+
+
+def build_pdf(story: Sequence[Flowable], meta: RenderMeta, device: Device, theme: Theme) -> bytes:
+    """Lay ``story`` out on the device's pages as an answer (or error page) and return the finished PDF."""
+    return build_document(story, answer_info(meta), device, theme)
+
+
+def build_document(story: Sequence[Flowable], info: DocumentInfo, device: Device, theme: Theme) -> bytes:
+    """Lay ``story`` out on the device's pages, with running header, footer and metadata from ``info``."""
+    fonts.ensure_fonts()
+    layout = page_layout(device, theme)
+    decor = _Decor(layout, theme, info.conversation, info.label, date_text(info.created), info.title)
+    identity = metadata.Identity(info.conversation, info.exchange, info.created)
     body = layout.body
     buffer = io.BytesIO()
     doc = BaseDocTemplate(
@@ -261,10 +264,10 @@ def build_pdf(story: Sequence[Flowable], meta: RenderMeta, device: Device, theme
         rightMargin=layout.width - body.x1,
         topMargin=layout.height - body.y1,
         bottomMargin=body.y0,
-        title=title or "eink-llm answer",
+        title=info.title or "eink-llm answer",
         author="eink-llm",
-        subject=conversation,
-        keywords=keywords,
+        subject=info.conversation,
+        keywords=list(info.keywords),
         creator=f"eink-llm {__version__}",
         invariant=1,
     )
@@ -280,5 +283,5 @@ def build_pdf(story: Sequence[Flowable], meta: RenderMeta, device: Device, theme
         id="body",
     )
     doc.addPageTemplates([PageTemplate(id="page", frames=[frame])])
-    doc.build(list(story), canvasmaker=_canvas_factory(decor, created))
+    doc.build(list(story), canvasmaker=_canvas_factory(decor, identity))
     return buffer.getvalue()

@@ -1,0 +1,139 @@
+"""From a path to bytes and a format: the entry point :func:`read_input`, bounded reading, and sniffing.
+
+The type is decided by the file's first bytes, not its name, because sync tools and tablets get names wrong;
+a file that is neither a PDF nor a picture is described in words a tablet user recognises ("a web page",
+"a reMarkable notebook page, not an exported one").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import stat
+from pathlib import Path
+from typing import Literal
+
+from eink_llm.errors import CorruptInputError, InputError, InputTooLargeError, UnsupportedInputError
+from eink_llm.reader.image import read_image
+from eink_llm.reader.limits import (
+    DEFAULT_LIMITS,
+    EXPORT_AGAIN,
+    EXPORT_SUPPORTED,
+    InputDocument,
+    InputLimits,
+    bytes_text,
+    check_file_size,
+)
+from eink_llm.reader.pdf import read_pdf
+
+_Kind = Literal["pdf", "png", "jpeg", "webp", "tiff"]
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in blocks so a large file never sits in memory (the queue's identity)."""
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def read_input(path: Path, limits: InputLimits = DEFAULT_LIMITS) -> InputDocument:
+    """Read ``path`` (a PDF or an image) into grayscale pages, or raise an :class:`InputError` saying why not."""
+    name = path.name
+    data = _read_bytes(path, limits)
+    kind = _sniff(data)
+    if kind == "pdf":
+        return read_pdf(name, data, limits)
+    if kind is not None:
+        return read_image(name, data, kind, limits)
+    looks_like = _describe_unknown(data)
+    if path.suffix.lower() == ".pdf":
+        raise UnsupportedInputError(
+            f"{name} is named .pdf but is not a PDF: it is {looks_like}.",
+            "Export the page from the tablet again as PDF or PNG.",
+        )
+    raise UnsupportedInputError(
+        f"{name} is not a PDF or an image eink-llm can read: it is {looks_like}.", EXPORT_SUPPORTED
+    )
+
+
+def _read_bytes(path: Path, limits: InputLimits) -> bytes:
+    """The file's bytes, refusing non-files and oversized files before reading them into memory."""
+    name = path.name
+    try:
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):  # a FIFO would block the worker forever; a folder is not a page
+            raise UnsupportedInputError(f"{name} is not a regular file (it is a folder or a device).", EXPORT_AGAIN)
+        check_file_size(name, info.st_size, limits)
+        with path.open("rb") as handle:
+            # Bounded: a file still being written may have grown since stat().
+            data = handle.read(limits.max_file_bytes + 1)
+    except InputError:
+        raise
+    except FileNotFoundError as exc:
+        raise CorruptInputError(
+            f"{name} disappeared before it could be read.",
+            "If you moved or deleted it on purpose, nothing needs doing; otherwise export the page again.",
+            detail=str(exc),
+        ) from None
+    except PermissionError as exc:
+        raise CorruptInputError(
+            f"{name} could not be opened: eink-llm is not allowed to read it.",
+            "Check that the synced folder is readable by the user eink-llm runs as, then export the page again.",
+            detail=str(exc),
+        ) from None
+    except OSError as exc:
+        raise CorruptInputError(f"{name} could not be read from the disk.", EXPORT_AGAIN, detail=str(exc)) from None
+    if len(data) > limits.max_file_bytes:
+        raise InputTooLargeError(
+            f"{name} grew beyond the limit of {bytes_text(limits.max_file_bytes)} while it was being read.",
+            "Let the export finish syncing; if it is really this large, export fewer pages or raise "
+            "input.max_file_mb in the config.",
+        )
+    if not data:
+        raise CorruptInputError(f"{name} is empty (0 bytes); it may not have finished syncing.", EXPORT_AGAIN)
+    return data
+
+
+def _sniff(data: bytes) -> _Kind | None:
+    """The format the bytes are in, from their magic numbers."""
+    head = data[:16]
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "png"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "jpeg"
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    if head[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"):  # classic and BigTIFF, both byte orders
+        return "tiff"
+    # The PDF header may follow up to 1024 bytes of junk (a byte-order mark, a mail header); PDFium accepts that.
+    # Checked after the image signatures, which sit at offset 0: a PNG may mention "%PDF-" in a text chunk.
+    if b"%PDF-" in data[:1024]:
+        return "pdf"
+    return None
+
+
+def _describe_unknown(data: bytes) -> str:
+    """What an unreadable file seems to be, in words a tablet user recognises."""
+    head = data[:64]
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "a GIF picture"
+    if head[:2] == b"BM" and len(data) >= 26 and int.from_bytes(data[2:6], "little") == len(data):
+        return "a BMP picture"
+    if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"hevc", b"mif1", b"msf1", b"avif", b"avis"):
+        return "an HEIC or AVIF photo"
+    if head.startswith(b"reMarkable .lines file"):
+        return "a reMarkable notebook page, not an exported one"
+    if head.startswith(b"noteSN_FILE_VER"):
+        return "a Supernote notebook, not an exported page"
+    if head.startswith(b"PK\x03\x04"):
+        return "a ZIP archive (such as a notebook bundle), not an exported page"
+    sample = data[:4096]
+    try:
+        text = sample.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        # A multi-byte character cut at the sample's end is still text.
+        text = sample[: exc.start].decode("utf-8") if exc.start > len(sample) - 4 else ""
+    if text and sum(ch.isprintable() or ch in "\r\n\t" for ch in text) >= 0.95 * len(text):
+        lowered = text.lstrip().lower()
+        if lowered.startswith(("<!doctype html", "<html")):
+            return "a web page (perhaps an error page from the sync service)"
+        return "a text file"
+    return "in a format eink-llm does not know"
