@@ -59,7 +59,7 @@ def test_profiles_route_by_subfolder(tmp_path: Path, servers: tuple[FakeLLMServe
     assert all(r.answered for r in results), [r.message for r in results]
     assert sorted(r.body["model"] for r in main.requests) == ["general", "strong"]
     tutor = next(r for r in main.requests if r.body["model"] == "strong")
-    assert tutor.body["messages"][0]["content"] == "You are a patient maths tutor."
+    assert tutor.body["messages"][0]["content"].startswith("You are a patient maths tutor.\n\n")
     assert [r.body["model"] for r in local.requests] == ["llama"]
     rows = {r["input_file"]: r["profile"] for r in db_rows(tmp_path / "db.sqlite3", "SELECT * FROM exchanges")}
     assert rows == {"top.png": "default", "sum.png": "tutor", "q.png": "local"}

@@ -135,6 +135,37 @@ def test_outage_does_not_burn_the_backlog_into_errors(tmp_path: Path, server: Fa
     assert "seems to be down" in daemon.log() and "answers again" in daemon.log()
 
 
+def test_one_services_outage_does_not_hold_up_another(tmp_path: Path, server: FakeLLMServer) -> None:
+    """Circuit breakers are per AI service: with the cloud model down, the folder answered by the local model
+    keeps getting answers at once, and the cloud folder's pages wait (no ERROR_) until their service is back."""
+    server.outage(Fault.status(503))
+    inbox = make_inbox(tmp_path)
+    (inbox / "local").mkdir()
+    with FakeLLMServer() as local:
+        config = config_for(
+            tmp_path,
+            inbox,
+            server,
+            retry={"max_attempts": 2, "outage_after_failures": 2, "probe_interval_seconds": 0.5},
+            watch={"folders": [{"path": str(inbox), "subfolders": {"local": "local"}}]},
+            profiles={"local": {"llm": {"base_url": local.base_url, "model": "small"}}},
+        )
+        with DaemonProcess(config, tmp_path) as daemon:
+            for i in range(6):
+                samples.make_png(inbox / f"cloud{i}.png", size=(300, 400))
+            wait_until(lambda: "seems to be down" in daemon.log(), timeout=30, what="the cloud breaker to open")
+            for i in range(4):
+                samples.make_png(inbox / "local" / f"local{i}.png", size=(300, 400))
+            wait_until(
+                lambda: len(outputs(inbox / "local", "RESPONSE_")) == 4, timeout=30, what="local answers during outage"
+            )
+            assert not list(inbox.glob("RESPONSE_*")) and not outputs(inbox, "ERROR_")
+            server.clear_outage()
+            wait_until(lambda: len(list(inbox.glob("RESPONSE_*"))) == 6, timeout=60, what="cloud answers afterwards")
+            assert daemon.stop() == 0
+    assert not outputs(inbox, "ERROR_") and not outputs(inbox / "local", "ERROR_")
+
+
 class NotifySocket:
     """A stand-in for systemd's notify socket: a Unix datagram socket that collects messages."""
 

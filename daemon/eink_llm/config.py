@@ -48,6 +48,22 @@ class FolderConfig(_Section):
         default_factory=dict,
         description="Profiles for subfolders, e.g. `{math: tutor, translate: translator}`; the deepest match wins.",
     )
+    conversations: Literal["per-file", "per-subfolder", "per-folder"] = Field(
+        default="per-file",
+        description="Folder mode. `per-file`: each new file opens a conversation (unless its name, metadata or "
+        "an earlier version ties it to one). `per-subfolder`: all files in the same subfolder belong to that "
+        "subfolder's one conversation (files directly in this folder stay per-file). `per-folder`: this folder "
+        "too is one conversation.",
+    )
+
+    def conversation_folder(self, path: Path) -> Path | None:
+        """In folder mode, the folder whose one conversation a file belongs to; ``None`` when per-file."""
+        directory = path.parent
+        if self.conversations == "per-file" or not directory.is_relative_to(self.path):
+            return None
+        if self.conversations == "per-subfolder" and directory == self.path:
+            return None
+        return directory
 
     def profile_for(self, path: Path) -> str:
         """The profile of a file below this folder: its deepest configured subfolder's, else the folder's."""
@@ -178,8 +194,23 @@ class ContextConfig(_Section):
     history_tokens: int = Field(
         default=6000,
         ge=0,
-        description="Budget for earlier exchanges sent with a follow-up (estimated tokens); the most recent "
-        "exchanges that fit are sent.",
+        description="Budget for what a follow-up is told about the conversation so far (estimated tokens): its "
+        "rolling summary, the most recent exchanges in full, and the most relevant older ones.",
+    )
+    memory: bool = Field(
+        default=False,
+        description="Also look for relevant exchanges in your other conversations (full-text search), not only "
+        "in the current one.",
+    )
+    transcribe: bool = Field(
+        default=True,
+        description="Ask the model to write out what it read from your handwriting; it is stored, searchable, "
+        "and shown at the top of the answer as “You asked: …”.",
+    )
+    summaries: bool = Field(
+        default=True,
+        description="When a conversation outgrows history_tokens, ask the model (one extra short request) to "
+        "update a rolling summary of the older exchanges.",
     )
 
 
@@ -191,6 +222,11 @@ class OutputConfig(_Section):
         "`WxH` in mm (`120x170`) or a mapping `{width_mm: 120, height_mm: 170, margins_mm: [8, 8, 10, 8]}`.",
     )
     font_size: float = Field(default=11.0, ge=8, le=24, description="Body text size in points.")
+    reply_page: bool = Field(
+        default=True,
+        description="End each answer with a lined page to write the follow-up on; sync the file back and the "
+        "new handwriting continues the conversation.",
+    )
 
 
 class StorageConfig(_Section):
@@ -302,6 +338,11 @@ class Config(_Section):
             if path.is_relative_to(folder.path) and (best is None or len(folder.path.parts) > len(best.path.parts)):
                 best = folder
         return best
+
+    def conversation_folder(self, path: Path) -> Path | None:
+        """Folder mode: the folder whose one conversation ``path`` belongs to, if its watched folder says so."""
+        folder = self.folder_for(path)
+        return folder.conversation_folder(path) if folder else None
 
     def profile_for(self, path: Path) -> str:
         """Which profile answers a file: that of the deepest watched folder holding it, else `default`."""

@@ -21,7 +21,7 @@ OutputKind = Literal["RESPONSE", "ERROR"]
 _UNSAFE = re.compile(r'[\\/:*?"<>|\x00-\x1f\x7f]+')
 _SPACES = re.compile(r"\s+")
 # A stem that already carries our prefix and an id: keep only what the user wrote after it.
-_OUR_PREFIX = re.compile(r"^(?:RESPONSE|ERROR)_conv_\d{8}_\d{6}_[0-9a-f]{8}_ex\d{3,}_?")
+_OUR_PREFIX = re.compile(r"(?:RESPONSE|ERROR)_conv_\d{8}_\d{6}_[0-9a-f]{8}_ex\d{3,}_?")
 
 
 def new_conversation_id(now: datetime | None = None) -> str:
@@ -34,6 +34,16 @@ def find_conversation_id(name: str) -> str | None:
     """The conversation id a file name carries, if any (the last one wins: a renamed answer may hold two)."""
     found = CONVERSATION_ID.findall(name)
     return found[-1] if found else None
+
+
+_ANSWER_REF = re.compile(r"(conv_\d{8}_\d{6}_[0-9a-f]{8})_ex(\d{3,})")
+
+
+def find_answer_ref(name: str) -> tuple[str, int] | None:
+    """The (conversation, exchange) of one of our answers a file name comes from — ``RESPONSE_<id>_ex002_…``
+    itself, or a copy or export that kept that part (``Copy of RESPONSE_…``, ``…_ex002_q (1).pdf``)."""
+    found = _ANSWER_REF.findall(name)
+    return (found[-1][0], int(found[-1][1])) if found else None
 
 
 def sanitize_stem(stem: str, max_length: int = MAX_STEM) -> str:

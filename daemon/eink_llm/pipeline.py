@@ -1,6 +1,11 @@
 """The order of the stages, for one queued input. Read this top-down:
 
     read input → resolve conversation → build context → LLM hook → render PDF → atomic write → record exchange
+    (→ refresh the conversation's rolling summary, when it has outgrown the context budget)
+
+Resolving the conversation also decides what of the input is the question: a notebook re-exported with one
+new page, or an answer of ours come back with handwriting on it, sends only what is new (resolve.py). An input
+with nothing new on it is finished without an answer: a page is never answered twice.
 
 Every failure ends as an ERROR_ PDF in the same folder, recorded as that exchange with status ``error`` —
 except a transient backend failure with attempts left, which puts the job back in the queue for later.
@@ -20,7 +25,7 @@ import hashlib
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -31,13 +36,16 @@ from eink_llm.atomic import atomic_write
 from eink_llm.backends.base import Backend, LLMRequest, LLMResponse, ModelOptions
 from eink_llm.budget import check_budget
 from eink_llm.config import Config, Profile
-from eink_llm.context import build_history
+from eink_llm.context import Context, build_context, summary_request
 from eink_llm.economy import estimate_image_tokens, prepare_encoded_pages
 from eink_llm.errors import BackendError, EinkError, OutputError
 from eink_llm.reader import InputDocument, InputLimits, read_input
 from eink_llm.render import RenderMeta, get_device, render_answer, render_error
-from eink_llm.retry import CircuitBreaker, next_attempt, should_retry
+from eink_llm.resolve import Resolution, Resolver
+from eink_llm.retry import Breakers, CircuitBreaker, next_attempt, should_retry
 from eink_llm.store import Exchange, ExchangeResult, Job, Store, utc_now
+from eink_llm.transcript import INSTRUCTION as TRANSCRIBE
+from eink_llm.transcript import split_reply
 
 log = structlog.get_logger("eink_llm.pipeline")
 
@@ -72,40 +80,56 @@ class Pipeline:
         config: Config,
         store: Store,
         backends: Mapping[str, Backend],
-        breaker: CircuitBreaker | None = None,
+        breakers: Breakers | None = None,
     ) -> None:
         """``backends`` maps every profile name to its backend (see ``service.open_backends``)."""
         self.config = config
         self.store = store
         self.backends = backends
         retry = config.retry
-        self.breaker = breaker or CircuitBreaker(retry.outage_after_failures, retry.probe_interval_seconds)
+        self.breakers = breakers or Breakers(retry.outage_after_failures, retry.probe_interval_seconds)
         self.limits = input_limits(config)
+        self.resolver = Resolver(config, store)
         #: Every profile's effective settings, merged and validated once (not per job).
         self.profiles = {name: config.profile(name) for name in config.profile_names()}
         for profile in self.profiles.values():  # fail at start, not on the first answer, for a bad page size
             get_device(profile.output.device)
+            self._breaker(profile)  # every service known up front, so a closed one keeps workers claiming
 
     def run(self, job: Job) -> Outcome:
         started = time.monotonic()
         if not job.path.is_file():
             return self._vanished(job)
 
-        document, failure = self._read(job)
-        exchange = self._resolve_conversation(job, document)
         profile = self.profiles[self.config.profile_for(job.path)]
+        breaker = self._breaker(profile)
+        if breaker.is_open and not breaker.allow_claim():  # its AI service is down, and this is no probe
+            return self._wait_for_service(job, breaker)
+
+        document, failure = self._read(job)
+        resolution = self._resolve(job, document)
+        if failure is None and resolution.nothing_new:
+            return self._nothing_new(job, resolution)
+        exchange = self._reserve(job, document, resolution)
         response: LLMResponse | None = None
         request: LLMRequest | None = None
+        context: Context | None = None
+        transcription: str | None = None
         pdf: bytes | None = None
         if failure is None and document is not None:
             try:
-                response, profile, request = self._answer(profile, exchange, document)
+                context = self._context(exchange, resolution.question_text(document))
+                response, profile, request = self._answer(profile, exchange, document, resolution, context)
+                reply = split_reply(response.text) if self.config.context.transcribe else None
+                answer, transcription = (reply.answer, reply.transcription) if reply else (response.text, None)
                 pdf = render_answer(
-                    response.text,
-                    self._meta(job, exchange, model=response.model),
+                    answer,
+                    self._meta(job, exchange, model=response.model, note=resolution.note, transcription=transcription),
                     device=profile.output.device,
                     font_size=profile.output.font_size,
+                    reply_page=profile.output.reply_page,
                 )
+                response = LLMResponse(answer, response.usage, response.model)
             except EinkError as exc:
                 failure = exc
             except Exception as exc:  # a bug must cost one ERROR_ PDF, not the daemon
@@ -115,14 +139,14 @@ class Pipeline:
                     "Try again by exporting the page once more; if it keeps happening, report it with the log.",
                     detail=f"{type(exc).__name__}: {exc}",
                 )
-            if failure is not None and failure.retryable and self.breaker.is_open:
+            if failure is not None and failure.retryable and breaker.is_open:
                 return self._retry_later(job, exchange, failure, counts=False)
             if failure is not None and should_retry(failure, job.attempts, self.config.retry.policy()):
                 return self._retry_later(job, exchange, failure)
 
         kind: naming.OutputKind = "RESPONSE" if failure is None else "ERROR"
         if failure is not None:
-            pdf = self._error_pdf(job, exchange, failure, profile)
+            pdf = self._error_pdf(job, exchange, failure, profile, note=resolution.note)
         assert pdf is not None
         output = job.path.parent / naming.output_name(
             kind, exchange.conversation_id, exchange.sequence_number, job.path.stem
@@ -134,9 +158,10 @@ class Pipeline:
         result = ExchangeResult(
             status="ok" if failure is None else "error",
             output_file=output,
-            question_text=(document.text.strip() or None) if document else None,
+            question_text=(resolution.question_text(document).strip() or None) if document else None,
             response_text=response.text if response else None,
             error_text=failure.user_message() if failure else None,
+            transcription=transcription,
             backend=profile.llm.backend,
             model=response.model if response else profile.llm.model,
             input_tokens=response.usage.input_tokens if response else 0,
@@ -144,9 +169,9 @@ class Pipeline:
             processing_time=round(time.monotonic() - started, 3),
             profile=profile.name,
             cost=profile.budget.cost(response.usage.input_tokens, response.usage.output_tokens) if response else 0.0,
-            metadata=self._metadata(document, failure, request, self.backends.get(profile.name)),
+            metadata=self._metadata(document, failure, request, self.backends.get(profile.name), resolution, context),
         )
-        self.store.complete_exchange(exchange, result)
+        self.store.complete_exchange(exchange, result, resolution.prints)
         log.info(
             "exchange",
             conversation=exchange.conversation_id,
@@ -154,12 +179,15 @@ class Pipeline:
             input=str(job.path),
             output=output.name,
             status=result.status,
+            joined=resolution.how,
             duration_s=result.processing_time,
             input_tokens=result.input_tokens,
             output_tokens=result.output_tokens,
             attempts=job.attempts,
             **({"error": failure.user_message(), "detail": failure.detail} if failure else {}),
         )
+        if failure is None:
+            self._refresh_summary(exchange, profile)
         return Outcome(
             job.job_id,
             result.status,
@@ -183,32 +211,50 @@ class Pipeline:
                 detail=f"{type(exc).__name__}: {exc}",
             )
 
-    def _resolve_conversation(self, job: Job, document: InputDocument | None) -> Exchange:
-        """Continue the conversation the file name points to, if we know it and it is open; else start one."""
+    def _resolve(self, job: Job, document: InputDocument | None) -> Resolution:
+        """Which conversation, and what of the input is new (resolve.py). If comparing pages fails, the whole
+        input is sent: better a question answered in full than a page lost."""
+        try:
+            return self.resolver.resolve(job, document)
+        except Exception:
+            log.exception("could not tell what is new; sending the whole input", input=str(job.path))
+            return Resolution(job.conversation_hint, "file-name") if job.conversation_hint else Resolution(None, "new")
+
+    def _nothing_new(self, job: Job, resolution: Resolution) -> Outcome:
+        note = "nothing new since it was last answered"
+        self.store.finish_job(job.job_id, note, resolution.prints)
+        log.info("nothing new on this file; not answering it again", input=str(job.path), joined=resolution.how)
+        return Outcome(job.job_id, "skipped", conversation_id=resolution.conversation_id)
+
+    def _reserve(self, job: Job, document: InputDocument | None, resolution: Resolution) -> Exchange:
+        """The exchange number, reserved before any work (a retry gets the one of its first attempt)."""
         existing = self.store.exchange_for_job(job.job_id)
-        if existing is not None:  # a retry: keep the number reserved on the first attempt
+        if existing is not None:
             return existing
-        conversation_id = job.conversation_hint
-        known = self.store.get_conversation(conversation_id) if conversation_id else None
-        is_new = known is None or known.status != "active"
-        if is_new:
-            if conversation_id:
-                log.info(
-                    "unknown conversation in file name; starting a new one",
-                    input=str(job.path),
-                    named=conversation_id,
-                )
-            conversation_id = naming.new_conversation_id()
-        assert conversation_id is not None
+        is_new = resolution.conversation_id is None
+        conversation_id = resolution.conversation_id or naming.new_conversation_id()
         return self.store.reserve_exchange(
             job,
             conversation_id=conversation_id,
             new_conversation=is_new,
             input_type=document.kind if document else job.path.suffix.lower().lstrip(".") or None,
+            folder=resolution.folder if is_new else None,
+        )
+
+    def _context(self, exchange: Exchange, question_text: str) -> Context:
+        conversation = self.store.get_conversation(exchange.conversation_id)
+        settings = self.config.context
+        return build_context(
+            self.store,
+            conversation,
+            exchange.sequence_number,
+            question_text,
+            settings.history_tokens,
+            memory=settings.memory,
         )
 
     def _answer(
-        self, first: Profile, exchange: Exchange, document: InputDocument
+        self, first: Profile, exchange: Exchange, document: InputDocument, resolution: Resolution, context: Context
     ) -> tuple[LLMResponse, Profile, LLMRequest]:
         """Ask the folder's profile; on a permanent failure or a spent budget, its fallbacks in order.
 
@@ -224,9 +270,9 @@ class Pipeline:
                 last = over
                 continue
             backend = self.backends[name]
-            request = self._build_request(exchange, document, profile, backend)
+            request = self._build_request(exchange, document, resolution, context, profile, backend)
             try:
-                return self._ask(request, backend), profile, request
+                return self._ask(request, backend, self._breaker(profile)), profile, request
             except BackendError as exc:
                 if exc.retryable:
                     raise
@@ -237,40 +283,95 @@ class Pipeline:
         raise last
 
     def _build_request(
-        self, exchange: Exchange, document: InputDocument, profile: Profile, backend: Backend
+        self,
+        exchange: Exchange,
+        document: InputDocument,
+        resolution: Resolution,
+        context: Context,
+        profile: Profile,
+        backend: Backend,
     ) -> LLMRequest:
-        """History within budget, plus the pages made economical for this backend: cropped to the ink, blank
-        pages dropped, scaled and encoded within its limits (economy.py)."""
-        earlier = self.store.history(exchange.conversation_id, exchange.sequence_number)
+        """Context within budget, plus the pages (or only what is new on them) made economical for this backend:
+        cropped to the ink, blank pages dropped, scaled and encoded within its limits (economy.py)."""
         llm = profile.llm
+        caps = backend.capabilities
+        if resolution.pages is None:
+            pages = tuple(prepare_encoded_pages(document.pages, caps))
+        else:
+            pages = tuple(
+                encoded
+                for page in resolution.pages
+                for encoded in prepare_encoded_pages([page.image], caps, crop_to_ink=page.crop_to_ink)
+            )
+        system_prompt = context.system_prompt(llm.system_prompt)
+        if self.config.context.transcribe:
+            system_prompt = f"{system_prompt}\n\n{TRANSCRIBE}"
         return LLMRequest(
-            system_prompt=llm.system_prompt,
-            history=build_history(earlier, self.config.context.history_tokens),
-            pages=prepare_encoded_pages(document.pages, backend.capabilities),
-            text=document.text,
+            system_prompt=system_prompt,
+            history=context.history,
+            pages=pages,
+            text=resolution.question_text(document),
             options=ModelOptions(model=llm.model, max_output_tokens=llm.max_output_tokens, temperature=llm.temperature),
             source_name=exchange.input_file,
+            instruction=resolution.instruction,
         )
 
-    def _ask(self, request: LLMRequest, backend: Backend) -> LLMResponse:
-        """The LLM hook, with the outcome reported to the circuit breaker."""
+    def _breaker(self, profile: Profile) -> CircuitBreaker:
+        """The circuit breaker of the AI service a profile uses (its backend and address)."""
+        return self.breakers.get(f"{profile.llm.backend} {profile.llm.base_url or ''}".strip())
+
+    def _ask(self, request: LLMRequest, backend: Backend, breaker: CircuitBreaker) -> LLMResponse:
+        """The LLM hook, with the outcome reported to the service's circuit breaker."""
         try:
             response = backend.complete(request)
         except BackendError as exc:
-            if exc.retryable and self.breaker.record_failure():
+            if exc.retryable and breaker.record_failure():
                 log.warning(
-                    "the AI service seems to be down; pausing until it answers again",
-                    probe_every_s=self.breaker.probe_interval,
+                    "the AI service seems to be down; pausing its questions until it answers again",
+                    backend=backend.name,
+                    probe_every_s=breaker.probe_interval,
                     error=exc.user_message(),
                 )
             raise
-        if self.breaker.record_success():
-            log.info("the AI service answers again; resuming")
+        if breaker.record_success():
+            log.info("the AI service answers again; resuming", backend=backend.name)
         return response
 
     def _write(self, output: Path, pdf: bytes, exchange: Exchange) -> None:
-        self.store.record_output(output, _sha256(pdf), exchange.exchange_id)
+        self.store.record_output(output, _sha256(pdf), exchange.exchange_id, pdf)
         atomic_write(output, pdf)
+
+    def _refresh_summary(self, exchange: Exchange, profile: Profile) -> None:
+        """Once a conversation outgrows the context budget, let the model update its rolling summary. Best
+        effort: a failure costs only a less informed context later, never the answer just written."""
+        if not self.config.context.summaries:
+            return
+        conversation = self.store.get_conversation(exchange.conversation_id)
+        if conversation is None:
+            return
+        earlier = self.store.history(conversation.conversation_id, exchange.sequence_number + 1)
+        llm = profile.llm
+        options = ModelOptions(model=llm.model, max_output_tokens=llm.max_output_tokens, temperature=llm.temperature)
+        due = summary_request(conversation, earlier, self.config.context.history_tokens, options)
+        if due is None:
+            return
+        request, through = due
+        try:
+            response = self._ask(request, self.backends[profile.name], self._breaker(profile))
+        except EinkError as exc:
+            log.warning(
+                "could not update the conversation summary",
+                conversation=exchange.conversation_id,
+                error=exc.user_message(),
+            )
+            return
+        self.store.set_summary(conversation.conversation_id, response.text.strip(), through)
+        log.info(
+            "conversation summary updated",
+            conversation=conversation.conversation_id,
+            through=through,
+            tokens=response.usage.total_tokens,
+        )
 
     # --- failures --------------------------------------------------------------------------------------
 
@@ -309,6 +410,12 @@ class Pipeline:
         log.error("could not write output", input=str(job.path), error=failure.user_message(), detail=failure.detail)
         return Outcome(job.job_id, "error", None, exchange.conversation_id, exchange.sequence_number, failure)
 
+    def _wait_for_service(self, job: Job, breaker: CircuitBreaker) -> Outcome:
+        """Back to the queue until the service's next probe, untouched and without using up an attempt."""
+        at = utc_now() + timedelta(seconds=max(breaker.seconds_to_probe(), 0.05))
+        self.store.retry_later(job.job_id, at=at, error="waiting: the AI service is down", refund_attempt=True)
+        return Outcome(job.job_id, "retry")
+
     def _vanished(self, job: Job) -> Outcome:
         failure = InputVanishedError(
             f"{job.path.name} was removed before it could be answered.",
@@ -318,9 +425,11 @@ class Pipeline:
         log.warning("input vanished", input=str(job.path))
         return Outcome(job.job_id, "skipped", error=failure)
 
-    def _error_pdf(self, job: Job, exchange: Exchange, failure: EinkError, profile: Profile) -> bytes:
+    def _error_pdf(
+        self, job: Job, exchange: Exchange, failure: EinkError, profile: Profile, *, note: str | None = None
+    ) -> bytes:
         return render_error(
-            self._meta(job, exchange, model=profile.llm.model or ""),
+            self._meta(job, exchange, model=profile.llm.model or "", note=note),
             title=failure.title,
             what=failure.what,
             todo=failure.todo,
@@ -329,13 +438,23 @@ class Pipeline:
             font_size=profile.output.font_size,
         )
 
-    def _meta(self, job: Job, exchange: Exchange, *, model: str) -> RenderMeta:
+    def _meta(
+        self,
+        job: Job,
+        exchange: Exchange,
+        *,
+        model: str,
+        note: str | None = None,
+        transcription: str | None = None,
+    ) -> RenderMeta:
         return RenderMeta(
             title=job.path.stem,
             conversation_id=exchange.conversation_id,
             exchange=exchange.sequence_number,
             created_at=datetime.fromisoformat(exchange.created_at),
             model=model,
+            transcription=transcription,
+            note=note,
         )
 
     @staticmethod
@@ -344,8 +463,19 @@ class Pipeline:
         failure: EinkError | None,
         request: LLMRequest | None,
         backend: Backend | None,
+        resolution: Resolution,
+        context: Context | None,
     ) -> dict[str, Any]:
-        data: dict[str, Any] = {}
+        data: dict[str, Any] = {"joined": resolution.how}
+        if resolution.pages is not None:
+            data["sent_as"] = [f"{page.role}:{page.page_number}" for page in resolution.pages]
+        if context is not None:
+            data["context"] = {
+                "tokens": context.tokens,
+                "recent": list(context.recent),
+                "relevant": list(context.relevant),
+                "summary": context.summary_used,
+            }
         if document is not None:
             data["pages"] = document.page_count
         if request is not None and backend is not None:

@@ -71,6 +71,15 @@ class CircuitBreaker:
                 return True
             return False
 
+    def probe_due(self) -> bool:
+        """Whether :meth:`allow_claim` would let a job through now (without using up the probe)."""
+        with self._lock:
+            return self._failures < self.threshold or self._clock() >= self._next_probe
+
+    def seconds_to_probe(self) -> float:
+        with self._lock:
+            return max(self._next_probe - self._clock(), 0.0)
+
     def record_success(self) -> bool:
         """Returns True when this success ended an outage."""
         with self._lock:
@@ -86,3 +95,35 @@ class CircuitBreaker:
                 self._next_probe = self._clock() + self.probe_interval
                 return True
             return False
+
+
+class Breakers:
+    """One :class:`CircuitBreaker` per AI service (backend and address), so that one provider's outage pauses
+    only the folders it answers: a cloud model being down never holds up the local one."""
+
+    def __init__(self, threshold: int = 3, probe_interval: float = 30.0, clock: Callable[[], float] = time.monotonic):
+        self.threshold = threshold
+        self.probe_interval = probe_interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._breakers: dict[str, CircuitBreaker] = {}
+
+    def get(self, service: str) -> CircuitBreaker:
+        with self._lock:
+            breaker = self._breakers.get(service)
+            if breaker is None:
+                breaker = CircuitBreaker(self.threshold, self.probe_interval, self._clock)
+                self._breakers[service] = breaker
+            return breaker
+
+    def open_services(self) -> list[str]:
+        with self._lock:
+            items = list(self._breakers.items())
+        return [service for service, breaker in items if breaker.is_open]
+
+    def may_claim(self) -> bool:
+        """Whether a worker should take a job now: unless every service is down and none is due a probe. (The
+        job's own service decides, once it is claimed, whether it runs or waits: :meth:`CircuitBreaker.allow_claim`.)"""
+        with self._lock:
+            breakers = list(self._breakers.values())
+        return not breakers or any(breaker.probe_due() for breaker in breakers)

@@ -31,7 +31,7 @@ from eink_llm.errors import EinkError, InputError
 from eink_llm.logsetup import register_secrets
 from eink_llm.pipeline import Outcome, Pipeline
 from eink_llm.reader import sha256_file
-from eink_llm.retry import CircuitBreaker
+from eink_llm.retry import Breakers
 from eink_llm.store import Store, utc_now
 from eink_llm.watcher import SettledFile, Watcher
 
@@ -90,7 +90,12 @@ def _root_for(config: Config, path: Path) -> tuple[Path, str | None]:
 
 
 def _enqueue(store: Store, config: Config, path: Path, sha256: str, size: int, mtime_ns: int) -> int | None:
+    """Queue a settled file. Jobs with the same order key run one at a time, in order: those naming the same
+    conversation, those in the same folder-mode folder, and versions of the same file."""
     root, user = _root_for(config, path)
+    hint = naming.find_conversation_id(path.name)
+    folder = config.conversation_folder(path)
+    order_key = f"conv:{hint}" if hint else f"folder:{folder}" if folder else f"path:{path}"
     return store.enqueue(
         path,
         root=root,
@@ -98,7 +103,8 @@ def _enqueue(store: Store, config: Config, path: Path, sha256: str, size: int, m
         size=size,
         mtime_ns=mtime_ns,
         user_id=user,
-        conversation_hint=naming.find_conversation_id(path.name),
+        conversation_hint=hint,
+        order_key=order_key,
     )
 
 
@@ -239,7 +245,8 @@ class Daemon:
 
     def _status_line(self, store: Store) -> str:
         counts = store.queue_counts()
-        down = " (AI service down, probing)" if self._pipeline.breaker.is_open else ""
+        services = self._pipeline.breakers.open_services()
+        down = f" (AI service down, probing: {', '.join(services)})" if services else ""
         return f"STATUS=queue: {counts['pending']} waiting, {counts['running']} in progress{down}"
 
     def _apply_reload(self, store: Store) -> None:
@@ -263,7 +270,7 @@ class Daemon:
                 log.warning("this option takes effect at the next restart", option=key)
         self._backends.extend(backends.values())
         self.loaded, self.config = loaded, config
-        self._pipeline = Pipeline(config, store, backends, self._pipeline.breaker)
+        self._pipeline = Pipeline(config, store, backends, self._pipeline.breakers)
         if config.watch != self._watcher_config:
             self._watcher.stop()
             self._watcher = self._new_watcher(store)
@@ -276,7 +283,7 @@ class Daemon:
     def _work(self) -> None:
         while not self._stopping.is_set():
             pipeline = self._pipeline  # read per job: a reload swaps it
-            if not pipeline.breaker.allow_claim():  # the model is down: leave the queue alone between probes
+            if not pipeline.breakers.may_claim():  # every model is down: leave the queue alone between probes
                 self._stopping.wait(IDLE_POLL_SECONDS)
                 continue
             try:
@@ -331,7 +338,7 @@ def process_files(loaded: LoadedConfig, files: Sequence[Path]) -> list[ProcessRe
         backends = open_backends(config)
         try:
             # One-shot: no outage mode, so an unreachable model ends in an ERROR_ PDF after max_attempts.
-            pipeline = Pipeline(config, store, backends, CircuitBreaker(threshold=2**31))
+            pipeline = Pipeline(config, store, backends, Breakers(threshold=2**31))
             for file in files:
                 path = file.expanduser().resolve()
                 if not path.is_file():

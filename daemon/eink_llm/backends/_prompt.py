@@ -35,7 +35,14 @@ def require_model(request: LLMRequest, configured: str | None, provider: str, ex
 
 
 def user_text(request: LLMRequest) -> str:
-    """The text part of the current question: the instruction, plus the pages' text layer when there is one."""
+    """The text part of the current question: the instruction, plus the pages' text layer when there is one.
+
+    A request with its own ``instruction`` (a follow-up written on an earlier answer, a summary to update)
+    says that instead, followed by its text as it is.
+    """
+    if request.instruction:
+        text = request.text.strip()
+        return f"{request.instruction}\n\n{text}" if text else request.instruction
     if request.text.strip():
         return f"{INSTRUCTION}\n\n{TEXT_LAYER_INTRO}\n\n{request.text.strip()}"
     return INSTRUCTION

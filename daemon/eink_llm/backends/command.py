@@ -78,7 +78,7 @@ class CommandBackend:
             "system_prompt": request.system_prompt,
             "history": [{"role": turn.role, "text": turn.text} for turn in request.history],
             "text": request.text,
-            "instruction": INSTRUCTION,
+            "instruction": request.instruction or INSTRUCTION,
             "pages": [
                 {
                     "media_type": page.media_type,

@@ -17,6 +17,7 @@ CHARS_PER_TOKEN = 4
 MAX_TEXT_CHARS = 600
 MAX_TEXT_LINES = 12
 MAX_PREVIOUS_CHARS = 200
+TRANSCRIPTION_TAG = "<transcription>"
 
 
 def estimate_tokens(text: str) -> int:
@@ -80,7 +81,11 @@ class EchoBackend:
         return LLMResponse(text=text, usage=usage, model="echo")
 
     def describe(self, request: LLMRequest) -> str:
-        out: list[str] = ["# Echo: what the AI would have received", ""]
+        out: list[str] = []
+        if TRANSCRIPTION_TAG in request.system_prompt and request.text.strip():
+            # Asked to transcribe: the text layer is all echo can "read" (handwriting needs a real model).
+            out += [f"{TRANSCRIPTION_TAG}{_shorten(request.text, MAX_TEXT_CHARS, MAX_TEXT_LINES)}</transcription>", ""]
+        out += ["# Echo: what the AI would have received", ""]
         out.append(
             "This answer comes from the offline *echo* backend: no AI was asked. Set `llm.backend` to `openai` "
             "(or another backend) for real answers."
@@ -90,6 +95,8 @@ class EchoBackend:
             name = request.source_name.replace("`", "'")
             out += [f"Source file: `{name}`", ""]
 
+        if request.instruction:
+            out += ["## Instruction", "", _quote(_shorten(request.instruction, MAX_TEXT_CHARS)), ""]
         out += ["## Pages", ""]
         if request.pages:
             total = sum(len(page.data) for page in request.pages)

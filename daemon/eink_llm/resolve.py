@@ -1,0 +1,223 @@
+"""Which conversation an input continues, and what on it is new.
+
+On a tablet the conversation lives in files, and the user cannot type an id, so every natural way of continuing
+works. The rules, first match wins (README "Continuing a conversation" shows file names for each):
+
+1. **An earlier version of the same file was answered** (notebook mode): a growing notebook re-exported under
+   its name. Same conversation; only the pages, or the ink on a page, not answered before are sent — matched by
+   content against the page prints kept from that version.
+2. **One of our answers came back with handwriting on it**: the RESPONSE_ file changed in place, a copy or
+   export whose name keeps ``<id>_exNNN``, or any PDF whose metadata carries our id and exchange (tablets that
+   rename on export). Same conversation; the returned pages are compared with the PDF we wrote, and only the
+   new ink is sent — cut out, plus the page it sits on with our text faded when the ink marks up our answer.
+3. **The file name carries a conversation id** (``…conv_20261125_140200_1a2b3c4d…``).
+4. **The PDF metadata carries a conversation id.**
+5. **Folder mode** (``conversations: per-subfolder`` on a watched folder): the folder's one conversation.
+6. Anything else opens a **new conversation**.
+
+An archived conversation is never resumed, and neither is an id this server does not know: a new conversation
+starts and the answer says so in a note at its top.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import structlog
+from PIL import Image
+
+from eink_llm import inkdiff, naming
+from eink_llm.backends.base import PageImage
+from eink_llm.config import Config
+from eink_llm.reader import InputDocument
+from eink_llm.store import Job, Store
+
+log = structlog.get_logger("eink_llm.resolve")
+
+How = Literal["notebook", "annotated-answer", "file-name", "metadata", "folder", "new"]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One image to send: a whole page, the new ink cut out of one, or a page shown only for context."""
+
+    image: PageImage
+    role: Literal["page", "new-ink", "context"]
+    page_number: int  # 1-based, in the input
+
+    @property
+    def crop_to_ink(self) -> bool:
+        """Context pages are sent whole (their faded text is not ink, and cropping would cut it away)."""
+        return self.role != "context"
+
+
+@dataclass(frozen=True, slots=True)
+class Resolution:
+    """Where an input belongs and what of it is the question."""
+
+    conversation_id: str | None  # None: start a new conversation
+    how: How
+    #: Shown at the top of the answer, e.g. why an id in the file name was not continued.
+    note: str | None = None
+    #: Folder mode: the folder a new conversation becomes the one conversation of.
+    folder: str | None = None
+    #: What to send; ``None`` means the document's pages as they are.
+    pages: tuple[Page, ...] | None = None
+    #: Replaces the usual "here is my question" when only part of the input is new.
+    instruction: str = ""
+    #: The input's page prints, kept so a later version of the file can be compared with this one.
+    prints: tuple[tuple[str, bytes], ...] = field(default=(), repr=False)
+
+    @property
+    def nothing_new(self) -> bool:
+        return self.pages is not None and not self.pages
+
+    def question_text(self, document: InputDocument) -> str:
+        """The input's text layer, as part of the question — unless only part of the input is new: then the
+        text layer holds what was answered before (our own answer, for an annotated RESPONSE_), and sending it
+        would ask the old question again."""
+        return document.text if self.pages is None else ""
+
+
+class Resolver:
+    def __init__(self, config: Config, store: Store) -> None:
+        self.config = config
+        self.store = store
+
+    def resolve(self, job: Job, document: InputDocument | None) -> Resolution:
+        """The rules of the module docstring, for one job (``document`` is ``None`` when it could not be read)."""
+        images = _decode(document) if document is not None else []
+        prints = tuple((inkdiff.print_digest(p), p) for p in (inkdiff.make_print(i) for i in images))
+
+        earlier = self.store.earlier_version(job)
+        if earlier is not None and images:
+            version, conversation = earlier
+            known = [inkdiff.load_print(blob) for _, blob in self.store.page_prints(version.job_id)]
+            pages, instruction = _new_content(images, known, notebook=True)
+            return self._continue(conversation, "notebook", job, pages=pages, instruction=instruction, prints=prints)
+
+        ref = self._answer_ref(job, document)
+        if ref is not None:
+            conversation_id, sequence = ref
+            record = self.store.answer_record(conversation_id, sequence)
+            if record is not None and record.pdf and images:
+                known = inkdiff.rasterize_pdf(record.pdf)
+                pages, instruction = _new_content(images, known, notebook=False, sequence=sequence)
+                return self._continue(
+                    conversation_id, "annotated-answer", job, pages=pages, instruction=instruction, prints=prints
+                )
+            return self._continue(conversation_id, "metadata", job, prints=prints)
+
+        if job.conversation_hint:
+            return self._continue(job.conversation_hint, "file-name", job, prints=prints)
+        origin = document.origin if document is not None else None
+        if origin is not None:
+            return self._continue(origin.conversation_id, "metadata", job, prints=prints)
+
+        folder = self.config.conversation_folder(job.path)
+        if folder is not None:
+            key = str(folder)
+            existing = self.store.folder_conversation(key)
+            if existing is not None:
+                resolved = self._continue(existing, "folder", job, prints=prints)
+                if resolved.conversation_id is not None:
+                    return resolved
+                return Resolution(None, "folder", note=resolved.note, folder=key, prints=prints)
+            return Resolution(None, "folder", folder=key, prints=prints)
+        return Resolution(None, "new", prints=prints)
+
+    def _answer_ref(self, job: Job, document: InputDocument | None) -> tuple[str, int] | None:
+        """The answer of ours this input is, changed: written at our path, named like it, or carrying its id."""
+        record = self.store.answer_record_at(job.path)
+        if record is not None:
+            return record.conversation_id, record.sequence_number
+        named = naming.find_answer_ref(job.path.name)
+        if named is not None:
+            return named
+        origin = document.origin if document is not None else None
+        if origin is not None and origin.exchange is not None:
+            return origin.conversation_id, origin.exchange
+        return None
+
+    def _continue(
+        self,
+        conversation_id: str | None,
+        how: How,
+        job: Job,
+        *,
+        pages: tuple[Page, ...] | None = None,
+        instruction: str = "",
+        prints: tuple[tuple[str, bytes], ...] = (),
+    ) -> Resolution:
+        """Continue ``conversation_id`` if it is known and active; otherwise start anew and say why."""
+        note = None
+        known = self.store.get_conversation(conversation_id) if conversation_id else None
+        if known is not None and known.status == "active":
+            return Resolution(known.conversation_id, how, pages=pages, instruction=instruction, prints=prints)
+        if known is not None:
+            note = (
+                f"Conversation {known.conversation_id} is archived, so this question started a new conversation. "
+                "Its earlier exchanges were not sent along."
+            )
+        elif conversation_id:
+            note = (
+                f"This file names conversation {conversation_id}, which this eink-llm does not know (another "
+                "server, or a deleted history), so it started a new conversation."
+            )
+        if note:
+            log.info("not continuing a conversation", input=str(job.path), named=conversation_id, reason=note)
+        return Resolution(None, "new", note=note, pages=pages, instruction=instruction, prints=prints)
+
+
+def _decode(document: InputDocument) -> list[Image.Image]:
+    images = []
+    for page in document.pages:
+        with Image.open(io.BytesIO(page.data)) as image:
+            images.append(image.convert("L"))
+    return images
+
+
+def _encode(image: Image.Image) -> PageImage:
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", optimize=False, compress_level=3)
+    return PageImage(buffer.getvalue(), "image/png", image.width, image.height)
+
+
+def _new_content(
+    images: Sequence[Image.Image], known: Sequence[Image.Image], *, notebook: bool, sequence: int | None = None
+) -> tuple[tuple[Page, ...], str]:
+    """The images that carry what is new on ``images`` compared with ``known``, and words that explain them."""
+    pages: list[Page] = []
+    lines: list[str] = []
+    for change in inkdiff.compare_pages(known, images):
+        number = change.index + 1
+        if change.kind == "same":
+            continue
+        if change.kind == "new" or change.ink is None:
+            pages.append(Page(_encode(images[change.index]), "page", number))
+            lines.append(f"Image {len(pages)}: page {number}, a new page.")
+            continue
+        pages.append(Page(_encode(change.ink.crop), "new-ink", number))
+        lines.append(f"Image {len(pages)}: only my new handwriting on page {number}, cut out of the page.")
+        if change.ink.touches_old:
+            pages.append(Page(_encode(change.ink.context), "context", number))
+            lines.append(
+                f"Image {len(pages)}: the whole of page {number}, for context only: what was there before is "
+                "faded to grey, my new writing is black."
+            )
+    if not pages:
+        return (), ""
+    if notebook:
+        intro = (
+            "This continues my notebook. You have answered its earlier pages already; below is only what I added "
+            "since then. Please answer the new writing."
+        )
+    else:
+        intro = (
+            f"I wrote on your answer from exchange {sequence} of this conversation. Below is only what I added; "
+            "your earlier answer is not a new question. Please answer my new writing."
+        )
+    return tuple(pages), intro + "\n\n" + "\n".join(lines)

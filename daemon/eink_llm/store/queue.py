@@ -1,0 +1,142 @@
+"""The job queue: what is waiting to be answered, claimed one at a time, retried on a schedule."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from eink_llm.store.db import Database
+from eink_llm.store.records import Job, _job, iso, utc_now
+
+
+class QueueStore(Database):
+    def enqueue(
+        self,
+        path: Path,
+        *,
+        root: Path,
+        sha256: str,
+        size: int,
+        mtime_ns: int,
+        user_id: str | None = None,
+        conversation_hint: str | None = None,
+        order_key: str | None = None,
+    ) -> int | None:
+        """Add a job unless this content was seen at this path before, or is a file we wrote.
+
+        Returns the new job's id, or ``None`` when nothing was added. Idempotent: the watcher may report a
+        file many times. ``order_key`` (default: the conversation named in the file name, else the path) makes
+        jobs that share it run one at a time, oldest first.
+        """
+        if order_key is None:
+            order_key = f"conv:{conversation_hint}" if conversation_hint else f"path:{path}"
+        now = iso(utc_now())
+        with self._write() as db:
+            if db.execute("SELECT 1 FROM outputs WHERE sha256 = ?", (sha256,)).fetchone():
+                return None
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO jobs (path, root, sha256, size, mtime_ns, user_id, conversation_hint,"
+                " order_key, next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (str(path), str(root), sha256, size, mtime_ns, user_id, conversation_hint, order_key, now, now, now),
+            )
+            return cursor.lastrowid if cursor.rowcount else None
+
+    def find_job(self, path: Path, sha256: str) -> Job | None:
+        rows = self._read("SELECT * FROM jobs WHERE path = ? AND sha256 = ?", (str(path), sha256))
+        return _job(rows[0]) if rows else None
+
+    def get_job(self, job_id: int) -> Job:
+        rows = self._read("SELECT * FROM jobs WHERE job_id = ?", (job_id,))
+        if not rows:
+            raise KeyError(job_id)
+        return _job(rows[0])
+
+    def claim_job(self, now: datetime | None = None, *, only: Sequence[int] | None = None) -> Job | None:
+        """Take the oldest pending job that is due, atomically marking it running.
+
+        A job whose order key (its conversation, folder-mode folder or path) already has a running or an
+        older pending job waits, so that the exchanges of one conversation and the versions of one notebook run
+        strictly in order while different conversations proceed in parallel.
+        """
+        due = iso(now or utc_now())
+        only_sql = ""
+        params: list[Any] = [due]
+        if only is not None:
+            only_sql = f" AND j.job_id IN ({','.join('?' * len(only))})" if only else " AND 0"
+            params += list(only)
+        with self._write() as db:
+            row = db.execute(
+                "SELECT * FROM jobs j WHERE j.state = 'pending' AND j.next_attempt_at <= ?"
+                + only_sql
+                + " AND (j.order_key IS NULL OR NOT EXISTS ("
+                "   SELECT 1 FROM jobs r WHERE r.order_key = j.order_key"
+                "   AND (r.state = 'running' OR (r.state = 'pending' AND r.job_id < j.job_id))))"
+                " ORDER BY j.job_id LIMIT 1",
+                params,
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute(
+                "UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = ? WHERE job_id = ?",
+                (due, row["job_id"]),
+            )
+        return self.get_job(int(row["job_id"]))
+
+    def retry_later(self, job_id: int, *, at: datetime, error: str, refund_attempt: bool = False) -> None:
+        """Back to pending until ``at``. ``refund_attempt`` undoes the claim's count (the failure was not the
+        job's fault, e.g. during an outage)."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE jobs SET state = 'pending', next_attempt_at = ?, last_error = ?, updated_at = ?,"
+                " attempts = attempts - ? WHERE job_id = ?",
+                (iso(at), error, iso(utc_now()), int(refund_attempt), job_id),
+            )
+
+    def finish_job(self, job_id: int, note: str, prints: Sequence[tuple[str, bytes]] = ()) -> None:
+        """End a job that needed no answer (a re-export with nothing new on it), keeping its page prints."""
+        with self._write() as db:
+            self._save_prints(db, job_id, prints)
+            db.execute(
+                "UPDATE jobs SET state = 'done', last_error = ?, updated_at = ? WHERE job_id = ?",
+                (note, iso(utc_now()), job_id),
+            )
+
+    def fail_job(self, job_id: int, error: str) -> None:
+        """End a job that has no exchange to show for it (its input vanished)."""
+        with self._write() as db:
+            db.execute(
+                "UPDATE jobs SET state = 'failed', last_error = ?, updated_at = ? WHERE job_id = ?",
+                (error, iso(utc_now()), job_id),
+            )
+
+    def requeue_running(self) -> int:
+        """After a crash, jobs left running go back to pending. Returns how many."""
+        with self._write() as db:
+            return db.execute(
+                "UPDATE jobs SET state = 'pending', updated_at = ? WHERE state = 'running'", (iso(utc_now()),)
+            ).rowcount
+
+    def next_due(self) -> datetime | None:
+        rows = self._read("SELECT MIN(next_attempt_at) AS due FROM jobs WHERE state = 'pending'")
+        due = rows[0]["due"] if rows else None
+        return datetime.fromisoformat(due) if due else None
+
+    def queue_counts(self) -> dict[str, int]:
+        counts = {state: 0 for state in ("pending", "running", "done", "failed")}
+        for row in self._read("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state"):
+            counts[row["state"]] = row["n"]
+        return counts
+
+    def is_own_output(self, sha256: str) -> bool:
+        return bool(self._read("SELECT 1 FROM outputs WHERE sha256 = ?", (sha256,)))
+
+    def failures(self, limit: int = 10) -> list[Job]:
+        """Jobs that ended in an ERROR_ or are waiting to retry after a failure, most recent first."""
+        rows = self._read(
+            "SELECT * FROM jobs WHERE state = 'failed' OR (state = 'pending' AND last_error IS NOT NULL)"
+            " ORDER BY updated_at DESC LIMIT ?",
+            (limit,),
+        )
+        return [_job(r) for r in rows]

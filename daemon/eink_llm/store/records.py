@@ -1,0 +1,165 @@
+"""What the store hands out: plain frozen records, and the row → record conversions."""
+
+from __future__ import annotations
+
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
+
+JobState = Literal["pending", "running", "done", "failed"]
+ExchangeStatus = Literal["pending", "ok", "error"]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    """UTC ISO-8601 with milliseconds and a Z: sorts correctly as text."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    job_id: int
+    path: Path
+    root: Path
+    sha256: str
+    size: int
+    user_id: str | None
+    conversation_hint: str | None
+    state: JobState
+    attempts: int
+    last_error: str | None
+    #: Jobs with the same key run one at a time, in order: a conversation, a folder-mode folder, or a path.
+    order_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Conversation:
+    conversation_id: str
+    user_id: str | None
+    created_at: str
+    total_exchanges: int
+    status: str
+    last_activity: str = ""
+    context_summary: str | None = None
+    #: The summary covers exchanges 1..summary_through.
+    summary_through: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class AnswerRecord:
+    """A PDF we wrote for an exchange, as kept for comparing with it when it comes back annotated."""
+
+    exchange_id: int
+    conversation_id: str
+    sequence_number: int
+    pdf: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    exchange_id: int
+    conversation_id: str
+    sequence_number: int
+    snippet: str
+    rank: float
+
+
+@dataclass(frozen=True, slots=True)
+class Exchange:
+    exchange_id: int
+    conversation_id: str
+    sequence_number: int
+    job_id: int | None
+    input_file: str
+    status: ExchangeStatus
+    question_text: str | None
+    response_text: str | None
+    error_text: str | None
+    output_file: str | None
+    model: str | None
+    tokens_used: int | None
+    processing_time: float | None
+    created_at: str
+    transcription: str | None = None
+    backend: str | None = None
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    completed_at: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ExchangeResult:
+    """What the pipeline learned while answering: written to the exchange row in one transaction."""
+
+    status: Literal["ok", "error"]
+    output_file: Path | None
+    question_text: str | None = None
+    response_text: str | None = None
+    error_text: str | None = None
+    transcription: str | None = None
+    backend: str | None = None
+    model: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    processing_time: float = 0.0
+    profile: str | None = None
+    cost: float = 0.0
+    metadata: dict[str, Any] | None = None
+
+
+def _job(row: sqlite3.Row) -> Job:
+    return Job(
+        job_id=row["job_id"],
+        path=Path(row["path"]),
+        root=Path(row["root"]),
+        sha256=row["sha256"],
+        size=row["size"],
+        user_id=row["user_id"],
+        conversation_hint=row["conversation_hint"],
+        state=row["state"],
+        attempts=row["attempts"],
+        last_error=row["last_error"],
+        order_key=row["order_key"],
+    )
+
+
+def _conversation(row: sqlite3.Row) -> Conversation:
+    return Conversation(
+        conversation_id=row["conversation_id"],
+        user_id=row["user_id"],
+        created_at=row["created_at"],
+        total_exchanges=row["total_exchanges"],
+        status=row["status"],
+        last_activity=row["last_activity"],
+        context_summary=row["context_summary"],
+        summary_through=row["summary_through"],
+    )
+
+
+def _exchange(row: sqlite3.Row) -> Exchange:
+    return Exchange(
+        exchange_id=row["exchange_id"],
+        conversation_id=row["conversation_id"],
+        sequence_number=row["sequence_number"],
+        job_id=row["job_id"],
+        input_file=row["input_file"],
+        status=row["status"],
+        question_text=row["question_text"],
+        response_text=row["response_text"],
+        error_text=row["error_text"],
+        output_file=row["output_file"],
+        model=row["model"],
+        tokens_used=row["tokens_used"],
+        processing_time=row["processing_time"],
+        created_at=row["created_at"],
+        transcription=row["transcription"],
+        backend=row["backend"],
+        input_tokens=row["input_tokens"],
+        output_tokens=row["output_tokens"],
+        completed_at=row["completed_at"],
+    )
