@@ -8,11 +8,14 @@ test file can build the inputs it needs in ``tmp_path``.
 from __future__ import annotations
 
 import io
+import random
 import struct
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
 from PIL import Image, ImageDraw
 from reportlab.lib.units import mm
 from reportlab.pdfgen import canvas
@@ -215,3 +218,72 @@ def make_multipage_tiff(path: Path, frames: int = 3, sizes: Sequence[tuple[int, 
         pages.append(page)
     pages[0].save(path, "TIFF", save_all=True, append_images=pages[1:], compression="tiff_deflate")
     return path
+
+
+# --- notebooks and annotated answers (conversations on paper) ----------------------------------------------
+
+#: reMarkable 2 page in points.
+RM2_PAGE = (157.8 * mm, 210.4 * mm)
+
+
+def notebook_pdf(path: Path, seeds: list[int], *, text: str | None = None) -> Path:
+    """A handwritten notebook export: one page per seed, each with its own pen strokes (vector, like a tablet
+    export). ``text`` adds a text layer (some tablets export recognised handwriting as text)."""
+    buffer = io.BytesIO()
+    pdf = canvas.Canvas(buffer, pagesize=RM2_PAGE, invariant=True)
+    for seed in seeds:
+        rng = random.Random(seed)
+        pdf.setLineWidth(2.2)
+        pdf.setLineCap(1)
+        for row in range(rng.randint(2, 5)):
+            y = RM2_PAGE[1] - (25 + 14 * row) * mm
+            x = 15 * mm
+            while x < RM2_PAGE[0] - 30 * mm:
+                w = rng.uniform(6, 16) * mm
+                pdf.bezier(
+                    x, y, x + w / 3, y + rng.uniform(-4, 4) * mm, x + 2 * w / 3, y + rng.uniform(-4, 4) * mm, x + w, y
+                )
+                x += w + rng.uniform(2, 5) * mm
+        if text:
+            pdf.setFont("Helvetica", 10)
+            pdf.drawString(15 * mm, 20 * mm, text)
+        pdf.showPage()
+    pdf.save()
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def add_vector_ink(source: Path, target: Path, page_index: int, rects: list[tuple[float, float, float, float]]) -> Path:
+    """Add black filled shapes to a page of a PDF, keeping everything else (metadata included) — what a tablet
+    does when it exports an annotated PDF. ``rects`` are (x, y, w, h) in points from the bottom left."""
+    pdf = pdfium.PdfDocument(source.read_bytes())
+    page = pdf[page_index]
+    for x, y, w, h in rects:
+        obj = pdfium_c.FPDFPageObj_CreateNewRect(x, y, w, h)
+        pdfium_c.FPDFPageObj_SetFillColor(obj, 0, 0, 0, 255)
+        pdfium_c.FPDFPath_SetDrawMode(obj, pdfium_c.FPDF_FILLMODE_WINDING, False)
+        pdfium_c.FPDFPage_InsertObject(page.raw, obj)
+    assert pdfium_c.FPDFPage_GenerateContent(page.raw)
+    buffer = io.BytesIO()
+    pdf.save(buffer)
+    page.close()
+    pdf.close()
+    target.write_bytes(buffer.getvalue())
+    return target
+
+
+def rasterized_with_ink(source: Path, target: Path, page_index: int, boxes: list[tuple[int, int, int, int]]) -> Path:
+    """The whole PDF rasterized at 150 dpi (a tablet that exports pages as pictures), with pen marks drawn as
+    rectangles outlines (x0, y0, x1, y1 in pixels) on one page, saved as a PDF made of those pictures."""
+    pdf = pdfium.PdfDocument(source.read_bytes())
+    pages = []
+    for index in range(len(pdf)):
+        image = pdf[index].render(scale=150 / 72, grayscale=True).to_pil().convert("L")
+        if index == page_index:
+            draw = ImageDraw.Draw(image)
+            for box in boxes:
+                draw.ellipse(box, outline=0, width=5)
+        pages.append(image.convert("RGB"))
+    pdf.close()
+    pages[0].save(target, "PDF", resolution=150, save_all=True, append_images=pages[1:])
+    return target

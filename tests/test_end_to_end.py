@@ -298,3 +298,39 @@ def test_answer_pdf_is_a_valid_image_when_rasterized(tmp_path: Path, inbox: Path
         assert Image.open(buffer).size[0] > 0
     finally:
         document.close()
+
+
+def test_writing_on_an_answer_and_growing_a_notebook_continue_on_paper(
+    tmp_path: Path, inbox: Path, server: FakeLLMServer
+) -> None:
+    """The tablet loop with the real daemon and watcher: the user writes on the answer's reply page and the
+    sync client puts the changed RESPONSE_ back in place; then a notebook is re-exported with one new page.
+    Each time only what is new reaches the model, as the next exchange of the same conversation."""
+    config = openai_config(tmp_path, inbox, server)
+    staging = tmp_path / "tablet"
+    staging.mkdir()
+    with DaemonProcess(config, tmp_path) as daemon:
+        samples.notebook_pdf(inbox / "question.pdf", [1])
+        (answer,) = wait_until(lambda: outputs(inbox, "RESPONSE_"), timeout=30, what="the first answer")
+        reply_page = len(pdfium.PdfDocument(answer.read_bytes())) - 1
+        # a sync client writes a temp file, then renames it over the old one
+        samples.add_vector_ink(answer, staging / "annotated.pdf", reply_page, [(40, 300, 220, 14)])
+        shutil.move(staging / "annotated.pdf", inbox / ".syncthing.annotated.tmp")
+        (inbox / ".syncthing.annotated.tmp").replace(answer)
+        second = wait_until(
+            lambda: [p for p in outputs(inbox, "RESPONSE_") if "_ex002_" in p.name], timeout=30, what="exchange 2"
+        )
+        assert second[0].name.startswith(answer.name.split("_ex001_")[0])  # same conversation id
+        assert len(server.requests[-1].images()) == 1  # only the new ink
+
+        samples.notebook_pdf(inbox / "Notebook.pdf", [21, 22])
+        wait_until(lambda: len(server.requests) == 3, timeout=30, what="the notebook's first answer")
+        samples.notebook_pdf(staging / "Notebook.pdf", [21, 22, 23])
+        shutil.move(staging / "Notebook.pdf", inbox / "Notebook.pdf")
+        wait_until(lambda: len(server.requests) == 4, timeout=30, what="the notebook's second answer")
+        assert len(server.requests[-1].images()) == 1  # only page 3
+        wait_until(lambda: len(outputs(inbox, "RESPONSE_")) == 4, timeout=30, what="four answers")
+        assert daemon.stop() == 0
+    assert not outputs(inbox, "ERROR_")
+    rows = {(r["input_file"], r["sequence_number"]) for r in exchanges(tmp_path)}
+    assert ("Notebook.pdf", 2) in rows and (answer.name, 2) in rows
