@@ -32,19 +32,18 @@ from typing import Any, Literal
 import structlog
 
 from eink_llm import naming
+from eink_llm.asking import Asker
 from eink_llm.atomic import atomic_write
-from eink_llm.backends.base import Backend, LLMRequest, LLMResponse, ModelOptions
-from eink_llm.budget import check_budget
+from eink_llm.backends.base import Backend, LLMRequest, LLMResponse
 from eink_llm.config import Config, Profile
-from eink_llm.context import Context, build_context, summary_request
-from eink_llm.economy import estimate_image_tokens, prepare_encoded_pages
-from eink_llm.errors import BackendError, EinkError, OutputError
+from eink_llm.context import Context, build_context
+from eink_llm.economy import estimate_image_tokens
+from eink_llm.errors import EinkError, OutputError
 from eink_llm.reader import InputDocument, InputLimits, read_input
 from eink_llm.render import RenderMeta, get_device, render_answer, render_error
 from eink_llm.resolve import Resolution, Resolver
 from eink_llm.retry import Breakers, CircuitBreaker, next_attempt, should_retry
 from eink_llm.store import Exchange, ExchangeResult, Job, Store, utc_now
-from eink_llm.transcript import INSTRUCTION as TRANSCRIBE
 from eink_llm.transcript import split_reply
 
 log = structlog.get_logger("eink_llm.pipeline")
@@ -94,7 +93,7 @@ class Pipeline:
         self.profiles = {name: config.profile(name) for name in config.profile_names()}
         for profile in self.profiles.values():  # fail at start, not on the first answer, for a bad page size
             get_device(profile.output.device)
-            self._breaker(profile)  # every service known up front, so a closed one keeps workers claiming
+        self.asker = Asker(config, store, backends, self.profiles, self.breakers)
 
     def run(self, job: Job) -> Outcome:
         started = time.monotonic()
@@ -102,7 +101,7 @@ class Pipeline:
             return self._vanished(job)
 
         profile = self.profiles[self.config.profile_for(job.path)]
-        breaker = self._breaker(profile)
+        breaker = self.asker.breaker(profile)
         if breaker.is_open and not breaker.allow_claim():  # its AI service is down, and this is no probe
             return self._wait_for_service(job, breaker)
 
@@ -119,7 +118,7 @@ class Pipeline:
         if failure is None and document is not None:
             try:
                 context = self._context(exchange, resolution.question_text(document))
-                response, profile, request = self._answer(profile, exchange, document, resolution, context)
+                response, profile, request = self.asker.answer(profile, exchange, document, resolution, context)
                 reply = split_reply(response.text) if self.config.context.transcribe else None
                 answer, transcription = (reply.answer, reply.transcription) if reply else (response.text, None)
                 pdf = render_answer(
@@ -187,7 +186,7 @@ class Pipeline:
             **({"error": failure.user_message(), "detail": failure.detail} if failure else {}),
         )
         if failure is None:
-            self._refresh_summary(exchange, profile)
+            self.asker.refresh_summary(exchange, profile)
         return Outcome(
             job.job_id,
             result.status,
@@ -253,125 +252,9 @@ class Pipeline:
             memory=settings.memory,
         )
 
-    def _answer(
-        self, first: Profile, exchange: Exchange, document: InputDocument, resolution: Resolution, context: Context
-    ) -> tuple[LLMResponse, Profile, LLMRequest]:
-        """Ask the folder's profile; on a permanent failure or a spent budget, its fallbacks in order.
-
-        A transient failure is raised at once: the whole job is retried later, starting again from the top.
-        """
-        chain = list(dict.fromkeys([first.name, *first.fallback]))
-        last: EinkError | None = None
-        for name in chain:
-            profile = self.profiles[name]
-            over = check_budget(self.store, profile, utc_now())
-            if over is not None:
-                log.warning("budget spent", profile=name, detail=over.what)
-                last = over
-                continue
-            backend = self.backends[name]
-            request = self._build_request(exchange, document, resolution, context, profile, backend)
-            try:
-                return self._ask(request, backend, self._breaker(profile)), profile, request
-            except BackendError as exc:
-                if exc.retryable:
-                    raise
-                last = exc
-                if name != chain[-1]:
-                    log.warning("profile failed; trying its fallback", profile=name, error=exc.user_message())
-        assert last is not None
-        raise last
-
-    def _build_request(
-        self,
-        exchange: Exchange,
-        document: InputDocument,
-        resolution: Resolution,
-        context: Context,
-        profile: Profile,
-        backend: Backend,
-    ) -> LLMRequest:
-        """Context within budget, plus the pages (or only what is new on them) made economical for this backend:
-        cropped to the ink, blank pages dropped, scaled and encoded within its limits (economy.py)."""
-        llm = profile.llm
-        caps = backend.capabilities
-        if resolution.pages is None:
-            pages = tuple(prepare_encoded_pages(document.pages, caps))
-        else:
-            pages = tuple(
-                encoded
-                for page in resolution.pages
-                for encoded in prepare_encoded_pages([page.image], caps, crop_to_ink=page.crop_to_ink)
-            )
-        system_prompt = context.system_prompt(llm.system_prompt)
-        if self.config.context.transcribe:
-            system_prompt = f"{system_prompt}\n\n{TRANSCRIBE}"
-        return LLMRequest(
-            system_prompt=system_prompt,
-            history=context.history,
-            pages=pages,
-            text=resolution.question_text(document),
-            options=ModelOptions(model=llm.model, max_output_tokens=llm.max_output_tokens, temperature=llm.temperature),
-            source_name=exchange.input_file,
-            instruction=resolution.instruction,
-        )
-
-    def _breaker(self, profile: Profile) -> CircuitBreaker:
-        """The circuit breaker of the AI service a profile uses (its backend and address)."""
-        return self.breakers.get(f"{profile.llm.backend} {profile.llm.base_url or ''}".strip())
-
-    def _ask(self, request: LLMRequest, backend: Backend, breaker: CircuitBreaker) -> LLMResponse:
-        """The LLM hook, with the outcome reported to the service's circuit breaker."""
-        try:
-            response = backend.complete(request)
-        except BackendError as exc:
-            if exc.retryable and breaker.record_failure():
-                log.warning(
-                    "the AI service seems to be down; pausing its questions until it answers again",
-                    backend=backend.name,
-                    probe_every_s=breaker.probe_interval,
-                    error=exc.user_message(),
-                )
-            raise
-        if breaker.record_success():
-            log.info("the AI service answers again; resuming", backend=backend.name)
-        return response
-
     def _write(self, output: Path, pdf: bytes, exchange: Exchange) -> None:
         self.store.record_output(output, _sha256(pdf), exchange.exchange_id, pdf)
         atomic_write(output, pdf)
-
-    def _refresh_summary(self, exchange: Exchange, profile: Profile) -> None:
-        """Once a conversation outgrows the context budget, let the model update its rolling summary. Best
-        effort: a failure costs only a less informed context later, never the answer just written."""
-        if not self.config.context.summaries:
-            return
-        conversation = self.store.get_conversation(exchange.conversation_id)
-        if conversation is None:
-            return
-        earlier = self.store.history(conversation.conversation_id, exchange.sequence_number + 1)
-        llm = profile.llm
-        options = ModelOptions(model=llm.model, max_output_tokens=llm.max_output_tokens, temperature=llm.temperature)
-        due = summary_request(conversation, earlier, self.config.context.history_tokens, options)
-        if due is None:
-            return
-        request, through = due
-        try:
-            response = self._ask(request, self.backends[profile.name], self._breaker(profile))
-        except EinkError as exc:
-            log.warning(
-                "could not update the conversation summary",
-                conversation=exchange.conversation_id,
-                error=exc.user_message(),
-            )
-            return
-        self.store.set_summary(conversation.conversation_id, response.text.strip(), through)
-        log.info(
-            "conversation summary updated",
-            conversation=conversation.conversation_id,
-            through=through,
-            tokens=response.usage.total_tokens,
-        )
 
     # --- failures --------------------------------------------------------------------------------------
 
