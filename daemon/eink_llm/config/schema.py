@@ -1,21 +1,14 @@
-"""The configuration: one YAML file, validated into typed objects.
+"""The options: every section and field, with its default and its documentation (``description``).
 
-This module is the only home of options. Each field's ``description`` is its documentation; a test keeps
-``config.example.yaml`` valid and in step with the schema. Loading reports every problem at once with its
-path (``watch.settle_seconds: …``), rejects unknown keys, and fills ``${ENV_VAR}`` references so secrets stay
-out of the file.
+A test keeps ``config.example.yaml`` valid and in step with this schema.
 """
 
 from __future__ import annotations
 
-import os
-import re
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from eink_llm.backends.base import BackendSettings
@@ -321,11 +314,11 @@ class Config(_Section):
         try:
             llm = LLMConfig.model_validate({**self.llm.model_dump(exclude_unset=True), **spec.llm})
         except ValidationError as exc:
-            raise _config_error(exc, prefix=("profiles", name, "llm")) from None
+            raise config_error(exc, prefix=("profiles", name, "llm")) from None
         try:
             output = OutputConfig.model_validate({**self.output.model_dump(exclude_unset=True), **spec.output})
         except ValidationError as exc:
-            raise _config_error(exc, prefix=("profiles", name, "output")) from None
+            raise config_error(exc, prefix=("profiles", name, "output")) from None
         return Profile(name, llm, output, tuple(spec.fallback), spec.budget)
 
     def profile_names(self) -> list[str]:
@@ -358,127 +351,7 @@ class Config(_Section):
             self.profile(name)
 
 
-@dataclass(frozen=True, slots=True)
-class LoadedConfig:
-    """A validated config plus where it came from (``None`` for the built-in defaults)."""
-
-    config: Config
-    source: Path | None
-
-    @property
-    def database_path(self) -> Path:
-        return self.config.storage.database or default_database_path()
-
-
-# --- loading -----------------------------------------------------------------------------------------
-
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def candidate_paths(env: Mapping[str, str] | None = None) -> list[Path]:
-    """Where a config is looked for when ``-c`` is not given, in order."""
-    env = os.environ if env is None else env
-    paths = []
-    if env.get(ENV_CONFIG):
-        paths.append(Path(env[ENV_CONFIG]).expanduser())
-    xdg = env.get("XDG_CONFIG_HOME") or str(Path("~/.config").expanduser())
-    paths += [Path(xdg) / APP / "config.yaml", Path("/etc") / APP / "config.yaml"]
-    return paths
-
-
-def default_database_path(env: Mapping[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    if env.get("STATE_DIRECTORY"):  # set by systemd's StateDirectory=; may list several, colon-separated
-        return Path(env["STATE_DIRECTORY"].split(":")[0]) / f"{APP}.sqlite3"
-    state = env.get("XDG_STATE_HOME") or str(Path("~/.local/state").expanduser())
-    return Path(state) / APP / f"{APP}.sqlite3"
-
-
-def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> LoadedConfig:
-    """Load ``path``, or the first existing candidate, or the built-in defaults.
-
-    An explicit path (``-c`` or ``$EINK_LLM_CONFIG``) must exist; the other locations are optional.
-    """
-    env = os.environ if env is None else env
-    if path is None:
-        explicit = env.get(ENV_CONFIG)
-        if explicit:
-            path = Path(explicit).expanduser()
-        else:
-            path = next((p for p in candidate_paths(env)[-2:] if p.is_file()), None)
-    if path is None:
-        return LoadedConfig(config=_validate({}, base=Path.cwd()), source=None)
-    return LoadedConfig(config=parse_config_file(path, env), source=path)
-
-
-def parse_config_file(path: Path, env: Mapping[str, str] | None = None) -> Config:
-    env = os.environ if env is None else env
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(
-            f"The config file {path} does not exist.",
-            "Check the path, or copy config.example.yaml there.",
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(
-            f"The config file {path} cannot be read.", "Check its permissions and encoding.", detail=str(exc)
-        ) from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(
-            f"The config file {path} is not valid YAML{where}: {problem}.",
-            "Fix the indentation or quoting there.",
-        ) from None
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, dict):
-        raise ConfigError(
-            f"The config file {path} must be a mapping of sections (watch:, llm:, …).",
-            "See config.example.yaml.",
-        )
-    raw = _interpolate(raw, env, ())
-    return _validate(raw, base=path.resolve().parent)
-
-
-def _interpolate(value: Any, env: Mapping[str, str], where: tuple[str, ...]) -> Any:
-    """Replace ``${VAR}`` and ``${VAR:-default}`` in string values (never in keys, never producing YAML)."""
-    if isinstance(value, dict):
-        return {k: _interpolate(v, env, (*where, str(k))) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_interpolate(v, env, (*where, str(i))) for i, v in enumerate(value)]
-    if not isinstance(value, str):
-        return value
-
-    def substitute(match: re.Match[str]) -> str:
-        name, default = match.group(1), match.group(2)
-        if name in env:
-            return env[name]
-        if default is not None:
-            return default
-        raise ConfigError(
-            f"{'.'.join(where)}: the environment variable {name} is not set.",
-            f"Set {name} (for systemd, in an EnvironmentFile=), or write the value into the config.",
-        )
-
-    return _ENV_REF.sub(substitute, value)
-
-
-def _validate(raw: dict[str, Any], base: Path) -> Config:
-    try:
-        config = Config.model_validate(raw)
-    except ValidationError as exc:
-        raise _config_error(exc) from None
-    config = _resolve_paths(config, base)
-    config.check_profiles()
-    return config
-
-
-def _config_error(exc: ValidationError, prefix: tuple[str, ...] = ()) -> ConfigError:
+def config_error(exc: ValidationError, prefix: tuple[str, ...] = ()) -> ConfigError:
     lines = [f"{_loc((*prefix, *err['loc']))}: {err['msg']}" for err in exc.errors()]
     return ConfigError(
         "The configuration is not valid:\n  " + "\n  ".join(lines),
@@ -490,27 +363,3 @@ def _loc(loc: tuple[int | str, ...]) -> str:
     # pydantic adds union-member tags ("function-after[...]", "bool") to locations; users want the key path.
     parts = [str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p in {"bool", "str"}))]
     return ".".join(parts) or "(top level)"
-
-
-def _resolve_paths(config: Config, base: Path) -> Config:
-    folders = [f.model_copy(update={"path": _absolute(f.path, base)}) for f in config.watch.folders]
-    database = config.storage.database
-    return config.model_copy(
-        update={
-            "watch": config.watch.model_copy(update={"folders": folders}),
-            "storage": config.storage.model_copy(update={"database": _absolute(database, base) if database else None}),
-        }
-    )
-
-
-def _absolute(path: Path, base: Path) -> Path:
-    path = path.expanduser()
-    return path if path.is_absolute() else (base / path).resolve()
-
-
-def masked_dump(config: Config) -> dict[str, Any]:
-    """The effective config as plain data, secrets replaced by ``********``: safe to print or log."""
-    data = config.model_dump(mode="json")
-    if config.llm.api_key is not None:
-        data["llm"]["api_key"] = "********"
-    return data
