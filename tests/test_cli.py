@@ -93,3 +93,27 @@ def test_a_bad_device_in_the_config_fails_at_start(tmp_path: Path) -> None:
     )
     result = eink("run", "-c", str(config), cwd=tmp_path)
     assert result.returncode != 0 and "etch-a-sketch" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_conversations_find_the_database_like_status(tmp_path: Path) -> None:
+    from eink_llm.store import ExchangeResult, Store
+
+    default = eink("conversations", "list", cwd=tmp_path)  # no config: the state directory, like `status`
+    assert default.returncode == 0, default.stderr
+    assert "No history yet" in default.stdout
+    assert str(tmp_path / "state" / "eink-llm" / "eink-llm.sqlite3") in default.stdout
+    database = tmp_path / "elsewhere" / "h.sqlite3"
+    with Store.open(database) as store:
+        job_id = store.enqueue(tmp_path / "q.pdf", root=tmp_path, sha256="f" * 64, size=1, mtime_ns=1)
+        job = store.claim_job(only=[job_id] if job_id else [])
+        assert job is not None
+        exchange = store.reserve_exchange(job, conversation_id="conv_x", new_conversation=True, input_type="pdf")
+        store.complete_exchange(exchange, ExchangeResult(status="ok", output_file=None, transcription="Hello?"))
+    config = tmp_path / "c.yaml"
+    config.write_text(f"storage: {{database: {database}}}\n")
+    found = eink("conversations", "list", cwd=tmp_path, env={"EINK_LLM_CONFIG": str(config)})
+    assert found.returncode == 0, found.stderr
+    assert "conv_x" in found.stdout and "Hello?" in found.stdout
+    usage = eink("conversations", "--help", cwd=tmp_path)
+    for action in ("list", "show", "export", "search", "archive", "stats"):
+        assert action in usage.stdout

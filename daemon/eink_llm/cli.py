@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -44,7 +45,43 @@ def build_parser() -> argparse.ArgumentParser:
         "status", parents=[common], help="show the queue, the last exchanges and failures (safe while running)"
     )
     status.add_argument("-n", "--limit", type=int, default=10, metavar="N", help="how many rows of each (10)")
+    _add_conversations(commands, common)
     return parser
+
+
+def _add_conversations(
+    commands: argparse._SubParsersAction[argparse.ArgumentParser], common: argparse.ArgumentParser
+) -> None:
+    """``eink-llm conversations …``: the history (docs/history.md). Read-only, except ``archive``."""
+    group = commands.add_parser(
+        "conversations",
+        help="list, show, export, search and archive past conversations; usage stats",
+        description="The history of exchanges in the database (read-only and safe while the daemon runs, "
+        "except archive).",
+    )
+    actions = group.add_subparsers(dest="action", required=True, metavar="ACTION")
+    listing = actions.add_parser("list", parents=[common], help="conversations, most recent activity first")
+    listing.add_argument("--all", action="store_true", help="include archived conversations")
+    listing.add_argument("-n", "--limit", type=int, default=50, metavar="N", help="how many (50; 0: all)")
+    listing.add_argument("--json", action="store_true", help="print JSON")
+    show = actions.add_parser("show", parents=[common], help="every exchange of a conversation, in order")
+    show.add_argument("conversation", metavar="ID")
+    export = actions.add_parser("export", parents=[common], help="a conversation as Markdown, JSON or an e-ink PDF")
+    export.add_argument("conversation", metavar="ID")
+    export.add_argument("--format", choices=("md", "json", "pdf"), default="md", help="md (default), json or pdf")
+    export.add_argument(
+        "-o", "--output", type=Path, metavar="FILE", help="where to write (md/json: stdout; pdf: ./ID.pdf)"
+    )
+    search = actions.add_parser("search", parents=[common], help="full-text search of questions and answers")
+    search.add_argument("query", nargs="+", metavar="WORD", help="every word must match (else any, said so)")
+    search.add_argument("--conversation", metavar="ID", help="only in this conversation")
+    search.add_argument("-n", "--limit", type=int, default=20, metavar="N", help="how many results (20)")
+    search.add_argument("--json", action="store_true", help="print JSON")
+    archive = actions.add_parser("archive", parents=[common], help="archive a conversation (it is not continued)")
+    archive.add_argument("conversation", metavar="ID")
+    stats = actions.add_parser("stats", parents=[common], help="exchanges, tokens and latency per backend and model")
+    stats.add_argument("--since", metavar="DATE", help="only exchanges since DATE (YYYY-MM-DD, ISO time, 7d, 12h)")
+    stats.add_argument("--json", action="store_true", help="print JSON")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -66,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _process(loaded, args.files)
         if args.command == "status":
             return _status(loaded, args.limit)
+        if args.command == "conversations":
+            return _conversations(loaded, args)
         return EX_USAGE  # pragma: no cover - argparse rejects unknown commands
     except EinkError as exc:
         print(f"eink-llm: {exc.what}", file=sys.stderr)
@@ -127,6 +166,37 @@ def _status(loaded: LoadedConfig, limit: int) -> int:
             for job in failures:
                 waiting = " (will retry)" if job.state == "pending" else ""
                 print(f"  {job.path}{waiting}: {job.last_error}")
+    return 0
+
+
+def _conversations(loaded: LoadedConfig, args: argparse.Namespace) -> int:
+    from eink_llm import history
+
+    database = loaded.database_path
+    if args.action == "list":
+        out = history.list_conversations(database, include_archived=args.all, limit=args.limit, as_json=args.json)
+    elif args.action == "show":
+        out = history.show_conversation(database, args.conversation)
+    elif args.action == "export":
+        output = loaded.config.profile("default").output
+        out = history.export_conversation(
+            database, args.conversation, args.format, args.output, device=output.device, font_size=output.font_size
+        )
+    elif args.action == "search":
+        out = history.search_history(
+            database, " ".join(args.query), conversation_id=args.conversation, limit=args.limit, as_json=args.json
+        )
+    elif args.action == "archive":
+        out = history.archive_conversation(database, args.conversation)
+    else:
+        out = history.usage_stats(database, since=args.since, as_json=args.json)
+    if out.note:
+        print(out.note, file=sys.stderr)
+    try:
+        sys.stdout.write(out.text)
+        sys.stdout.flush()
+    except BrokenPipeError:  # `… | head` stopped reading: not an error; keep Python from complaining at exit
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0
 
 

@@ -124,3 +124,17 @@ class OutputError(EinkError):
 
     title = "The answer could not be saved"
     exit_code = EX_IOERR
+
+
+class UnknownConversationError(EinkError):
+    """There is no conversation with the id the user gave (or no history at all)."""
+
+    title = "There is no such conversation"
+    exit_code = EX_NOINPUT
+
+
+class HistoryArgumentError(EinkError):
+    """A history command's argument cannot be used (a bad date, a search without words)."""
+
+    title = "The command cannot be run like this"
+    exit_code = EX_USAGE

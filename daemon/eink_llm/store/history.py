@@ -10,6 +10,7 @@ from typing import Any
 from eink_llm.errors import StoreError
 from eink_llm.store.db import Database
 from eink_llm.store.records import Exchange, SearchHit, _exchange
+from eink_llm.store.schema import MIGRATIONS
 from eink_llm.store.search import fts_query
 
 #: How much of a first question the conversation list fetches to make a title of.
@@ -120,6 +121,14 @@ class HistoryStore(Database):
                 detail=str(exc),
             ) from None
 
+    def missing_migrations(self) -> list[str]:
+        """Migrations this version has that the database lacks (a read-only opener cannot apply them)."""
+        try:
+            applied = {row["name"] for row in self._read("SELECT name FROM schema_migrations")}
+        except sqlite3.DatabaseError:  # not even the table: not a database of ours, or never migrated
+            applied = set()
+        return [name for name, _ in MIGRATIONS if name not in applied]
+
     def conversation_listings(
         self, *, include_archived: bool = False, limit: int | None = None
     ) -> list[ConversationListing]:
@@ -174,8 +183,8 @@ class HistoryStore(Database):
             " ORDER BY n DESC, backend, model",
             params,
         )
-        groups = self._latency_percentiles("backend, model", since)
-        total_latency = self._latency_percentiles("", since).get((None, None), {})
+        groups = self._latency_percentiles(since, per_model=True)
+        total_latency = self._latency_percentiles(since, per_model=False).get((None, None), {})
         per_model = [
             Usage(
                 r["backend"],
@@ -204,16 +213,16 @@ class HistoryStore(Database):
         return per_model, total
 
     def _latency_percentiles(
-        self, partition: str, since: str | None
+        self, since: str | None, *, per_model: bool
     ) -> dict[tuple[str | None, str | None], dict[float, float]]:
-        """:data:`PERCENTILES` of answered exchanges' ``processing_time`` per group (``partition`` is
-        ``"backend, model"`` or ``""`` for all). Each group's latencies are ranked by a window function and
-        only the two ranks around each percentile are fetched, then interpolated here."""
+        """:data:`PERCENTILES` of answered exchanges' ``processing_time``, per backend and model or of all
+        (key ``(None, None)``). Each group's latencies are ranked by a window function and only the two ranks
+        around each percentile are fetched, then interpolated here (the same float product as in SQL)."""
         ranks = ", ".join(
             f"CAST((n - 1) * {p!r} AS INTEGER), CAST((n - 1) * {p!r} AS INTEGER) + 1" for p in PERCENTILES
         )
-        keys = "backend, model" if partition else "NULL AS backend, NULL AS model"
-        over = f"PARTITION BY {partition} " if partition else ""
+        keys = "backend, model" if per_model else "NULL AS backend, NULL AS model"
+        over = "PARTITION BY backend, model " if per_model else ""
         rows = self._history_read(
             f"WITH ranked AS (SELECT {keys}, processing_time AS v,"
             f" ROW_NUMBER() OVER ({over}ORDER BY processing_time) - 1 AS i, COUNT(*) OVER ({over.strip()}) AS n"
