@@ -1,30 +1,50 @@
 """Every script: fallback fonts found on the system, Arabic shaping, right-to-left order, missing characters.
 
-Tests that need a system font skip, naming the font, when it is not installed (on Debian/Ubuntu:
-``apt-get install fonts-wqy-zenhei fonts-noto-core fonts-symbola``).
+Tests that need a system font skip, naming the characters and the Debian/Ubuntu package that has them, when it
+is not installed (all of them: ``apt-get install fonts-wqy-zenhei fonts-noto-core fonts-symbola``). Shaping tests
+skip without ``uharfbuzz`` (optional extra ``shaping``).
 """
 
 from __future__ import annotations
 
+import ctypes
 import importlib.util
 import unicodedata
 from pathlib import Path
+from typing import Any
 
 import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
 import pytest
 import structlog
+from reportlab.lib.styles import ParagraphStyle
+from reportlab.pdfbase.pdfmetrics import stringWidth
 
-from eink_llm.render import fonts
+from eink_llm.render import fonts, shaping
 from eink_llm.render.api import render
 from eink_llm.render.bidi import display, levels, shape_arabic, visual_order
 from eink_llm.render.fallback import Fallbacks, discover, read_cmap
-from tests.test_render import META, pdf_text
+from eink_llm.render.paragraphs import make_paragraph
+from tests.test_render import META, pdf_text, squash
+
+
+def debian_package(char: str) -> str:
+    """The Debian/Ubuntu package with a font for ``char`` (the scripts tested here)."""
+    code = ord(char)
+    if 0x1100 <= code <= 0x11FF or 0x2E80 <= code <= 0x9FFF or 0xAC00 <= code <= 0xD7AF:
+        return "fonts-wqy-zenhei"
+    if code >= 0x1F000 or 0x2600 <= code <= 0x27BF:
+        return "fonts-symbola"
+    return "fonts-noto-core"
 
 
 def needs_font_for(*chars: str) -> pytest.MarkDecorator:
     missing = [c for c in chars if Fallbacks().font_for(ord(c)) is None and ord(c) not in fonts_coverage()]
     names = ", ".join(f"U+{ord(c):04X} {unicodedata.name(c, '?')}" for c in missing)
-    return pytest.mark.skipif(bool(missing), reason=f"no font on this system has {names}")
+    packages = " ".join(sorted({debian_package(c) for c in missing}))
+    return pytest.mark.skipif(
+        bool(missing), reason=f"no font on this system has {names} (Debian/Ubuntu: apt-get install {packages})"
+    )
 
 
 def fonts_coverage() -> frozenset[int]:
@@ -170,3 +190,96 @@ def test_right_to_left_paragraphs_are_right_aligned_and_in_visual_order() -> Non
 def test_code_blocks_show_right_to_left_runs_in_visual_order() -> None:
     text = " ".join(pdf_text(render("```\nprint('שלום')\n```", META).pdf))
     assert "שלום" in text or "םולש" in text
+
+
+# -- shaping (Indic, Thai, ...) ----------------------------------------------------------------------------------
+
+needs_harfbuzz = pytest.mark.skipif(
+    not shaping.available(),
+    reason="uharfbuzz is not installed (optional extra 'shaping': pip install eink-llm[shaping])",
+)
+
+SHAPED = {
+    "Devanagari": "नमस्ते दुनिया, किताब (हिंदी) संस्कृति।",
+    "Bengali": "নমস্কার বাংলা ভাষা",
+    "Tamil": "வணக்கம் கொடு தமிழ்",
+    "Thai": "สวัสดีครับ น้ำ ภาษาไทย",
+}
+
+
+def layer(pdf: bytes) -> str:
+    """The body text, decomposed and without white space (pdfium adds spaces where marks leave gaps)."""
+    body = " ".join(" ".join(page.splitlines()[:-2]) for page in pdf_text(pdf))  # without header and footer
+    return unicodedata.normalize("NFKD", squash(body)).replace(shaping.ZERO_WIDTH, "")
+
+
+@needs_harfbuzz
+@pytest.mark.parametrize("script", list(SHAPED))
+def test_shaped_scripts_read_back_exactly_from_the_text_layer(script: str) -> None:
+    text = SHAPED[script]
+    missing = [c for c in text if c.isalpha() and Fallbacks().font_for(ord(c)) is None]
+    if missing:
+        pytest.skip(f"no {script} font on this system (Debian/Ubuntu: apt-get install fonts-noto-core)")
+    # In a paragraph, in bold, in a list, in a table cell and in a heading.
+    markdown = f"# {text}\n\n{text}\n\n**{text}**\n\n- {text}\n\n| {script} |\n|---|\n| {text} |\n"
+    result = render(markdown, META)
+    assert result.missing_chars == []
+    found = layer(result.pdf)
+    assert found.count(unicodedata.normalize("NFKD", squash(text))) == 5
+    assert not any("\ue000" <= c <= "\uf8ff" or c >= "\U000f0000" for c in found)  # no private-use stand-ins
+
+
+def _origin(page: Any, index: int) -> float:
+    x, y = ctypes.c_double(), ctypes.c_double()
+    pdfium_c.FPDFText_GetCharOrigin(page.raw, index, x, y)
+    return x.value
+
+
+@needs_harfbuzz
+@needs_font_for("न")
+def test_devanagari_advances_are_harfbuzz_s() -> None:
+    import uharfbuzz
+
+    word, size = "नमस्ते", 20.0
+    font = Fallbacks().font_for(ord("न"))
+    assert font is not None
+    path = next(f.path for f in Fallbacks().files() if f.path.stem.replace("-", "") in font)
+    blob = uharfbuzz.Blob.from_file_path(str(path))
+    hb_font = uharfbuzz.Font(uharfbuzz.Face(blob))
+    buf = uharfbuzz.Buffer()
+    buf.add_str(word)
+    buf.guess_segment_properties()
+    uharfbuzz.shape(hb_font, buf, {})
+    expected = sum(p.x_advance for p in buf.glyph_positions) * size / hb_font.face.upem
+    unshaped = stringWidth(word, font, size)
+    assert abs(expected - unshaped) > 1.0  # the test means something: shaping changes the width
+
+    pdf = render(f"{word}|", META, font_size=size).pdf
+    page = pdfium.PdfDocument(pdf)[0].get_textpage()
+    chars = page.get_text_range()
+    drawn = _origin(page, chars.index("|")) - _origin(page, 0)
+    assert drawn == pytest.approx(expected, abs=0.05)
+
+
+@needs_harfbuzz
+@needs_font_for("न")
+def test_a_word_in_two_fonts_is_shaped_per_font() -> None:
+    # The comma comes from DejaVu, the letters from Noto Sans Devanagari; reportlab alone shapes the whole
+    # word with the first font and draws a wrong glyph for the comma.
+    found = layer(render("दुनिया, (किताब)", META).pdf)
+    assert unicodedata.normalize("NFKD", "दुनिया,(किताब)") in found
+
+
+@needs_harfbuzz
+@needs_font_for("भ")
+def test_a_long_shaped_paragraph_splits_across_pages_without_loss() -> None:
+    sentence = "भारत एक विशाल देश है जिसकी संस्कृति बहुत प्राचीन है। "
+    found = layer(render(sentence * 60, META, device="remarkable-move").pdf)
+    assert found.count(unicodedata.normalize("NFKD", squash(sentence))) == 60
+
+
+def test_only_paragraphs_with_complex_scripts_are_shaped() -> None:
+    body = ParagraphStyle("body", fontName=fonts.SANS)
+    assert make_paragraph("Plain Latin text", body).style.shaping == 0
+    assert make_paragraph("שלום", body).style.shaping == 0  # right-to-left text is reordered by our bidi
+    assert make_paragraph("नमस्ते", body).style.shaping == (1 if shaping.available() else 0)

@@ -1,5 +1,6 @@
-"""The torture answer: every Markdown construct, ten scripts, twenty formulas, a 12-column table and a
-300-character code line, rendered with nothing lost."""
+"""The torture answer: every Markdown construct, twelve scripts (two of them shaped by HarfBuzz when uharfbuzz is
+installed), twenty formulas, a 12-column table (turned sideways) and a 300-character code line, rendered with
+nothing lost."""
 
 from __future__ import annotations
 
@@ -60,6 +61,8 @@ SCRIPTS = {
     "Chinese": "光合作用把光能转化为化学能",
     "Japanese": "ひかりごうせい と カタカナ",
     "Korean": "광합성은 빛을 에너지로 바꾼다",
+    "Hindi": "प्रकाश संश्लेषण प्रकाश को ऊर्जा में बदलता है",
+    "Thai": "การสังเคราะห์ด้วยแสงเปลี่ยนแสงเป็นพลังงาน",
 }
 EMOJI = "🌱 ☀️ 🦀 ✓ ∑ ≤ ∞ → ⇒"
 CODE_LINE = "result = transform(" + ", ".join(f"parameter_{i:02d}=value_{i:02d}" for i in range(13)) + ")"
@@ -205,6 +208,7 @@ def test_torture_answer_loses_nothing() -> None:
     for tex in FORMULAS:  # drawn formulas carry their source as invisible text; the others show it
         assert squash(tex) in squashed, tex
     assert "plain text" not in flat and not result.plain_fallback
+    assert not re.search("[\ue000-\uf8ff\U000f0000-\U0010ffff]", flat)  # no private-use stand-ins for glyphs
     assert_no_ink_outside_margins(pdf, get_device("remarkable2"))
     doc = pdfium.PdfDocument(pdf)
     assert len(list(doc.get_toc())) == len(re.findall(r"^#{1,6} ", TORTURE, flags=re.MULTILINE))
@@ -214,7 +218,10 @@ def test_torture_answer_has_a_font_for_every_character() -> None:
     result = render(TORTURE, META)
     if result.missing_chars:
         names = ", ".join(f"U+{ord(c):04X}" for c in result.missing_chars)
-        pytest.skip(f"this system lacks fonts for {names} (apt-get install fonts-wqy-zenhei fonts-symbola)")
+        pytest.skip(
+            f"this system lacks fonts for {names} "
+            "(Debian/Ubuntu: apt-get install fonts-wqy-zenhei fonts-noto-core fonts-symbola)"
+        )
     assert result.missing_chars == []
 
 

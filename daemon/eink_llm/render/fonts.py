@@ -26,6 +26,7 @@ from reportlab.pdfbase.pdfmetrics import stringWidth
 from reportlab.pdfbase.ttfonts import TTFont
 
 from eink_llm.errors import RenderError
+from eink_llm.render import shaping
 from eink_llm.render.fallback import UPRIGHT, Fallbacks
 
 FONT_DIR = Path(__file__).resolve().parent / "fonts"
@@ -71,8 +72,17 @@ _missing: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("eink
 def _to_unicode_cmap(fontname: str, subset: list[int]) -> str:
     """reportlab's ToUnicode CMap, with characters beyond U+FFFF written as UTF-16 (reportlab writes 5 hex digits).
 
-    Without this, text extraction and search read an emoji such as U+1F600 as U+1F60.
+    Without this, text extraction and search read an emoji such as U+1F600 as U+1F60. Codes that
+    :mod:`eink_llm.render.shaping` made up for shaped glyphs map to the text they stand for; a glyph that stands
+    for no text of its own (the second half of a split vowel sign) gets no entry.
     """
+    entries = []
+    for i, v in enumerate(subset):
+        text = shaping.unicode_text(fontname, v) if v >= 0xE000 else None
+        if text is None:
+            text = chr(v)
+        if text:
+            entries.append(f"<{i:02X}> <{text.encode('utf-16-be', 'surrogatepass').hex().upper()}>")
     lines = [
         "/CIDInit /ProcSet findresource begin",
         "12 dict begin",
@@ -87,8 +97,8 @@ def _to_unicode_cmap(fontname: str, subset: list[int]) -> str:
         "1 begincodespacerange",
         f"<00> <{len(subset) - 1:02X}>",
         "endcodespacerange",
-        f"{len(subset)} beginbfchar",
-        *(f"<{i:02X}> <{chr(v).encode('utf-16-be', 'surrogatepass').hex().upper()}>" for i, v in enumerate(subset)),
+        f"{len(entries)} beginbfchar",
+        *entries,
         "endbfchar",
         "endcmap",
         "CMapName currentdict /CMap defineresource pop",

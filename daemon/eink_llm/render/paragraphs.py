@@ -17,7 +17,7 @@ from reportlab.lib.enums import TA_LEFT, TA_RIGHT
 from reportlab.lib.styles import ParagraphStyle
 from reportlab.platypus import Paragraph
 
-from eink_llm.render import bidi, mathblocks
+from eink_llm.render import bidi, mathblocks, shaping
 
 
 class Para(Paragraph):  # type: ignore[misc]  # reportlab is untyped
@@ -104,6 +104,8 @@ def make_paragraph(
         cls = RtlPara if base_rtl else BidiPara if rtl else Para
     if base_rtl:
         style = right_aligned(style)
+    elif not rtl:  # reportlab shapes right-to-left text itself, differently from our bidi; keep ours
+        style = shaping.shaped_style(style, markup)
     para = cls(markup, style, bulletText=bullet) if bullet is not None else cls(markup, style)
     if outline is not None:
         para.outline = (" ".join(plain.split())[:200] or "Untitled", outline)

@@ -1,10 +1,20 @@
-"""GFM tables: column widths from the content, shrinking type, and a stacked layout for tables too wide.
+"""GFM tables: column widths from the content, shrinking type, and tables turned sideways or stacked when too wide.
 
-A table is laid out at its natural width when it fits. Otherwise columns share the room in proportion to how
-much they would like beyond their longest word; if even the longest words do not fit, the type shrinks
-(not below ~7 pt, unreadable on e-ink), and a table with three or more columns that still does not fit is
-shown *stacked*: one record per row, "column name | value" pairs, which reads far better on a 7-10 cm wide
-screen than words split mid-letter. Header rows repeat at the top of every page a table continues on.
+The rule, in order:
+
+1. A table is laid out at its natural width when it fits the text column. Otherwise columns share the room in
+   proportion to how much they would like beyond their longest word (cells wrap).
+2. If even the longest words do not fit, the type shrinks, half a point at a time, down to a floor of
+   ``max(7 pt, 0.7 × body size)``: smaller is not readable on e-ink.
+3. A table of three or more columns whose longest words still do not fit is **turned sideways**: laid out
+   across the frame's height, drawn rotated 90° counter-clockwise on pages of its own, its rows split across
+   as many pages as needed with the header repeated on each (:mod:`eink_llm.render.rotated`). The type
+   again starts at full size and shrinks only as far as needed.
+4. Only if its longest words do not fit even sideways at the floor size is it **stacked**: one record per
+   row, "column name | value" pairs, which reads better than words split mid-letter.
+
+One- and two-column tables are never turned or stacked; a word too long for them is split.
+Header rows repeat at the top of every page a table continues on.
 """
 
 from __future__ import annotations
@@ -19,6 +29,7 @@ from reportlab.platypus import Flowable, Table, TableStyle
 from eink_llm.render import fonts
 from eink_llm.render.flowables import SPLIT_IN_ROW
 from eink_llm.render.paragraphs import make_paragraph
+from eink_llm.render.rotated import WideTable
 from eink_llm.render.styles import BLACK, Theme
 
 Cell = tuple[str, str, str]  # (markup, plain text, align)
@@ -75,11 +86,35 @@ class TableMixin:
         return i + 1
 
     def _make_table(self, rows: list[list[Cell]], header_rows: int) -> Flowable:
-        t = self.theme
         ncols = max(len(r) for r in rows)
         for r in rows:
             r.extend([("", "", "left")] * (ncols - len(r)))
         avail = self.width - self.indent
+        table = self._fitted_table(rows, header_rows, avail, force=ncols < 3)
+        if table is not None:
+            return table
+        # Too wide even in the smallest legible type: turned sideways on pages of its own if it fits that
+        # way, else stacked. Which one depends on the frame's height, known only at layout time.
+        pad = self.theme.font_size * 0.3
+        wide = WideTable(
+            lambda height: self._fitted_table(rows, header_rows, height, spaced=False),
+            lambda width: self._stacked_table(rows, header_rows, width, pad),
+            slack=self.theme.font_size * 1.5,
+        )
+        wide.spaceBefore = self.theme.font_size * 0.2
+        wide.spaceAfter = self.theme.font_size * 0.8
+        return wide
+
+    def _fitted_table(
+        self, rows: list[list[Cell]], header_rows: int, avail: float, *, force: bool = False, spaced: bool = True
+    ) -> Table | None:
+        """The table laid out ``avail`` points wide, its type shrunk as far as needed; None if it cannot fit.
+
+        With ``force`` a table whose longest words do not fit even at the smallest size is laid out anyway,
+        with those words split.
+        """
+        t = self.theme
+        ncols = len(rows[0])
         pad = t.font_size * 0.3
         size = t.font_size
         floor = max(7.0, t.font_size * 0.7)
@@ -90,16 +125,16 @@ class TableMixin:
             if sum(minw) <= avail or size <= floor:
                 break
             size = max(floor, size - 0.5)
-        if sum(minw) > avail and ncols >= 3:
-            return self._stacked_table(rows, header_rows, avail, pad)
         if sum(maxw) <= avail:
             widths = maxw
         elif sum(minw) <= avail:
             spare, stretch = avail - sum(minw), [mx - mn for mn, mx in zip(minw, maxw, strict=True)]
             total = sum(stretch) or 1.0
             widths = [mn + spare * s / total for mn, s in zip(minw, stretch, strict=True)]
-        else:  # two columns that still do not fit: long words get split (reportlab's splitLongWords)
+        elif force:  # one or two columns that still do not fit: long words get split (reportlab's splitLongWords)
             widths = _water_level(minw, avail)
+        else:
+            return None
         cell, head = t.cell_styles(size)
         commands = self._grid_style(pad)
         # Fast path: cells of plain text that fit on one line are strings, which reportlab draws without
@@ -123,11 +158,12 @@ class TableMixin:
         if header_rows:
             commands.append(("LINEBELOW", (0, header_rows - 1), (-1, header_rows - 1), t.line_width * 2, BLACK))
         table.setStyle(TableStyle(commands))
-        table.spaceBefore = t.font_size * 0.2
-        table.spaceAfter = t.font_size * 0.8
+        if spaced:
+            table.spaceBefore = t.font_size * 0.2
+            table.spaceAfter = t.font_size * 0.8
         return table
 
-    def _stacked_table(self, rows: list[list[Cell]], header_rows: int, avail: float, pad: float) -> Flowable:
+    def _stacked_table(self, rows: list[list[Cell]], header_rows: int, avail: float, pad: float) -> Table:
         """A table too wide for the screen, as one record per row: "column name | value" pairs.
 
         On a 7-10 cm wide panel a six-column table would need every word split mid-letter; reading it
