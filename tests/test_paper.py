@@ -261,3 +261,17 @@ def test_exchange_six_gets_the_summary_and_the_search_hit_from_exchange_one(
     assert 1 <= len(turns) <= 2 and all("Zanzibar" not in str(t["content"]) for t in turns)
     (meta,) = paper.rows("SELECT metadata FROM exchanges WHERE sequence_number = 6")
     assert '"summary": true' in meta["metadata"]
+
+
+def test_an_annotated_answer_from_before_we_kept_our_pdfs_is_still_not_asked_again(paper: Paper) -> None:
+    """Answers written by an older version have no stored PDF to compare with: the whole pages go, but the
+    answer's text layer does not, and the model is told the print is its own earlier answer."""
+    conversation, _, response = answered(paper.one(notebook_pdf(paper.inbox / "question.pdf", [1])))
+    with sqlite3.connect(paper.database) as db:
+        db.execute("UPDATE outputs SET pdf = NULL")
+    paper.server.reset()
+    add_vector_ink(response, paper.inbox / "annotated.pdf", 0, [(40, 100, 220, 14)])
+    again, number, _ = answered(paper.one(paper.inbox / "annotated.pdf"))
+    assert (again, number) == (conversation, 2)
+    question = str(paper.server.requests[0].body["messages"][-1])
+    assert "your earlier answer, not a new question" in question and "fake LLM server" not in question

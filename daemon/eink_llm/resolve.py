@@ -109,6 +109,15 @@ class Resolver:
                 return self._continue(
                     conversation_id, "annotated-answer", job, pages=pages, instruction=instruction, prints=prints
                 )
+            if record is not None and document is not None:  # ours, but written before we kept our PDFs
+                whole = tuple(Page(page, "page", number) for number, page in enumerate(document.pages, start=1))
+                instruction = (
+                    f"I wrote on your answer from exchange {sequence} of this conversation. The printed text on "
+                    "these pages is your earlier answer, not a new question; please answer my handwriting."
+                )
+                return self._continue(
+                    conversation_id, "annotated-answer", job, pages=whole, instruction=instruction, prints=prints
+                )
             return self._continue(conversation_id, "metadata", job, prints=prints)
 
         if job.conversation_hint:
