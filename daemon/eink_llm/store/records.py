@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 JobState = Literal["pending", "running", "done", "failed"]
 ExchangeStatus = Literal["pending", "ok", "error"]
+_R = TypeVar("_R")
 
 
 def utc_now() -> datetime:
@@ -112,54 +113,21 @@ class ExchangeResult:
     metadata: dict[str, Any] | None = None
 
 
+def _from_row(cls: type[_R], row: sqlite3.Row, **converted: Any) -> _R:
+    """A record from a row: each of the dataclass's fields from the column of the same name (``converted``
+    gives the ones that need a type other than SQLite's)."""
+    columns = row.keys()
+    values = {f.name: row[f.name] for f in fields(cls) if f.name in columns}  # type: ignore[arg-type]
+    return cls(**(values | converted))
+
+
 def _job(row: sqlite3.Row) -> Job:
-    return Job(
-        job_id=row["job_id"],
-        path=Path(row["path"]),
-        root=Path(row["root"]),
-        sha256=row["sha256"],
-        size=row["size"],
-        user_id=row["user_id"],
-        conversation_hint=row["conversation_hint"],
-        state=row["state"],
-        attempts=row["attempts"],
-        last_error=row["last_error"],
-        order_key=row["order_key"],
-    )
+    return _from_row(Job, row, path=Path(row["path"]), root=Path(row["root"]))
 
 
 def _conversation(row: sqlite3.Row) -> Conversation:
-    return Conversation(
-        conversation_id=row["conversation_id"],
-        user_id=row["user_id"],
-        created_at=row["created_at"],
-        total_exchanges=row["total_exchanges"],
-        status=row["status"],
-        last_activity=row["last_activity"],
-        context_summary=row["context_summary"],
-        summary_through=row["summary_through"],
-    )
+    return _from_row(Conversation, row)
 
 
 def _exchange(row: sqlite3.Row) -> Exchange:
-    return Exchange(
-        exchange_id=row["exchange_id"],
-        conversation_id=row["conversation_id"],
-        sequence_number=row["sequence_number"],
-        job_id=row["job_id"],
-        input_file=row["input_file"],
-        status=row["status"],
-        question_text=row["question_text"],
-        response_text=row["response_text"],
-        error_text=row["error_text"],
-        output_file=row["output_file"],
-        model=row["model"],
-        tokens_used=row["tokens_used"],
-        processing_time=row["processing_time"],
-        created_at=row["created_at"],
-        transcription=row["transcription"],
-        backend=row["backend"],
-        input_tokens=row["input_tokens"],
-        output_tokens=row["output_tokens"],
-        completed_at=row["completed_at"],
-    )
+    return _from_row(Exchange, row)
