@@ -168,6 +168,7 @@ def test_a_grown_notebook_sends_only_its_new_page(paper: Paper) -> None:  # 1d
     notebook_pdf(notebook, [11, 12, 13, 14], text=" ")  # other bytes, same pages: nothing to answer
     (result,) = paper.ask(notebook)
     assert result.outcome is not None and result.outcome.status == "skipped"
+    assert result.answered and "nothing new" in result.message
     assert not paper.server.requests
     assert len(list(paper.inbox.glob("RESPONSE_*"))) == 2
 

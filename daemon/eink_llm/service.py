@@ -322,7 +322,10 @@ class ProcessResult:
 
     @property
     def answered(self) -> bool:
-        return self.outcome is not None and self.outcome.status == "ok"
+        """It has its answer: now, or earlier (a re-export with nothing new on it is not asked again)."""
+        if self.outcome is None:
+            return False
+        return self.outcome.status == "ok" or (self.outcome.status == "skipped" and self.outcome.error is None)
 
 
 def process_files(loaded: LoadedConfig, files: Sequence[Path]) -> list[ProcessResult]:
@@ -375,7 +378,12 @@ def _drain(pipeline: Pipeline, jobs: dict[int, Path], done: list[ProcessResult])
             log.info("the AI is unavailable; waiting to try again", path=str(job.path))
             continue
         remaining.pop(job.job_id)
-        message = str(outcome.output) if outcome.output else (str(outcome.error) if outcome.error else "")
+        if outcome.output:
+            message = str(outcome.output)
+        elif outcome.error:
+            message = str(outcome.error)
+        else:
+            message = "nothing new on it since it was last answered"
         done.append(ProcessResult(job.path, outcome, message))
 
 
