@@ -224,3 +224,13 @@ def test_hostile_packet_inside_a_real_pdf_does_not_cost_the_page(tmp_path: Path,
     # Appended after the end: an incremental update's place, so it is the newest packet and is looked at first.
     found = read(tmp_path, without_info_records(answer_pdf) + b"\n" + bomb + b"\n")
     assert found == PdfOrigin(CONVERSATION, 12, "xmp")  # the bomb is skipped, our own packet still counts
+
+
+@pytest.mark.timeout(10)  # a hang guard, not a speed test: the old patterns took ~10 s on this packet
+def test_a_packet_built_to_make_the_patterns_backtrack_is_read_in_linear_time() -> None:
+    prefixes = "".join(f' xmlns:p{i}="{NAMESPACE}"' for i in range(300))
+    body = ("<p1:conversation>" + " " * 200) * 95 + (' p2:conversation = "' + "a" * 199) * 95
+    packet = f'<?xpacket begin="x"?><x:xmpmeta{prefixes}>{body}<?xpacket end="w"?>'
+    data = b"%PDF-1.4\n" + packet.encode() * 8
+    for _ in range(20):
+        assert origin_from_xmp(data) is None

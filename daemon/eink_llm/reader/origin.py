@@ -109,24 +109,39 @@ def xmp_packets(data: bytes) -> list[str]:
     return packets
 
 
-def _property(packet: str, prefix: str, name: str) -> str | None:
-    """``<p:name>value</p:name>`` or ``p:name="value"``: the two ways RDF writes a simple property."""
-    tag = re.escape(f"{prefix}:{name}")
-    element = re.search(rf"<{tag}(?:\s[^<>]{{0,200}})?>\s*([^<>]{{0,200}}?)\s*</{tag}\s*>", packet)
-    if element:
-        return element.group(1)
-    attribute = re.search(rf"""(?<![\w:.-]){tag}\s*=\s*(?:"([^"<>]{{0,200}})"|'([^'<>]{{0,200}})')""", packet)
-    if attribute:
-        return attribute.group(1) if attribute.group(1) is not None else attribute.group(2)
-    return None
+#: At most this many prefixes bound to our namespace are looked at per packet (a real packet has one).
+MAX_PREFIXES = 4
+#: ``<p:name …>value</p:name>`` and ``p:name="value"``: the two ways RDF writes a simple property. Written so
+#: that no part can match the same text two ways (values stop at ``<``/quotes, are stripped in Python): linear
+#: time on hostile packets, one pass each per packet however many prefixes it declares.
+_ELEMENT = re.compile(r"<([A-Za-z_][\w.-]{0,40}):(conversation|exchange)(?:\s[^<>]{0,200})?>([^<>]{0,200})</\1:\2\s*>")
+_ATTRIBUTE = re.compile(
+    r"""(?:^|[\s<])([A-Za-z_][\w.-]{0,40}):(conversation|exchange)\s*=\s*(?:"([^"<>]{0,200})"|'([^'<>]{0,200})')"""
+)
+
+
+def _properties(packet: str, prefixes: set[str]) -> dict[str, str]:
+    """Our ``conversation`` and ``exchange`` properties in a packet, from the first of our prefixes that has them."""
+    found: dict[str, str] = {}
+    for match in _ELEMENT.finditer(packet):
+        if match.group(1) in prefixes:
+            found.setdefault(match.group(2), match.group(3).strip())
+    for match in _ATTRIBUTE.finditer(packet):
+        if match.group(1) in prefixes:
+            value = match.group(3) if match.group(3) is not None else match.group(4)
+            found.setdefault(match.group(2), value.strip())
+    return found
 
 
 def origin_from_xmp(data: bytes) -> PdfOrigin | None:
     for packet in xmp_packets(data):
-        for prefix in dict.fromkeys(_PREFIX.findall(packet)):  # in order, without repeats
-            conversation = valid_id(_property(packet, prefix, "conversation"))
-            if conversation:
-                return PdfOrigin(conversation, valid_exchange(_property(packet, prefix, "exchange")), "xmp")
+        prefixes = set(list(dict.fromkeys(_PREFIX.findall(packet)))[:MAX_PREFIXES])
+        if not prefixes:
+            continue
+        found = _properties(packet, prefixes)
+        conversation = valid_id(found.get("conversation"))
+        if conversation:
+            return PdfOrigin(conversation, valid_exchange(found.get("exchange")), "xmp")
     return None
 
 
