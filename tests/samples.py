@@ -226,12 +226,16 @@ def make_multipage_tiff(path: Path, frames: int = 3, sizes: Sequence[tuple[int, 
 RM2_PAGE = (157.8 * mm, 210.4 * mm)
 
 
-def notebook_pdf(path: Path, seeds: list[int], *, text: str | None = None) -> Path:
+def notebook_pdf(path: Path, seeds: Sequence[int | None], *, text: str | None = None) -> Path:
     """A handwritten notebook export: one page per seed, each with its own pen strokes (vector, like a tablet
-    export). ``text`` adds a text layer (some tablets export recognised handwriting as text)."""
+    export); ``None`` is an empty page. ``text`` adds a text layer (some tablets export recognised handwriting
+    as text)."""
     buffer = io.BytesIO()
     pdf = canvas.Canvas(buffer, pagesize=RM2_PAGE, invariant=True)
     for seed in seeds:
+        if seed is None:
+            pdf.showPage()
+            continue
         rng = random.Random(seed)
         pdf.setLineWidth(2.2)
         pdf.setLineCap(1)

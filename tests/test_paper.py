@@ -173,6 +173,16 @@ def test_a_grown_notebook_sends_only_its_new_page(paper: Paper) -> None:  # 1d
     assert len(list(paper.inbox.glob("RESPONSE_*"))) == 2
 
 
+def test_a_blank_page_added_to_a_notebook_asks_nothing(paper: Paper) -> None:
+    notebook = paper.inbox / "Notebook.pdf"
+    answered(paper.one(notebook_pdf(notebook, [31, 32])))
+    paper.server.reset()
+    notebook_pdf(notebook, [31, 32, None])  # re-exported with an empty page at the end
+    (result,) = paper.ask(notebook)
+    assert result.outcome is not None and result.outcome.status == "skipped", result.message
+    assert not paper.server.requests
+
+
 def test_folder_mode_keeps_one_conversation_per_subfolder(tmp_path: Path, server: FakeLLMServer) -> None:  # 1e
     inbox = tmp_path / "inbox"
     paper = Paper(tmp_path, server, watch={"folders": [{"path": str(inbox), "conversations": "per-subfolder"}]})

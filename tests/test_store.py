@@ -178,3 +178,17 @@ def test_history_lists_answered_exchanges_in_order(store: Store) -> None:
     assert [e.sequence_number for e in history] == [1, 3]
     assert [e.response_text for e in history] == ["a0", "a2"]
     assert store.queue_counts()["failed"] == 1
+
+
+def test_a_finished_job_is_never_put_back(store: Store) -> None:
+    """A late failure (after the answer was recorded) cannot send an answered page round again."""
+    job_id = add(store, "a.pdf")
+    job = store.claim_job()
+    assert job is not None
+    exchange = store.reserve_exchange(
+        job, conversation_id="conv_20260101_000000_00000000", new_conversation=True, input_type="pdf"
+    )
+    store.complete_exchange(exchange, ExchangeResult(status="ok", output_file=Path("/in/R.pdf"), response_text="hi"))
+    store.retry_later(job_id, at=utc_now(), error="late failure")
+    assert store.get_job(job_id).state == "done"
+    assert store.claim_job() is None

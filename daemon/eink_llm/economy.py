@@ -258,6 +258,11 @@ def ink_mask(grey: Image.Image) -> Image.Image:
     return grey.point([255 if value < INK_THRESHOLD else 0 for value in range(256)])
 
 
+def is_blank(image: Image.Image) -> bool:
+    """Whether a page has too little ink to be worth sending (the rule that drops blank pages)."""
+    return ink_mask(as_grey(image)).histogram()[255] < BLANK_INK_PIXELS
+
+
 def stroke_width(mask: Image.Image) -> float:
     """Typical pen stroke width in pixels, from an ink mask: twice the ink area over its boundary length.
 

@@ -186,7 +186,7 @@ class Pipeline:
             **({"error": failure.user_message(), "detail": failure.detail} if failure else {}),
         )
         if failure is None:
-            self.asker.refresh_summary(exchange, profile)
+            self._refresh_summary(exchange, profile)
         return Outcome(
             job.job_id,
             result.status,
@@ -217,7 +217,15 @@ class Pipeline:
             return self.resolver.resolve(job, document)
         except Exception:
             log.exception("could not tell what is new; sending the whole input", input=str(job.path))
-            return Resolution(job.conversation_hint, "file-name") if job.conversation_hint else Resolution(None, "new")
+            return self.resolver.fallback(job, document)
+
+    def _refresh_summary(self, exchange: Exchange, profile: Profile) -> None:
+        """After the answer is recorded for good: nothing here may fail the job (it is done, and a job put back
+        would be answered twice), so any failure is only logged."""
+        try:
+            self.asker.refresh_summary(exchange, profile)
+        except Exception:
+            log.exception("could not update the conversation summary", conversation=exchange.conversation_id)
 
     def _nothing_new(self, job: Job, resolution: Resolution) -> Outcome:
         note = "nothing new since it was last answered"

@@ -32,8 +32,9 @@ from PIL import Image
 from eink_llm import inkdiff, naming
 from eink_llm.backends.base import PageImage
 from eink_llm.config import Config
+from eink_llm.economy import is_blank
 from eink_llm.reader import InputDocument
-from eink_llm.store import Job, Store
+from eink_llm.store import AnswerRecord, Job, Store
 
 log = structlog.get_logger("eink_llm.resolve")
 
@@ -101,8 +102,7 @@ class Resolver:
 
         ref = self._answer_ref(job, document)
         if ref is not None:
-            conversation_id, sequence = ref
-            record = self.store.answer_record(conversation_id, sequence)
+            conversation_id, sequence, record = ref
             if record is not None and record.pdf and images:
                 known = inkdiff.rasterize_pdf(record.pdf)
                 pages, instruction = _new_content(images, known, notebook=False, sequence=sequence)
@@ -138,18 +138,31 @@ class Resolver:
             return Resolution(None, "folder", folder=key, prints=prints)
         return Resolution(None, "new", prints=prints)
 
-    def _answer_ref(self, job: Job, document: InputDocument | None) -> tuple[str, int] | None:
-        """The answer of ours this input is, changed: written at our path, named like it, or carrying its id."""
+    def _answer_ref(self, job: Job, document: InputDocument | None) -> tuple[str, int, AnswerRecord | None] | None:
+        """The answer of ours this input is, changed: written at our path, named like it, or carrying its id;
+        with what we kept of it, if anything."""
         record = self.store.answer_record_at(job.path)
         if record is not None:
-            return record.conversation_id, record.sequence_number
-        named = naming.find_answer_ref(job.path.name)
-        if named is not None:
-            return named
+            return record.conversation_id, record.sequence_number, record
         origin = document.origin if document is not None else None
-        if origin is not None and origin.exchange is not None:
-            return origin.conversation_id, origin.exchange
-        return None
+        ref = naming.find_answer_ref(job.path.name) or (
+            (origin.conversation_id, origin.exchange) if origin is not None and origin.exchange is not None else None
+        )
+        if ref is None:
+            return None
+        return ref[0], ref[1], self.store.answer_record(*ref)
+
+    def fallback(self, job: Job, document: InputDocument | None) -> Resolution:
+        """When comparing pages failed: the whole input, in the conversation its name names (if that may be
+        continued), else a new one. The text layer of one of our own answers is still never sent as a question."""
+        named = self._continue(job.conversation_hint, "file-name", job) if job.conversation_hint else None
+        ours = document is not None and (document.origin is not None or naming.find_answer_ref(job.path.name))
+        pages = None
+        if ours and document is not None:
+            pages = tuple(Page(page, "page", number) for number, page in enumerate(document.pages, start=1))
+        if named is not None and named.conversation_id is not None:
+            return Resolution(named.conversation_id, "file-name", pages=pages)
+        return Resolution(None, "new", note=named.note if named else None, pages=pages)
 
     def _continue(
         self,
@@ -206,6 +219,8 @@ def _new_content(
         if change.kind == "same":
             continue
         if change.kind == "new" or change.ink is None:
+            if is_blank(images[change.index]):  # an empty page added to a notebook asks nothing
+                continue
             pages.append(Page(_encode(images[change.index]), "page", number))
             lines.append(f"Image {len(pages)}: page {number}, a new page.")
             continue

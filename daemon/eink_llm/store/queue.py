@@ -86,11 +86,12 @@ class QueueStore(Database):
 
     def retry_later(self, job_id: int, *, at: datetime, error: str, refund_attempt: bool = False) -> None:
         """Back to pending until ``at``. ``refund_attempt`` undoes the claim's count (the failure was not the
-        job's fault, e.g. during an outage)."""
+        job's fault, e.g. during an outage). Only a running job goes back: a finished one stays finished, so
+        a late failure can never get an answered page answered again."""
         with self._write() as db:
             db.execute(
                 "UPDATE jobs SET state = 'pending', next_attempt_at = ?, last_error = ?, updated_at = ?,"
-                " attempts = attempts - ? WHERE job_id = ?",
+                " attempts = attempts - ? WHERE job_id = ? AND state = 'running'",
                 (iso(at), error, iso(utc_now()), int(refund_attempt), job_id),
             )
 
