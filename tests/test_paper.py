@@ -286,3 +286,25 @@ def test_an_annotated_answer_from_before_we_kept_our_pdfs_is_still_not_asked_aga
     assert (again, number) == (conversation, 2)
     question = str(paper.server.requests[0].body["messages"][-1])
     assert "your earlier answer, not a new question" in question and "fake LLM server" not in question
+
+
+def test_memory_finds_your_other_conversations_but_never_another_users(tmp_path: Path, server: FakeLLMServer) -> None:
+    alice, bob = tmp_path / "alice", tmp_path / "bob"
+    alice.mkdir()
+    bob.mkdir()
+    paper = Paper(
+        tmp_path,
+        server,
+        watch={"folders": [{"path": str(alice), "user": "alice"}, {"path": str(bob), "user": "bob"}]},
+        context={"memory": True},
+    )
+    server.answer_fn = lambda body: (
+        "Zanzibar spice farms are worth a visit." if "ZANZIBAR-FIRST" in str(body) else "Noted."
+    )
+    answered(paper.one(notebook_pdf(alice / "trip.pdf", [1], text="ZANZIBAR-FIRST trip")))
+    server.reset()
+    answered(paper.one(notebook_pdf(bob / "mine.pdf", [2], text="what about zanzibar")))
+    answered(paper.one(notebook_pdf(alice / "later.pdf", [3], text="what about zanzibar")))
+    bob_system, alice_system = (str(r.body["messages"][0]["content"]) for r in server.requests)
+    assert "Zanzibar spice farms" not in bob_system
+    assert "From another conversation" in alice_system and "Zanzibar spice farms" in alice_system

@@ -159,8 +159,10 @@ def _relevant(
     hits = []
     if own is not None:
         hits = store.search(query, conversation_id=own, before_sequence=sequence, exclude=sent, limit=MAX_RELEVANT)
-    if memory:
-        others = [h for h in store.search(query, limit=MAX_RELEVANT * 3) if h.conversation_id != own]
+    if memory:  # the same user's other conversations only (multi-user folders stay apart)
+        user = conversation.user_id if conversation else None
+        found = store.search(query, limit=MAX_RELEVANT * 3, of_user=True, user_id=user)
+        others = [h for h in found if h.conversation_id != own]
         hits += others[: max(MAX_RELEVANT - len(hits), 1)]
     if not hits:
         return [], [], 0

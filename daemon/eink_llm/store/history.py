@@ -62,12 +62,16 @@ class HistoryStore(Database):
         exclude: Sequence[int] = (),
         limit: int = 5,
         match_all: bool = False,
+        of_user: bool = False,
+        user_id: str | None = None,
     ) -> list[SearchHit]:
         """Answered exchanges that best match ``text`` (FTS5, BM25), best first, with a short snippet.
 
         ``text`` is free text, never FTS syntax: its words are quoted, so nothing a user or a page says can
         break the query. ``match_all`` wants every word (a user's search); otherwise any word counts (finding
-        related exchanges for the context) and the rarest words weigh most.
+        related exchanges for the context) and the rarest words weigh most. ``of_user`` keeps to the
+        conversations of ``user_id`` (``None``: those with no user), so one user's memory never reaches
+        another's prompt.
         """
         query = fts_query(text, match_all=match_all)
         if not query:
@@ -79,6 +83,12 @@ class HistoryStore(Database):
             " WHERE exchange_search MATCH ? AND e.status = 'ok'"
         )
         params: list[Any] = [query]
+        if of_user:
+            sql += (
+                " AND EXISTS (SELECT 1 FROM conversations c WHERE c.conversation_id = e.conversation_id"
+                " AND c.user_id IS ?)"
+            )
+            params.append(user_id)
         if conversation_id is not None:
             sql += " AND e.conversation_id = ?"
             params.append(conversation_id)
