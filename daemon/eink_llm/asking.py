@@ -95,10 +95,10 @@ class Asker:
         if resolution.pages is None:
             pages = tuple(prepare_encoded_pages(document.pages, caps))
         else:
-            pages = tuple(
-                encoded
-                for page in resolution.pages
-                for encoded in prepare_encoded_pages([page.image], caps, crop_to_ink=page.crop_to_ink)
+            pages = prepare_encoded_pages(
+                [page.image for page in resolution.pages],
+                caps,
+                crop_to_ink=[page.crop_to_ink for page in resolution.pages],
             )
         system_prompt = context.system_prompt(llm.system_prompt)
         if self.config.context.transcribe:

@@ -299,14 +299,15 @@ def prepare_pages(
     *,
     min_stroke_px: float = MIN_STROKE_PX,
     margin_px: int = MARGIN_PX,
-    crop_to_ink: bool = True,
+    crop_to_ink: bool | Sequence[bool] = True,
 ) -> tuple[PageImage, ...]:
     """The pages to send to a backend with capabilities ``caps``: cropped, blank ones dropped, scaled and encoded
     as compactly as legibility allows. At least one page always comes back (for a non-empty input).
 
     ``crop_to_ink=False`` sends every page whole (a page shown for context, whose faded grey content is not ink):
     not cropped, never dropped as blank, encoded in 16 shades of grey so that light content stays visible; it is
-    still scaled within the provider's limits and the legibility floor of whatever ink it carries."""
+    still scaled within the provider's limits and the legibility floor of whatever ink it carries. A sequence
+    gives the choice per page (the pages still share the request's limits: image count, size, bytes)."""
     plans = plan_pages(images, caps, min_stroke_px=min_stroke_px, margin_px=margin_px, crop_to_ink=crop_to_ink)
     return tuple(page.image for page in plans if page.image is not None)
 
@@ -317,7 +318,7 @@ def prepare_encoded_pages(
     *,
     min_stroke_px: float = MIN_STROKE_PX,
     margin_px: int = MARGIN_PX,
-    crop_to_ink: bool = True,
+    crop_to_ink: bool | Sequence[bool] = True,
 ) -> tuple[PageImage, ...]:
     """:func:`prepare_pages` for pages already encoded (as the reader's ``InputDocument.pages`` are): decodes
     them (a few milliseconds a page) and prepares them. A page Pillow cannot decode is sent unchanged."""
@@ -338,12 +339,15 @@ def plan_pages(
     *,
     min_stroke_px: float = MIN_STROKE_PX,
     margin_px: int = MARGIN_PX,
-    crop_to_ink: bool = True,
+    crop_to_ink: bool | Sequence[bool] = True,
 ) -> tuple[PreparedPage, ...]:
     """Like :func:`prepare_pages`, with what was done to each page (dropped pages included)."""
     greys = [as_grey(image) for image in images]
     masks = [ink_mask(grey) for grey in greys]
-    inked = [not crop_to_ink or mask.histogram()[255] >= BLANK_INK_PIXELS for mask in masks]
+    crops = [crop_to_ink] * len(images) if isinstance(crop_to_ink, bool) else list(crop_to_ink)
+    if len(crops) != len(images):
+        raise ValueError("crop_to_ink needs one flag per page")
+    inked = [not crop or mask.histogram()[255] >= BLANK_INK_PIXELS for crop, mask in zip(crops, masks, strict=True)]
     kept = sum(inked) or (1 if images else 0)
     if caps.max_images is not None and kept > caps.max_images:
         raise InputTooLargeError(
@@ -358,7 +362,7 @@ def plan_pages(
         for index, (grey, mask) in enumerate(zip(greys, masks, strict=True)):
             if inked[index]:
                 plans.append(
-                    _prepare(index, grey, mask, caps, long_edge_limit, min_stroke_px, margin_px, extra, crop_to_ink)
+                    _prepare(index, grey, mask, caps, long_edge_limit, min_stroke_px, margin_px, extra, crops[index])
                 )
             elif index == 0 and not any(inked):
                 plans.append(_prepare_blank(grey, caps, long_edge_limit, extra))
