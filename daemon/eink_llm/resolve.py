@@ -70,7 +70,7 @@ class Resolution:
     #: Replaces the usual "here is my question" when only part of the input is new.
     instruction: str = ""
     #: The input's page prints, kept so a later version of the file can be compared with this one.
-    prints: tuple[tuple[str, bytes], ...] = field(default=(), repr=False)
+    prints: tuple[bytes, ...] = field(default=(), repr=False)
 
     @property
     def nothing_new(self) -> bool:
@@ -91,12 +91,12 @@ class Resolver:
     def resolve(self, job: Job, document: InputDocument | None) -> Resolution:
         """The rules of the module docstring, for one job (``document`` is ``None`` when it could not be read)."""
         images = _decode(document) if document is not None else []
-        prints = tuple((inkdiff.print_digest(p), p) for p in (inkdiff.make_print(i) for i in images))
+        prints = tuple(inkdiff.make_print(image) for image in images)
 
         earlier = self.store.earlier_version(job)
         if earlier is not None and images:
             version, conversation = earlier
-            known = [inkdiff.load_print(blob) for _, blob in self.store.page_prints(version.job_id)]
+            known = [inkdiff.load_print(blob) for blob in self.store.page_prints(version.job_id)]
             pages, instruction = _new_content(images, known, notebook=True)
             return self._continue(conversation, "notebook", job, pages=pages, instruction=instruction, prints=prints)
 
@@ -172,7 +172,7 @@ class Resolver:
         *,
         pages: tuple[Page, ...] | None = None,
         instruction: str = "",
-        prints: tuple[tuple[str, bytes], ...] = (),
+        prints: tuple[bytes, ...] = (),
     ) -> Resolution:
         """Continue ``conversation_id`` if it is known and active; otherwise start anew and say why."""
         note = None

@@ -109,8 +109,8 @@ class Database:
         return done
 
     @staticmethod
-    def _save_prints(db: sqlite3.Connection, job_id: int, prints: Sequence[tuple[str, bytes]]) -> None:
+    def _save_prints(db: sqlite3.Connection, job_id: int, prints: Sequence[bytes]) -> None:
         db.executemany(
-            "INSERT OR REPLACE INTO page_prints (job_id, page_index, digest, print) VALUES (?, ?, ?, ?)",
-            [(job_id, index, digest, blob) for index, (digest, blob) in enumerate(prints)],
+            "INSERT OR REPLACE INTO page_prints (job_id, page_index, print) VALUES (?, ?, ?)",
+            [(job_id, index, blob) for index, blob in enumerate(prints)],
         )

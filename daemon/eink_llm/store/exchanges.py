@@ -134,16 +134,16 @@ class ExchangeStore(Database):
         )
         return _job(rows[0]), (conversation[0]["conversation_id"] if conversation else None)
 
-    def page_prints(self, job_id: int) -> list[tuple[str, bytes]]:
-        rows = self._read("SELECT digest, print FROM page_prints WHERE job_id = ? ORDER BY page_index", (job_id,))
-        return [(row["digest"], row["print"]) for row in rows]
+    def page_prints(self, job_id: int) -> list[bytes]:
+        rows = self._read("SELECT print FROM page_prints WHERE job_id = ? ORDER BY page_index", (job_id,))
+        return [row["print"] for row in rows]
 
     def folder_conversation(self, folder: str) -> str | None:
         rows = self._read("SELECT conversation_id FROM folder_conversations WHERE folder = ?", (folder,))
         return rows[0]["conversation_id"] if rows else None
 
     def complete_exchange(
-        self, exchange: Exchange, result: ExchangeResult, prints: Sequence[tuple[str, bytes]] = ()
+        self, exchange: Exchange, result: ExchangeResult, prints: Sequence[bytes] = ()
     ) -> None:
         """Finish an exchange and its job in one transaction: after this the input is answered for good.
         ``prints`` are the input's page prints, kept to tell what is new when the file comes back changed."""

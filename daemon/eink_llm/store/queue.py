@@ -95,7 +95,7 @@ class QueueStore(Database):
                 (iso(at), error, iso(utc_now()), int(refund_attempt), job_id),
             )
 
-    def finish_job(self, job_id: int, note: str, prints: Sequence[tuple[str, bytes]] = ()) -> None:
+    def finish_job(self, job_id: int, note: str, prints: Sequence[bytes] = ()) -> None:
         """End a job that needed no answer (a re-export with nothing new on it), keeping its page prints."""
         with self._write() as db:
             self._save_prints(db, job_id, prints)

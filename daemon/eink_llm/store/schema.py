@@ -93,12 +93,10 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         ALTER TABLE jobs ADD COLUMN order_key TEXT;
         UPDATE jobs SET order_key = COALESCE('conv:' || conversation_hint, 'path:' || path);
         CREATE INDEX jobs_order ON jobs (order_key, state);
-        CREATE INDEX exchanges_output ON exchanges (output_file);
         CREATE INDEX jobs_path_state ON jobs (path, state);
         CREATE TABLE page_prints (
             job_id     INTEGER NOT NULL REFERENCES jobs (job_id),
             page_index INTEGER NOT NULL,
-            digest     TEXT NOT NULL,
             print      BLOB NOT NULL,
             PRIMARY KEY (job_id, page_index)
         );
