@@ -21,7 +21,6 @@ from eink_llm.reader import PdfOrigin, read_input
 from eink_llm.reader import origin as reader_origin
 from eink_llm.reader.origin import MAX_PACKET_BYTES, find_origin, origin_from_xmp, xmp_packets
 from eink_llm.render import RenderMeta, render_answer
-from eink_llm.render import metadata as render_metadata
 from tests import samples
 
 CONVERSATION = "conv_20250102_140300_1a2b3c4d"
@@ -112,12 +111,6 @@ def test_missing_exchange_is_taken_from_a_later_record(tmp_path: Path, answer_pd
     start, end = info_dict(answer_pdf)
     info = answer_pdf[start:end].replace(b"/EinkLLMExchange", b"/XinkLLMExchange")
     assert read(tmp_path, answer_pdf[:start] + info + answer_pdf[end:]) == PdfOrigin(CONVERSATION, 12, "info")
-
-
-def test_writer_and_reader_agree_on_the_names() -> None:
-    assert render_metadata.INFO_CONVERSATION == reader_origin.INFO_CONVERSATION
-    assert render_metadata.INFO_EXCHANGE == reader_origin.INFO_EXCHANGE
-    assert render_metadata.XMP_NAMESPACE == reader_origin.XMP_NAMESPACE == NAMESPACE
 
 
 # -- the XMP parser ------------------------------------------------------------------------------------------

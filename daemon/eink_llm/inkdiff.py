@@ -60,6 +60,7 @@ from typing import Literal
 import pypdfium2 as pdfium
 from PIL import Image, ImageChops
 
+from eink_llm.economy import INK_THRESHOLD  # the one definition of ink, shared with what is sent
 from eink_llm.reader import PDFIUM_LOCK
 
 __all__ = [
@@ -77,9 +78,6 @@ __all__ = [
 
 #: Long edge of the comparison raster in pixels (see the module docstring for the choice).
 COMPARE_LONG_EDGE = 1200
-#: A pixel darker than this (0 black … 255 white) is ink: our rules (grey 102) and a grey pen count, light-grey
-#: template ruling does not.
-INK_THRESHOLD = 160
 #: Lenient threshold for "was already there": a faint grey pixel on the old page is old content, not paper.
 FAINT_THRESHOLD = 224
 #: Radius in comparison pixels by which old ink is grown before subtracting it (antialiasing, misregistration).

@@ -13,6 +13,12 @@ import unicodedata
 from datetime import UTC, datetime
 from typing import Literal
 
+#: Where an answer PDF carries its conversation and exchange besides its name (written by render/metadata.py,
+#: read by reader/origin.py): custom Info dictionary keys, and our XMP namespace.
+INFO_CONVERSATION = "EinkLLMConversation"
+INFO_EXCHANGE = "EinkLLMExchange"
+XMP_NAMESPACE = "https://github.com/eink-llm/ns/1.0/"
+
 CONVERSATION_ID = re.compile(r"conv_\d{8}_\d{6}_[0-9a-f]{8}")
 MAX_STEM = 60
 OutputKind = Literal["RESPONSE", "ERROR"]

@@ -28,12 +28,7 @@ from typing import Any, Literal
 
 import pypdfium2.raw as pdfium_c
 
-from eink_llm.naming import CONVERSATION_ID
-
-#: Custom Info keys and the XMP namespace; :mod:`eink_llm.render.metadata` writes the same (a test round-trips).
-INFO_CONVERSATION = "EinkLLMConversation"
-INFO_EXCHANGE = "EinkLLMExchange"
-XMP_NAMESPACE = "https://github.com/eink-llm/ns/1.0/"
+from eink_llm.naming import CONVERSATION_ID, INFO_CONVERSATION, INFO_EXCHANGE, XMP_NAMESPACE
 
 #: Bounds for hostile input: packets longer than this are skipped, and only the last few packets are looked
 #: at (an incremental update appends the newest metadata at the end of the file).

@@ -28,10 +28,7 @@ from typing import Any
 
 from reportlab.pdfbase import pdfdoc
 
-#: Read back by :mod:`eink_llm.reader.origin` (kept in step by a round-trip test).
-INFO_CONVERSATION = "EinkLLMConversation"
-INFO_EXCHANGE = "EinkLLMExchange"
-XMP_NAMESPACE = "https://github.com/eink-llm/ns/1.0/"
+from eink_llm.naming import INFO_CONVERSATION, INFO_EXCHANGE, XMP_NAMESPACE
 
 
 @dataclass(frozen=True, slots=True)
