@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from eink_llm.atomic import atomic_write, is_our_temp, remove_stale_temps, temp_name_for
-from eink_llm.context import build_history, estimate_tokens
+from eink_llm.context import estimate_tokens, recent_turns
 from eink_llm.errors import BackendError, InputError, OutputError
 from eink_llm.naming import (
     CONVERSATION_ID,
@@ -75,13 +75,13 @@ def _exchange(n: int, answer: str, status: str = "ok") -> Exchange:
 
 def test_history_keeps_most_recent_that_fit_in_order() -> None:
     exchanges = [_exchange(1, "a" * 400), _exchange(2, "b" * 400, "error"), _exchange(3, "c" * 40)]
-    full = build_history(exchanges, 10_000)
+    full, sequences, _ = recent_turns(exchanges, 10_000)
     assert [m.role for m in full] == ["user", "assistant", "user", "assistant"]
     assert full[1].text.startswith("a") and full[3].text.startswith("c")
-    assert "in1.pdf" in full[0].text
-    small = build_history(exchanges, 40)
+    assert "in1.pdf" in full[0].text and sequences == (1, 3)
+    small = recent_turns(exchanges, 40)[0]
     assert [m.text for m in small if m.role == "assistant"] == ["c" * 40]
-    assert build_history(exchanges, 0) == ()
+    assert recent_turns(exchanges, 0) == ((), (), 0)
     assert estimate_tokens("abcd" * 10) == 10
 
 

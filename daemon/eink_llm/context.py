@@ -77,12 +77,9 @@ def _cost(turn: tuple[Message, Message]) -> int:
     return estimate_tokens(turn[0].text) + estimate_tokens(turn[1].text)
 
 
-def build_history(exchanges: Sequence[Exchange], budget_tokens: int) -> tuple[Message, ...]:
-    """Earlier answered exchanges (oldest first) → chat turns, keeping the most recent that fit the budget."""
-    return _recent(exchanges, budget_tokens)[0]
-
-
-def _recent(exchanges: Sequence[Exchange], budget: int) -> tuple[tuple[Message, ...], tuple[int, ...], int]:
+def recent_turns(exchanges: Sequence[Exchange], budget: int) -> tuple[tuple[Message, ...], tuple[int, ...], int]:
+    """Earlier answered exchanges (oldest first) → chat turns of the most recent that fit ``budget`` (kept or
+    dropped whole: half an answer is worse than none), with their sequence numbers and estimated cost."""
     kept: list[tuple[Exchange, tuple[Message, Message]]] = []
     used = 0
     for exchange in reversed(exchanges):
@@ -115,7 +112,7 @@ def build_context(
     """
     earlier = store.history(conversation.conversation_id, sequence) if conversation else []
     answered = [e for e in earlier if e.status == "ok" and e.response_text]
-    fits_whole = len(_recent(answered, budget)[1]) == len(answered)
+    fits_whole = len(recent_turns(answered, budget)[1]) == len(answered)
 
     summary = ""
     if not fits_whole and conversation is not None and conversation.context_summary:
@@ -123,7 +120,7 @@ def build_context(
         summary = f"Summary of the earlier part of this conversation:\n{text}"
     searchable = bool(query.strip()) and (memory or not fits_whole)
     reserve = int(budget * RELEVANT_SHARE) if searchable else 0
-    history, recent, used = _recent(answered, budget - estimate_tokens(summary) - reserve)
+    history, recent, used = recent_turns(answered, budget - estimate_tokens(summary) - reserve)
     used += estimate_tokens(summary)
     parts = [summary] if summary else []
 
@@ -228,7 +225,7 @@ def summary_request(
     answered = [e for e in exchanges if e.status == "ok" and e.response_text]
     if len(answered) < 2:
         return None
-    _, recent, _ = _recent(answered, int(budget * (1 - SUMMARY_SHARE - RELEVANT_SHARE)))
+    _, recent, _ = recent_turns(answered, int(budget * (1 - SUMMARY_SHARE - RELEVANT_SHARE)))
     oldest_in_full = recent[0] if recent else answered[-1].sequence_number + 1
     if oldest_in_full - 1 <= conversation.summary_through:
         return None
