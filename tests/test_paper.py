@@ -274,12 +274,20 @@ def test_exchange_six_gets_the_summary_and_the_search_hit_from_exchange_one(
     assert '"summary": true' in meta["metadata"]
 
 
-def test_an_annotated_answer_from_before_we_kept_our_pdfs_is_still_not_asked_again(paper: Paper) -> None:
-    """Answers written by an older version have no stored PDF to compare with: the whole pages go, but the
-    answer's text layer does not, and the model is told the print is its own earlier answer."""
+@pytest.mark.parametrize("why", ["written by an older version", "storage.keep_answer_pdfs_days: 0"])
+def test_an_annotated_answer_without_its_kept_copy_is_still_not_asked_again(
+    tmp_path: Path, server: FakeLLMServer, why: str
+) -> None:
+    """With no copy of the answer to compare with (written before copies were kept, or copies turned off), the
+    whole pages go, but the answer's text layer does not, and the model is told the print is its own answer."""
+    keep = {"storage": {"keep_answer_pdfs_days": 0}} if "keep" in why else {}
+    paper = Paper(tmp_path, server, **keep)
     conversation, _, response = answered(paper.one(notebook_pdf(paper.inbox / "question.pdf", [1])))
     with sqlite3.connect(paper.database) as db:
-        db.execute("UPDATE outputs SET pdf = NULL")
+        if keep:
+            assert db.execute("SELECT COUNT(*) FROM outputs WHERE pdf IS NOT NULL").fetchone() == (0,)
+        else:
+            db.execute("UPDATE outputs SET pdf = NULL")
     paper.server.reset()
     add_vector_ink(response, paper.inbox / "annotated.pdf", 0, [(40, 100, 220, 14)])
     again, number, _ = answered(paper.one(paper.inbox / "annotated.pdf"))

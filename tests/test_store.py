@@ -192,3 +192,19 @@ def test_a_finished_job_is_never_put_back(store: Store) -> None:
     store.retry_later(job_id, at=utc_now(), error="late failure")
     assert store.get_job(job_id).state == "done"
     assert store.claim_job() is None
+
+
+def test_old_answer_copies_are_forgotten_but_still_recognised(store: Store) -> None:
+    job_id = add(store, "a.pdf")
+    job = store.claim_job()
+    assert job is not None and job.job_id == job_id
+    conversation = "conv_20260101_000000_00000000"
+    exchange = store.reserve_exchange(job, conversation_id=conversation, new_conversation=True, input_type="pdf")
+    store.record_output(Path("/in/R.pdf"), "f" * 64, exchange.exchange_id, b"%PDF-1.4 ours")
+    assert store.forget_answer_pdfs(utc_now() - timedelta(days=1)) == 0  # written just now: kept
+    record = store.answer_record(conversation, 1)
+    assert record is not None and record.pdf == b"%PDF-1.4 ours"
+    assert store.forget_answer_pdfs(utc_now() + timedelta(seconds=1)) == 1
+    record = store.answer_record(conversation, 1)
+    assert record is not None and record.pdf is None
+    assert store.is_own_output("f" * 64)

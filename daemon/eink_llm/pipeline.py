@@ -261,7 +261,8 @@ class Pipeline:
         )
 
     def _write(self, output: Path, pdf: bytes, exchange: Exchange) -> None:
-        self.store.record_output(output, _sha256(pdf), exchange.exchange_id, pdf)
+        keep = pdf if self.config.storage.keep_answer_pdfs_days else None  # to compare with when it comes back
+        self.store.record_output(output, _sha256(pdf), exchange.exchange_id, keep)
         atomic_write(output, pdf)
 
     # --- failures --------------------------------------------------------------------------------------

@@ -39,6 +39,8 @@ log = structlog.get_logger("eink_llm.service")
 
 TICK_SECONDS = 0.25
 STATUS_SECONDS = 5.0
+#: How often kept answer PDFs older than storage.keep_answer_pdfs_days are dropped (and once at start).
+PRUNE_SECONDS = 6 * 3600.0
 IDLE_POLL_SECONDS = 1.0
 EX_WATCH_FAILED = 1
 
@@ -221,6 +223,7 @@ class Daemon:
         next_rescan = time.monotonic() + rescan_every
         watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
         next_ping = 0.0
+        next_prune = 0.0
         while not self._stopping.wait(TICK_SECONDS):
             if self._reload.is_set():
                 self._reload.clear()
@@ -238,10 +241,23 @@ class Daemon:
                     "manager can restart it"
                 )
                 return EX_WATCH_FAILED
+            if now >= next_prune:
+                self._forget_old_answer_pdfs(store)
+                next_prune = now + PRUNE_SECONDS
             if now >= next_ping:  # only reached while the watcher is healthy: that is what WATCHDOG=1 vouches for
                 notify(("WATCHDOG=1\n" if watchdog_usec else "") + self._status_line(store))
                 next_ping = now + (min(watchdog_usec / 2e6, STATUS_SECONDS) if watchdog_usec else STATUS_SECONDS)
         return 0
+
+    def _forget_old_answer_pdfs(self, store: Store) -> None:
+        days = self.config.storage.keep_answer_pdfs_days
+        try:
+            forgotten = store.forget_answer_pdfs(utc_now() - timedelta(days=days))
+        except EinkError as exc:
+            log.warning("could not drop old answer copies", error=str(exc))
+            return
+        if forgotten:
+            log.info("dropped old answer copies", count=forgotten, older_than_days=days)
 
     def _status_line(self, store: Store) -> str:
         counts = store.queue_counts()

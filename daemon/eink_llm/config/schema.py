@@ -228,6 +228,13 @@ class StorageConfig(_Section):
         description="SQLite file with the queue and every exchange. Empty means `$STATE_DIRECTORY/eink-llm.sqlite3` "
         "under systemd, else `$XDG_STATE_HOME/eink-llm/eink-llm.sqlite3`. Keep it out of the synced folder.",
     )
+    keep_answer_pdfs_days: int = Field(
+        default=365,
+        ge=0,
+        description="How long a copy of each answer PDF is kept in the database (about 30-100 KB an answer) to find "
+        "exactly what you wrote on it when it comes back. After that an annotated answer still continues its "
+        "conversation, but its whole pages are sent. 0 keeps none.",
+    )
 
 
 class ServiceConfig(_Section):

@@ -92,6 +92,14 @@ class ExchangeStore(Database):
                 (sha256, str(path), exchange_id, iso(utc_now()), pdf),
             )
 
+    def forget_answer_pdfs(self, written_before: datetime) -> int:
+        """Drop the kept copies of answers written before a moment (storage.keep_answer_pdfs_days). Returns how
+        many; the rows stay, so those files are still recognised as ours."""
+        with self._write() as db:
+            return db.execute(
+                "UPDATE outputs SET pdf = NULL WHERE pdf IS NOT NULL AND created_at < ?", (iso(written_before),)
+            ).rowcount
+
     def answer_record(self, conversation_id: str, sequence_number: int) -> AnswerRecord | None:
         """The PDF we wrote for exchange ``sequence_number`` of a conversation (the newest, if rewritten)."""
         rows = self._read(
@@ -142,9 +150,7 @@ class ExchangeStore(Database):
         rows = self._read("SELECT conversation_id FROM folder_conversations WHERE folder = ?", (folder,))
         return rows[0]["conversation_id"] if rows else None
 
-    def complete_exchange(
-        self, exchange: Exchange, result: ExchangeResult, prints: Sequence[bytes] = ()
-    ) -> None:
+    def complete_exchange(self, exchange: Exchange, result: ExchangeResult, prints: Sequence[bytes] = ()) -> None:
         """Finish an exchange and its job in one transaction: after this the input is answered for good.
         ``prints`` are the input's page prints, kept to tell what is new when the file comes back changed."""
         now = iso(utc_now())
