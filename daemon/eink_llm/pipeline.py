@@ -234,10 +234,8 @@ class Pipeline:
         return Outcome(job.job_id, "skipped", conversation_id=resolution.conversation_id)
 
     def _reserve(self, job: Job, document: InputDocument | None, resolution: Resolution) -> Exchange:
-        """The exchange number, reserved before any work (a retry gets the one of its first attempt)."""
-        existing = self.store.exchange_for_job(job.job_id)
-        if existing is not None:
-            return existing
+        """The exchange number, reserved before any work (``reserve_exchange`` gives a retry the one of its
+        first attempt, whatever the arguments)."""
         is_new = resolution.conversation_id is None
         conversation_id = resolution.conversation_id or naming.new_conversation_id()
         return self.store.reserve_exchange(
