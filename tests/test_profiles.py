@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from PIL import Image, ImageDraw
 
 from eink_llm.budget import period_starts
 from eink_llm.config import load_config
+from eink_llm.economy import ink_mask, stroke_width
 from eink_llm.errors import ConfigError
 from eink_llm.service import process_files
 from tests import samples
@@ -124,3 +127,42 @@ def test_unknown_profiles_and_bad_overrides_are_config_errors(tmp_path: Path) ->
     path = write_config(tmp_path / "c.yaml", inbox, tmp_path / "db", profiles={"a": {"llm": {"timeout_seconds": -1}}})
     with pytest.raises(ConfigError, match=r"profiles\.a\.llm\.timeout_seconds"):
         load_config(path)
+
+
+def test_a_profile_may_trade_legibility_for_fewer_image_tokens(
+    tmp_path: Path, servers: tuple[FakeLLMServer, FakeLLMServer]
+) -> None:
+    """llm.min_stroke_px, per profile: the same page of 4-px writing goes to a tile-billed model (gpt-4o) as
+    2 × 2 tiles of 512 px (765 tokens) at the default floor of 2 px, and as one low-detail image of ≤ 512 px
+    (85 tokens) with the floor lowered to 1 px; the pen it shows is thinner but not below that floor. The
+    estimate is recorded with the exchange."""
+    main, local = servers
+    inbox = setup(tmp_path, main, local, cheap={"llm": {"min_stroke_px": 1}})
+    (inbox / "cheap").mkdir()
+    config = tmp_path / "c.yaml"
+    text = config.read_text().replace("model: general", "model: gpt-4o")
+    config.write_text(text.replace("local: local}", "local: local, cheap: cheap}"))
+    files = []
+    for folder in (inbox, inbox / "cheap"):
+        image = Image.new("L", (1150, 1550), 255)
+        draw = ImageDraw.Draw(image)
+        for row in range(20):  # lines of zig-zag "writing", 4 px pen
+            y = 60 + row * 72
+            draw.line([(x, y + (30 if (x // 14) % 2 else 0)) for x in range(50, 1100, 14)], fill=0, width=4)
+        image.save(folder / "q.png")
+        files.append(folder / "q.png")
+    results = process_files(load_config(config), files)
+    assert all(r.answered for r in results), [r.message for r in results]
+    sent = []
+    for request in main.requests:  # one file after the other: the default profile's first
+        [part] = [p for p in request.body["messages"][-1]["content"] if p["type"] == "image_url"]
+        [image] = request.images()
+        sent.append((part["image_url"]["detail"], image.convert("L")))
+    [(default_detail, default_image), (cheap_detail, cheap_image)] = sent
+    assert default_detail == "auto" and max(default_image.size) > 512
+    assert cheap_detail == "low" and max(cheap_image.size) <= 512
+    pen = stroke_width(ink_mask(cheap_image))
+    assert 0.9 <= pen < stroke_width(ink_mask(default_image))
+    rows = db_rows(tmp_path / "db.sqlite3", "SELECT profile, metadata FROM exchanges ORDER BY exchange_id")
+    estimates = [(r["profile"], json.loads(r["metadata"])["image_tokens_estimated"]) for r in rows]
+    assert estimates == [("default", 765), ("cheap", 85)]

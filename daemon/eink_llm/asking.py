@@ -93,11 +93,12 @@ class Asker:
         llm = profile.llm
         caps = backend.capabilities
         if resolution.pages is None:
-            pages = tuple(prepare_encoded_pages(document.pages, caps))
+            pages = prepare_encoded_pages(document.pages, caps, min_stroke_px=llm.min_stroke_px)
         else:
             pages = prepare_encoded_pages(
                 [page.image for page in resolution.pages],
                 caps,
+                min_stroke_px=llm.min_stroke_px,
                 crop_to_ink=[page.crop_to_ink for page in resolution.pages],
             )
         system_prompt = context.system_prompt(llm.system_prompt)

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from eink_llm.backends.base import BackendSettings
+from eink_llm.economy import MIN_STROKE_PX
 from eink_llm.errors import ConfigError
 from eink_llm.retry import RetryPolicy
 
@@ -125,6 +126,14 @@ class LLMConfig(_Section):
         default=None, ge=0, le=2, description="Sampling temperature; empty keeps the model's default."
     )
     system_prompt: str = Field(default=DEFAULT_SYSTEM_PROMPT, description="Instructions sent before every question.")
+    min_stroke_px: float = Field(
+        default=MIN_STROKE_PX,
+        ge=1,
+        le=8,
+        description="How thin a pen stroke may become when pages are scaled down to save image tokens, in pixels. "
+        "2 keeps handwriting legible. Lower it (1 at the least) only to pay fewer tokens on OpenAI's tile-billed "
+        "models (gpt-4o, gpt-4.1, gpt-5), at the risk of misread words; see docs/page-economy.md.",
+    )
     options: dict[str, Any] = Field(
         default_factory=dict,
         description="Backend-specific extras: `detail`, `max_tokens_field` (openai); `anthropic_version` "
