@@ -384,22 +384,36 @@ def load_benchmark() -> ModuleType:
 def test_benchmark_meets_its_target() -> None:
     bench = load_benchmark()
     rows = bench.measure(supersample=2)
-    assert not [row for row in rows if row.violations and row.ours_size is not None]  # nothing over a limit
-    assert all(row.ours_tokens <= row.naive_tokens for row in rows)  # never worse than the naive page
+    # Its own verdict: nothing over a limit, never worse than the naive page nor than the best strictly legible
+    # scale found by its own scan, and 2× on the median page wherever a legible pen allows it.
+    failures, notes = bench.verdict(rows)
+    assert failures == []
     assert all(row.ours_bytes < row.naive_bytes / 2 for row in rows if row.ours_size)
-    assert set(bench.BACKENDS) == {"openai gpt-4o", "openai gpt-4.1-mini", "anthropic", "gemini", "ollama"}
-    for backend in ("openai gpt-4.1-mini", "anthropic", "gemini", "ollama"):
+    assert set(bench.BACKENDS) == {
+        "openai gpt-4o",
+        "openai gpt-4o, min_stroke_px 1",
+        "openai gpt-4.1-mini",
+        "anthropic",
+        "gemini",
+        "ollama",
+    }
+    for backend in ("openai gpt-4.1-mini", "anthropic", "gemini", "ollama", "openai gpt-4o, min_stroke_px 1"):
         assert bench.median_ratio(rows, backend) >= 2.0, backend
     # Tile-billed OpenAI models already shrink any page to 768 px on its short side, so a full page costs the same
     # 765 tokens either way (docs/page-economy.md has the arithmetic); the savings come from partial and blank pages.
+    # That is the one backend whose legibility floor rules 2× out, and the benchmark says so.
+    assert [note.split(":")[0] for note in notes] == ["openai gpt-4o"]
     openai = [row for row in rows if row.backend == "openai gpt-4o"]
     assert sum(r.ours_tokens for r in openai) <= 0.75 * sum(r.naive_tokens for r in openai)
     assert statistics.median(r.ratio for r in openai if not math.isinf(r.ratio)) >= 1.0
+    # At the same tokens, gpt-4o sees every page of ours at least as sharp as it sees the naive page.
+    assert all(r.ours_pen_px >= r.naive_pen_px for r in openai if r.ours_size)
     # Legible: pens stay about 2 px wide (less the tile-snapping slack); the 2-px pen (1.3 px at 150 dpi) is never
-    # shrunk at all.
+    # shrunk at all; with min_stroke_px 1, about 1 px.
     for row in rows:
         if row.ours_size:
-            assert row.ours_pen_px >= (1.3 if "2 px pen" in row.page else 1.7), row
+            thinnest = 0.9 if "min_stroke_px 1" in row.backend else 1.3 if "2 px pen" in row.page else 1.7
+            assert row.ours_pen_px >= thinnest, row
 
 
 def test_encoded_pages_as_the_reader_makes_them() -> None:

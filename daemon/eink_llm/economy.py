@@ -400,7 +400,7 @@ def _prepare(
     region = grey.crop(crop)
     stroke = stroke_width(mask.crop(crop))
     width, height = region.size
-    ceiling = _max_scale(caps, width, height, long_edge_limit) * extra
+    ceiling = max_useful_scale(caps, width, height, long_edge_limit) * extra
     floor = min(ceiling, min_stroke_px / stroke) if stroke > 0 else ceiling
     scale = _cheapest_scale(caps, width, height, floor, ceiling)
     for _attempt in range(12):
@@ -417,15 +417,17 @@ def _prepare(
 
 
 def _prepare_blank(grey: Image.Image, caps: Capabilities, long_edge_limit: int | None, extra: float) -> PreparedPage:
-    scale = min(_max_scale(caps, grey.width, grey.height, long_edge_limit), BLANK_PAGE_LONG_EDGE / max(grey.size))
+    scale = min(max_useful_scale(caps, grey.width, grey.height, long_edge_limit), BLANK_PAGE_LONG_EDGE / max(grey.size))
     scale *= extra
     image = _encode(_resize(grey, scale), caps, bilevel=True)
     tokens = estimate_image_tokens(caps, image.width, image.height)
     return PreparedPage(0, image, True, (0, 0, grey.width, grey.height), 0.0, scale, tokens)
 
 
-def _max_scale(caps: Capabilities, width: int, height: int, long_edge_limit: int | None) -> float:
-    """The largest useful scale: never upscale, never past a hard limit or the size the provider shrinks to."""
+def max_useful_scale(caps: Capabilities, width: int, height: int, long_edge_limit: int | None = None) -> float:
+    """The largest useful scale for a ``width`` × ``height`` image: never upscale, never past a hard limit
+    (``long_edge_limit``) or the size the provider shrinks images to anyway, so also the scale at which the
+    provider's model sees an image sent larger."""
     scale = 1.0
     long_side, short_side = max(width, height), min(width, height)
     for limit, side in (
