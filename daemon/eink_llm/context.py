@@ -47,11 +47,8 @@ def estimate_tokens(text: str) -> int:
 
 
 def question_as_read(exchange: Exchange) -> str:
-    """The user's side of an earlier exchange, as we know it: what the model read, else the text layer."""
-    for text in (exchange.transcription, exchange.question_text):
-        if text and text.strip():
-            return text.strip()
-    return f"(Handwritten pages from the file {exchange.input_file}.)"
+    """The user's side of an earlier exchange, as we know it (:meth:`Exchange.asked`), else where it came from."""
+    return exchange.asked() or f"(Handwritten pages from the file {exchange.input_file}.)"
 
 
 @dataclass(frozen=True, slots=True)

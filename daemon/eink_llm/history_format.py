@@ -38,14 +38,6 @@ def title_of(transcription: str | None, question: str | None, input_file: str | 
     return "(no question recorded)"
 
 
-def asked(exchange: Exchange) -> str | None:
-    """What the user asked: the transcription of the handwriting, else the page's text."""
-    for text in (exchange.transcription, exchange.question_text):
-        if text and text.strip():
-            return text.strip()
-    return None
-
-
 def parse_time(stamp: str | None) -> datetime | None:
     if not stamp:
         return None
@@ -165,7 +157,7 @@ def show_text(conversation: Conversation, exchanges: Sequence[Exchange]) -> str:
             f"  input:  {ex.input_file}",
             f"  output: {ex.output_file or '-'}",
             "  You asked:",
-            indent(asked(ex) or "(no transcription or text recorded)"),
+            indent(ex.asked() or "(no transcription or text recorded)"),
         ]
         if ex.status == "pending":
             lines += ["  Answer:", "    (not answered yet)"]
@@ -259,7 +251,7 @@ def export_markdown(conversation: Conversation, exchanges: Sequence[Exchange]) -
     for ex in exchanges:
         facts = [utc_time(ex.created_at), ex.status, model_text(ex), tokens_text(ex), seconds_text(ex.processing_time)]
         files = f"`{ex.input_file}`" + (f" → `{ex.output_file}`" if ex.output_file else "")
-        question = asked(ex)
+        question = ex.asked()
         quoted = "\n".join(f"> {line}".rstrip() for line in question.splitlines()) if question else "> (none)"
         parts += [f"## Exchange {ex.sequence_number}", "*" + " · ".join(facts) + "*  \n" + files]
         parts.append("**You asked:**\n\n" + quoted)
@@ -294,7 +286,7 @@ def export_pdf(
         ConversationEntry(
             sequence=ex.sequence_number,
             created_at=parse_time(ex.created_at) or datetime.now(UTC),
-            question=asked(ex),
+            question=ex.asked(),
             answer=ex.response_text if ex.status == "ok" else None,
             error=ex.error_text or ("Not answered yet." if ex.status == "pending" else None),
             model=ex.model or "",

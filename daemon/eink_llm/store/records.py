@@ -92,6 +92,13 @@ class Exchange:
     output_tokens: int | None = None
     completed_at: str | None = None
 
+    def asked(self) -> str | None:
+        """What the user asked, as we know it: what the model read (the transcription), else the page's text."""
+        for text in (self.transcription, self.question_text):
+            if text and text.strip():
+                return text.strip()
+        return None
+
 
 @dataclass(frozen=True, slots=True)
 class ExchangeResult:
