@@ -34,7 +34,8 @@ from dataclasses import dataclass
 from PIL import Image, ImageDraw
 
 from eink_llm.backends import BackendSettings, Capabilities, create_backend
-from eink_llm.economy import MIN_STROKE_PX, SNAP_SLACK, estimate_image_tokens, max_useful_scale, plan_pages
+from eink_llm.economy import MIN_STROKE_PX, SNAP_SLACK, max_useful_scale, plan_pages
+from eink_llm.image_tokens import estimate_image_tokens
 
 PAGE_MM = (157.8, 210.4)
 SCREEN_PPI = 226

@@ -20,16 +20,14 @@ from eink_llm.backends.anthropic import CAPABILITIES as ANTHROPIC
 from eink_llm.economy import (
     BLANK_PAGE_LONG_EDGE,
     MARGIN_PX,
-    estimate_image_tokens,
     ink_mask,
-    openai_image_pricing,
-    openai_patches,
     plan_pages,
     prepare_encoded_pages,
     prepare_pages,
     stroke_width,
 )
 from eink_llm.errors import InputTooLargeError
+from eink_llm.image_tokens import estimate_image_tokens, openai_image_pricing, openai_patches
 from tests.fakes import FakeLLMServer
 
 ROOT = Path(__file__).resolve().parent.parent

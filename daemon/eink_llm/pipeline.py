@@ -37,8 +37,8 @@ from eink_llm.atomic import atomic_write
 from eink_llm.backends.base import Backend, LLMRequest, LLMResponse
 from eink_llm.config import Config, Profile
 from eink_llm.context import Context, build_context
-from eink_llm.economy import estimate_image_tokens
 from eink_llm.errors import EinkError, OutputError
+from eink_llm.image_tokens import estimate_image_tokens
 from eink_llm.reader import InputDocument, InputLimits, read_input
 from eink_llm.render import RenderMeta, get_device, render_answer, render_error
 from eink_llm.resolve import Resolution, Resolver

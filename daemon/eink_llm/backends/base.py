@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal, Protocol, runtime_checkable
 
 Role = Literal["user", "assistant"]
-#: How a provider counts image tokens, for :func:`eink_llm.economy.estimate_image_tokens`. OpenAI has four: 512-px
+#: How a provider counts image tokens, for :func:`eink_llm.image_tokens.estimate_image_tokens`. OpenAI has four: 512-px
 #: tiles with images that fit 512 × 512 sent at ``detail: low`` (``openai-tiles``, the openai backend's default),
 #: tiles with every image at high detail (``openai-high``), the flat low-detail price (``openai-low``), and 32-px
 #: patches times a per-model multiplier (``openai-patches``: gpt-4.1-mini/nano, o4-mini, gpt-5-mini/nano).

@@ -40,8 +40,8 @@ from eink_llm.backends.base import (
     TokenFormula,
     Usage,
 )
-from eink_llm.economy import OPENAI_LOW_DETAIL_PX, OPENAI_MAX_PATCHES, OPENAI_PATCH_PX, openai_image_pricing
 from eink_llm.errors import BackendError
+from eink_llm.image_tokens import OPENAI_LOW_DETAIL_PX, OPENAI_MAX_PATCHES, OPENAI_PATCH_PX, openai_image_pricing
 
 __all__ = ["CUT_OFF_NOTE", "DEFAULT_BASE_URL", "INSTRUCTION", "TEXT_LAYER_INTRO", "OpenAIBackend", "create"]
 
