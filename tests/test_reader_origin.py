@@ -8,16 +8,19 @@ directly and inside real PDFs.
 
 from __future__ import annotations
 
+import io
 import random
 import re
 import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pypdfium2 as pdfium
 import pytest
 
 from eink_llm.naming import output_name
-from eink_llm.reader import PdfOrigin, read_input
+from eink_llm.reader import PdfOrigin, read_input, recorded_input
 from eink_llm.reader import origin as reader_origin
 from eink_llm.reader.origin import MAX_PACKET_BYTES, find_origin, origin_from_xmp, xmp_packets
 from eink_llm.render import RenderMeta, render_answer
@@ -75,9 +78,10 @@ def packet(body: str) -> bytes:
 
 def test_origin_round_trip_under_our_name_and_after_a_rename(tmp_path: Path, answer_pdf: bytes) -> None:
     ours = output_name("RESPONSE", CONVERSATION, 12, "question")
-    assert read(tmp_path, answer_pdf, ours) == PdfOrigin(CONVERSATION, 12, "info")
+    assert read(tmp_path, answer_pdf, ours) == PdfOrigin(CONVERSATION, 12, "info", unchanged=True)
     # Tablets rename on export: the name says nothing any more, the metadata still does.
-    assert read(tmp_path, answer_pdf, "Notebook 2025-01-03.pdf") == PdfOrigin(CONVERSATION, 12, "info")
+    renamed = read(tmp_path, answer_pdf, "Notebook 2025-01-03.pdf")
+    assert renamed == PdfOrigin(CONVERSATION, 12, "info", unchanged=True)
 
 
 def test_xmp_only_pdf(tmp_path: Path, answer_pdf: bytes) -> None:
@@ -85,7 +89,7 @@ def test_xmp_only_pdf(tmp_path: Path, answer_pdf: bytes) -> None:
 
 
 def test_info_only_pdf(tmp_path: Path, answer_pdf: bytes) -> None:
-    assert read(tmp_path, without_xmp(answer_pdf)) == PdfOrigin(CONVERSATION, 12, "info")
+    assert read(tmp_path, without_xmp(answer_pdf)) == PdfOrigin(CONVERSATION, 12, "info", unchanged=True)
 
 
 def test_subject_and_keywords_only(tmp_path: Path, answer_pdf: bytes) -> None:
@@ -104,13 +108,15 @@ def test_foreign_pdfs_and_images_have_no_origin(tmp_path: Path) -> None:
 def test_a_broken_info_id_falls_back_to_the_xmp(tmp_path: Path, answer_pdf: bytes) -> None:
     start, end = info_dict(answer_pdf)
     info = answer_pdf[start:end].replace(b"(conv_20250102", b"(conv_2025010X")  # Info key and Subject
-    assert read(tmp_path, answer_pdf[:start] + info + answer_pdf[end:]) == PdfOrigin(CONVERSATION, 12, "xmp")
+    found = read(tmp_path, answer_pdf[:start] + info + answer_pdf[end:])
+    assert found == PdfOrigin(CONVERSATION, 12, "xmp", unchanged=True)  # the pages digest is intact
 
 
 def test_missing_exchange_is_taken_from_a_later_record(tmp_path: Path, answer_pdf: bytes) -> None:
     start, end = info_dict(answer_pdf)
     info = answer_pdf[start:end].replace(b"/EinkLLMExchange", b"/XinkLLMExchange")
-    assert read(tmp_path, answer_pdf[:start] + info + answer_pdf[end:]) == PdfOrigin(CONVERSATION, 12, "info")
+    found = read(tmp_path, answer_pdf[:start] + info + answer_pdf[end:])
+    assert found == PdfOrigin(CONVERSATION, 12, "info", unchanged=True)
 
 
 # -- the XMP parser ------------------------------------------------------------------------------------------
@@ -227,3 +233,42 @@ def test_a_packet_built_to_make_the_patterns_backtrack_is_read_in_linear_time() 
     data = b"%PDF-1.4\n" + packet.encode() * 8
     for _ in range(20):
         assert origin_from_xmp(data) is None
+
+
+# -- the folder remembers: the input answered, and whether our pages are unchanged -----------------------------
+
+
+def test_an_answer_records_its_input_and_stays_unchanged_until_written_on(tmp_path: Path) -> None:
+    sha = "0123456789abcdef" * 4
+    pdf = render_answer("An answer.", replace(META, input_sha256=sha))
+    ours = tmp_path / output_name("RESPONSE", CONVERSATION, 12, "question")
+    ours.write_bytes(pdf)
+    assert recorded_input(ours, 10**7) == sha
+    assert read_input(ours).origin == PdfOrigin(CONVERSATION, 12, "info", input_sha256=sha, unchanged=True)
+    # Saved again by another tool, same pages: still unchanged.
+    document = pdfium.PdfDocument(pdf)
+    buffer = io.BytesIO()
+    document.save(buffer)
+    document.close()
+    assert buffer.getvalue() != pdf
+    assert read(tmp_path, buffer.getvalue()) == PdfOrigin(CONVERSATION, 12, "info", input_sha256=sha, unchanged=True)
+    # A pen stroke on the reply page: ours still, but changed.
+    inked = samples.add_vector_ink(ours, tmp_path / "inked.pdf", 1, [(100, 300, 80, 3)])
+    found = read_input(inked).origin
+    assert found is not None and found.conversation_id == CONVERSATION and not found.unchanged
+    assert recorded_input(inked, 10**7) == sha
+
+
+def test_only_our_answers_record_an_input(tmp_path: Path, answer_pdf: bytes) -> None:
+    assert recorded_input(samples.make_pdf(tmp_path / "export.pdf"), 10**7) is None
+    assert recorded_input(samples.make_png(tmp_path / "page.png"), 10**7) is None
+    assert recorded_input(tmp_path / "missing.pdf", 10**7) is None
+    big = tmp_path / "answer.pdf"
+    big.write_bytes(render_answer("An answer.", replace(META, input_sha256="ab" * 32)))
+    assert recorded_input(big, 100) is None  # over the size limit: not read
+    # A forged digest does not make a foreign PDF "ours, unchanged".
+    start, end = info_dict(answer_pdf)
+    assert b"/EinkLLMPages (" in answer_pdf[start:end]
+    info = re.sub(rb"/EinkLLMPages \([0-9a-f]{32}\)", b"/EinkLLMPages (" + b"f" * 32 + b")", answer_pdf[start:end])
+    found = read(tmp_path, answer_pdf[:start] + info + answer_pdf[end:])
+    assert found is not None and not found.unchanged

@@ -17,6 +17,11 @@ from typing import Literal
 #: read by reader/origin.py): custom Info dictionary keys, and our XMP namespace.
 INFO_CONVERSATION = "EinkLLMConversation"
 INFO_EXCHANGE = "EinkLLMExchange"
+#: Also in the Info dictionary of an answer or error page: the SHA-256 of the input it answers, and the digest
+#: of its pages as written (eink_llm.pdfpages), so that without the database the input is known to be answered
+#: and the answer, if unchanged, not to be a question.
+INFO_INPUT = "EinkLLMInput"
+INFO_PAGES = "EinkLLMPages"
 XMP_NAMESPACE = "https://github.com/eink-llm/ns/1.0/"
 
 CONVERSATION_ID = re.compile(r"conv_\d{8}_\d{6}_[0-9a-f]{8}")
@@ -72,3 +77,9 @@ def sanitize_stem(stem: str, max_length: int = MAX_STEM) -> str:
 def output_name(kind: OutputKind, conversation_id: str, exchange: int, input_stem: str) -> str:
     """``RESPONSE_{conversation}_ex{NNN}_{stem}.pdf`` (or ``ERROR_…``)."""
     return f"{kind}_{conversation_id}_ex{exchange:03d}_{sanitize_stem(input_stem)}.pdf"
+
+
+def answer_name_pattern(input_stem: str) -> re.Pattern[str]:
+    """The names of our answers and error pages to an input with this stem, in any conversation and exchange."""
+    stem = re.escape(sanitize_stem(input_stem))
+    return re.compile(rf"(?:RESPONSE|ERROR)_{CONVERSATION_ID.pattern}_ex\d{{3,}}_{stem}\.pdf")

@@ -256,6 +256,7 @@ def _bare_error_pdf(meta: RenderMeta, title: str, what: str, todo: str, detail: 
             conversation,
             number if isinstance(number, int) and not isinstance(number, bool) else None,
             created if isinstance(created, datetime) and date_text(created) else None,
+            sha if isinstance(sha := getattr(meta, "input_sha256", None), str) else None,
         ),
     )
     y = height - margin
@@ -268,4 +269,4 @@ def _bare_error_pdf(meta: RenderMeta, title: str, what: str, todo: str, detail: 
         y -= leading
     canv.showPage()
     canv.save()
-    return buffer.getvalue()
+    return metadata.seal(buffer.getvalue())

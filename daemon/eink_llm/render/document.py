@@ -51,6 +51,8 @@ class RenderMeta:
     transcription: str | None = None
     #: A notice shown in a small box at the very top (e.g. "this question started a new conversation").
     note: str | None = None
+    #: SHA-256 of the input file answered, written into the PDF's metadata (render/metadata.py).
+    input_sha256: str | None = None
 
 
 class Box(NamedTuple):
@@ -228,6 +230,7 @@ class DocumentInfo:
     created: datetime | None  # None: no usable time (the header shows none, the metadata a fixed date)
     keywords: tuple[str, ...]
     exchange: int | None = None  # written as metadata, read back when the PDF returns
+    input_sha256: str | None = None  # likewise: which input an answer or error page answers
 
 
 def answer_info(meta: RenderMeta) -> DocumentInfo:
@@ -241,7 +244,10 @@ def answer_info(meta: RenderMeta) -> DocumentInfo:
     if conversation:
         keywords.append(f"conversation {conversation}")
     created = meta.created_at if isinstance(meta.created_at, datetime) and date_text(meta.created_at) else None
-    return DocumentInfo(one_line(meta.title), conversation, f"Exchange {shown}", created, tuple(keywords), exchange)
+    sha = meta.input_sha256 if isinstance(meta.input_sha256, str) else None
+    return DocumentInfo(
+        one_line(meta.title), conversation, f"Exchange {shown}", created, tuple(keywords), exchange, sha
+    )
 
 
 def build_pdf(story: Sequence[Flowable], meta: RenderMeta, device: Device, theme: Theme) -> bytes:
@@ -254,7 +260,7 @@ def build_document(story: Sequence[Flowable], info: DocumentInfo, device: Device
     fonts.ensure_fonts()
     layout = page_layout(device, theme)
     decor = _Decor(layout, theme, info.conversation, info.label, date_text(info.created), info.title)
-    identity = metadata.Identity(info.conversation, info.exchange, info.created)
+    identity = metadata.Identity(info.conversation, info.exchange, info.created, info.input_sha256)
     body = layout.body
     buffer = io.BytesIO()
     doc = BaseDocTemplate(
@@ -284,4 +290,4 @@ def build_document(story: Sequence[Flowable], info: DocumentInfo, device: Device
     )
     doc.addPageTemplates([PageTemplate(id="page", frames=[frame])])
     doc.build(list(story), canvasmaker=_canvas_factory(decor, identity))
-    return buffer.getvalue()
+    return metadata.seal(buffer.getvalue())
