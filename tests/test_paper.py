@@ -316,3 +316,41 @@ def test_memory_finds_your_other_conversations_but_never_another_users(tmp_path:
     bob_system, alice_system = (str(r.body["messages"][0]["content"]) for r in server.requests)
     assert "Zanzibar spice farms" not in bob_system
     assert "From another conversation" in alice_system and "Zanzibar spice farms" in alice_system
+
+
+# --- the folder remembers ----------------------------------------------------------------------------------
+
+
+def test_with_the_database_lost_nothing_in_the_folder_is_answered_twice(paper: Paper) -> None:
+    """A new server: the synced folder comes along, the database does not. The questions already answered (or
+    refused with an ERROR_ page) and our own answers are all recognised from the folder alone; only an answer
+    written on afterwards is a question again."""
+    question = notebook_pdf(paper.inbox / "question.pdf", [1])
+    conversation, _, response = answered(paper.one(question))
+    broken = paper.inbox / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.7\n" + b"\x00garbage" * 20)
+    refused = paper.one(broken)
+    assert refused.outcome is not None and refused.outcome.status == "error" and refused.outcome.output
+    error_page = refused.outcome.output
+
+    shutil.rmtree(paper.database.parent)
+    paper.server.reset()
+    before = sorted(path.name for path in paper.inbox.iterdir())
+    results = {result.path.name: result for result in paper.ask(question, response, broken, error_page)}
+    assert {name: r.outcome.status if r.outcome else None for name, r in results.items()} == dict.fromkeys(
+        [question.name, response.name, broken.name, error_page.name], "skipped"
+    )
+    assert "answered before" in results[question.name].message
+    assert "answered before" in results[broken.name].message
+    assert "one of our answers, unchanged" in results[response.name].message
+    assert "one of our answers, unchanged" in results[error_page.name].message
+    assert paper.server.requests == []
+    assert sorted(path.name for path in paper.inbox.iterdir()) == before  # nothing new on the tablet
+
+    # Written on, the old answer is a question again; this database never knew its conversation.
+    reply = len(pdfium.PdfDocument(response.read_bytes())) - 1
+    annotated = add_vector_ink(response, response.with_suffix(".tmp.pdf"), reply, [(40, 300, 220, 14)])
+    shutil.move(annotated, response)
+    new, number, output = answered(paper.one(response))
+    assert new != conversation and number == 1 and len(paper.server.requests) == 1
+    assert conversation in " ".join(pdf_text(output).split())  # the note says the old one is unknown here

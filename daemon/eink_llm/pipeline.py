@@ -59,6 +59,7 @@ class Outcome:
     conversation_id: str | None = None
     exchange: int | None = None
     error: EinkError | None = None
+    note: str | None = None  # why a skipped job needed no answer
 
 
 class UnexpectedError(EinkError):
@@ -107,7 +108,7 @@ class Pipeline:
 
         document, failure = self._read(job)
         resolution = self._resolve(job, document)
-        if failure is None and resolution.nothing_new:
+        if resolution.nothing_new:  # an unreadable file too, when an earlier ERROR_ page already answered it
             return self._nothing_new(job, resolution)
         exchange = self._reserve(job, document, resolution)
         response: LLMResponse | None = None
@@ -228,10 +229,10 @@ class Pipeline:
             log.exception("could not update the conversation summary", conversation=exchange.conversation_id)
 
     def _nothing_new(self, job: Job, resolution: Resolution) -> Outcome:
-        note = "nothing new since it was last answered"
+        note = resolution.why_nothing_new
         self.store.finish_job(job.job_id, note, resolution.prints)
-        log.info("nothing new on this file; not answering it again", input=str(job.path), joined=resolution.how)
-        return Outcome(job.job_id, "skipped", conversation_id=resolution.conversation_id)
+        log.info("not answering this file", input=str(job.path), why=note)
+        return Outcome(job.job_id, "skipped", conversation_id=resolution.conversation_id, note=note)
 
     def _reserve(self, job: Job, document: InputDocument | None, resolution: Resolution) -> Exchange:
         """The exchange number, reserved before any work (``reserve_exchange`` gives a retry the one of its
@@ -345,6 +346,7 @@ class Pipeline:
             model=model,
             transcription=transcription,
             note=note,
+            input_sha256=job.sha256,
         )
 
     @staticmethod

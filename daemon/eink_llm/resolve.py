@@ -1,7 +1,10 @@
 """Which conversation an input continues, and what on it is new.
 
 On a tablet the conversation lives in files, and the user cannot type an id, so every natural way of continuing
-works. The rules, first match wins (README "Continuing a conversation" shows file names for each):
+works. First, an input that needs no answer is recognised without the database (which may have been lost: a new
+server, a restore without it): **one of our answers, unchanged** (its pages still have the digest we stamped in
+it), or **an input already answered** (an answer or error page named after it in its folder records its
+SHA-256). Then the rules, first match wins (README "Continuing a conversation" shows file names for each):
 
 1. **An earlier version of the same file was answered** (notebook mode): a growing notebook re-exported under
    its name. Same conversation; only the pages, or the ink on a page, not answered before are sent — matched by
@@ -22,6 +25,7 @@ starts and the answer says so in a note at its top.
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -33,12 +37,19 @@ from eink_llm import inkdiff, naming
 from eink_llm.backends.base import PageImage
 from eink_llm.config import Config
 from eink_llm.economy import is_blank
-from eink_llm.reader import InputDocument
+from eink_llm.reader import InputDocument, recorded_input
 from eink_llm.store import AnswerRecord, Job, Store
 
 log = structlog.get_logger("eink_llm.resolve")
 
-How = Literal["notebook", "annotated-answer", "file-name", "metadata", "folder", "new"]
+How = Literal[
+    "own-answer", "answered-before", "notebook", "annotated-answer", "file-name", "metadata", "folder", "new"
+]
+#: Why an input that needs no answer gets none (the job's note, the log, ``eink-llm process``).
+_NOTHING_NEW = {
+    "own-answer": "one of our answers, unchanged: not a question",
+    "answered-before": "answered before: an answer in its folder records this very file",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +87,10 @@ class Resolution:
     def nothing_new(self) -> bool:
         return self.pages is not None and not self.pages
 
+    @property
+    def why_nothing_new(self) -> str:
+        return _NOTHING_NEW.get(self.how, "nothing new since it was last answered")
+
     def question_text(self, document: InputDocument) -> str:
         """The input's text layer, as part of the question — unless only part of the input is new: then the
         text layer holds what was answered before (our own answer, for an annotated RESPONSE_), and sending it
@@ -92,6 +107,9 @@ class Resolver:
         """The rules of the module docstring, for one job (``document`` is ``None`` when it could not be read)."""
         images = _decode(document) if document is not None else []
         prints = tuple(inkdiff.make_print(image) for image in images)
+        handled = self._handled_before(job, document)
+        if handled is not None:
+            return Resolution(None, handled, pages=(), prints=prints)
 
         earlier = self.store.earlier_version(job)
         if earlier is not None and images:
@@ -192,6 +210,26 @@ class Resolver:
         if note:
             log.info("not continuing a conversation", input=str(job.path), named=conversation_id, reason=note)
         return Resolution(None, "new", note=note, pages=pages, instruction=instruction, prints=prints)
+
+
+    def _handled_before(self, job: Job, document: InputDocument | None) -> How | None:
+        """``own-answer`` or ``answered-before`` (see the module docstring) when the input needs no answer."""
+        origin = document.origin if document is not None else None
+        if origin is not None and origin.unchanged:
+            log.info("one of our answers, unchanged; not a question", input=str(job.path))
+            return "own-answer"
+        pattern = naming.answer_name_pattern(job.path.stem)
+        try:
+            with os.scandir(job.path.parent) as entries:
+                names = sorted(entry.name for entry in entries if pattern.fullmatch(entry.name))
+        except OSError:
+            return None
+        max_bytes = int(self.config.input.max_file_mb * 1024 * 1024)
+        for name in names:
+            if recorded_input(job.path.parent / name, max_bytes) == job.sha256:
+                log.info("answered before; not answering it again", input=str(job.path), answer=name)
+                return "answered-before"
+        return None
 
 
 def _decode(document: InputDocument) -> list[Image.Image]:

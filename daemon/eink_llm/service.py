@@ -399,7 +399,7 @@ def _drain(pipeline: Pipeline, jobs: dict[int, Path], done: list[ProcessResult])
         elif outcome.error:
             message = str(outcome.error)
         else:
-            message = "nothing new on it since it was last answered"
+            message = outcome.note or "nothing new on it since it was last answered"
         done.append(ProcessResult(job.path, outcome, message))
 
 
