@@ -42,9 +42,7 @@ from eink_llm.store import AnswerRecord, Job, Store
 
 log = structlog.get_logger("eink_llm.resolve")
 
-How = Literal[
-    "own-answer", "answered-before", "notebook", "annotated-answer", "file-name", "metadata", "folder", "new"
-]
+How = Literal["own-answer", "answered-before", "notebook", "annotated-answer", "file-name", "metadata", "folder", "new"]
 #: Why an input that needs no answer gets none (the job's note, the log, ``eink-llm process``).
 _NOTHING_NEW = {
     "own-answer": "one of our answers, unchanged: not a question",
@@ -210,7 +208,6 @@ class Resolver:
         if note:
             log.info("not continuing a conversation", input=str(job.path), named=conversation_id, reason=note)
         return Resolution(None, "new", note=note, pages=pages, instruction=instruction, prints=prints)
-
 
     def _handled_before(self, job: Job, document: InputDocument | None) -> How | None:
         """``own-answer`` or ``answered-before`` (see the module docstring) when the input needs no answer."""
