@@ -140,6 +140,34 @@ def test_restart_answers_nothing_twice_and_catches_up(tmp_path: Path, inbox: Pat
     assert len(exchanges(tmp_path)) == 3
 
 
+def test_a_new_database_on_a_folder_with_history_answers_only_what_is_new(
+    tmp_path: Path, inbox: Path, server: FakeLLMServer
+) -> None:
+    """Moving to a new server: the synced folder arrives with its questions and answers, the database does not.
+    The daemon's start-up scan finds them all and answers none; a file dropped afterwards is answered."""
+    config = openai_config(tmp_path, inbox, server)
+    with DaemonProcess(config, tmp_path) as daemon:
+        samples.make_pdf(inbox / "one.pdf", pages=1)
+        samples.make_png(inbox / "two.png")
+        wait_until(lambda: len(outputs(inbox, "RESPONSE_")) == 2, timeout=30, what="the first answers")
+        assert daemon.stop() == 0
+    shutil.rmtree(tmp_path / "state")
+    requests_before = len(server.requests)
+    database = tmp_path / "state" / "db.sqlite3"
+
+    def looked_at() -> list[str] | None:
+        notes = [str(r["last_error"]) for r in db_rows(database, "SELECT last_error FROM jobs WHERE state = 'done'")]
+        return sorted(notes) if len(notes) == 4 else None
+
+    with DaemonProcess(config, tmp_path) as daemon:
+        notes = wait_until(looked_at, timeout=30, what="the four files already there looked at")
+        assert [note.split(":")[0] for note in notes] == ["answered before"] * 2 + ["one of our answers, unchanged"] * 2
+        samples.make_png(inbox / "three.png", size=(800, 1000))
+        wait_until(lambda: len(outputs(inbox, "RESPONSE_")) == 3, timeout=30, what="the new file answered")
+        assert daemon.stop() == 0
+    assert len(server.requests) == requests_before + 1
+
+
 @pytest.mark.parametrize(
     ("name", "make", "words"),
     [
