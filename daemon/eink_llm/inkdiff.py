@@ -61,7 +61,7 @@ import pypdfium2 as pdfium
 from PIL import Image, ImageChops
 
 from eink_llm.economy import INK_THRESHOLD  # the one definition of ink, shared with what is sent
-from eink_llm.pdfpages import PDFIUM_LOCK
+from eink_llm.reader import PDFIUM_LOCK
 
 __all__ = [
     "COMPARE_LONG_EDGE",

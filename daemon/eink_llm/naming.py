@@ -17,11 +17,11 @@ from typing import Literal
 #: read by reader/origin.py): custom Info dictionary keys, and our XMP namespace.
 INFO_CONVERSATION = "EinkLLMConversation"
 INFO_EXCHANGE = "EinkLLMExchange"
-#: Also in the Info dictionary of an answer or error page: the SHA-256 of the input it answers, and the digest
-#: of its pages as written (eink_llm.pdfpages), so that without the database the input is known to be answered
-#: and the answer, if unchanged, not to be a question.
+#: Also in the Info dictionary of an answer or error page: the SHA-256 of the input it answers, and the file's
+#: own digest (eink_llm.fingerprint), so that without the database the input is known to be answered and the
+#: answer, if unchanged, not to be a question.
 INFO_INPUT = "EinkLLMInput"
-INFO_PAGES = "EinkLLMPages"
+INFO_DIGEST = "EinkLLMDigest"
 XMP_NAMESPACE = "https://github.com/eink-llm/ns/1.0/"
 
 CONVERSATION_ID = re.compile(r"conv_\d{8}_\d{6}_[0-9a-f]{8}")

@@ -2,9 +2,10 @@
 
 On a tablet the conversation lives in files, and the user cannot type an id, so every natural way of continuing
 works. First, an input that needs no answer is recognised without the database (which may have been lost: a new
-server, a restore without it): **one of our answers, unchanged** (its pages still have the digest we stamped in
-it), or **an input already answered** (an answer or error page named after it in its folder records its
-SHA-256). Then the rules, first match wins (README "Continuing a conversation" shows file names for each):
+server, a restore without it): **one of our answers, unchanged** (byte for byte as we wrote it: the digest we
+stamped in it still matches), or **an input already answered** (an answer or error page named after it in its
+folder records its SHA-256). Then the rules, first match wins (README "Continuing a conversation" shows file
+names for each):
 
 1. **An earlier version of the same file was answered** (notebook mode): a growing notebook re-exported under
    its name. Same conversation; only the pages, or the ink on a page, not answered before are sent — matched by

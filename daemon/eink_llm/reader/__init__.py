@@ -23,12 +23,11 @@ The package is split by concern:
 from __future__ import annotations
 
 from eink_llm.backends.base import PageImage
-from eink_llm.pdfpages import PDFIUM_LOCK
 from eink_llm.reader.files import read_input, sha256_file
 from eink_llm.reader.limits import SUPPORTED_SUFFIXES, InputDocument, InputLimits
 from eink_llm.reader.origin import PdfOrigin
+from eink_llm.reader.pdf import PDFIUM_LOCK, recorded_input
 from eink_llm.reader.pdf import _clean_text as _clean_text  # the tests check it directly
-from eink_llm.reader.pdf import recorded_input
 
 __all__ = [
     "PDFIUM_LOCK",

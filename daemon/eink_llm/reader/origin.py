@@ -16,9 +16,9 @@ id three ways, and this module reads them back in order of trust:
 Everything found is validated (:data:`eink_llm.naming.CONVERSATION_ID`, a small exchange number), and nothing
 here raises: damaged metadata costs the recognition, never the page.
 
-Our answers also carry, in the Info dictionary only, the SHA-256 of the input they answer and the digest of
-their pages as written (:mod:`eink_llm.render.metadata`): :attr:`PdfOrigin.input_sha256` and
-:attr:`PdfOrigin.unchanged` (the pages still have that digest, so nothing was written on them).
+Our answers also carry, in the Info dictionary only, the SHA-256 of the input they answer and their own digest
+(:mod:`eink_llm.fingerprint`): :attr:`PdfOrigin.input_sha256` and :attr:`PdfOrigin.unchanged` (the file is
+byte for byte as we wrote it, so nothing was written on it).
 """
 
 from __future__ import annotations
@@ -33,8 +33,8 @@ from typing import Any, Literal
 
 import pypdfium2.raw as pdfium_c
 
-from eink_llm.naming import CONVERSATION_ID, INFO_CONVERSATION, INFO_EXCHANGE, INFO_INPUT, INFO_PAGES, XMP_NAMESPACE
-from eink_llm.pdfpages import DIGEST_LENGTH, pages_digest
+from eink_llm.fingerprint import is_unchanged
+from eink_llm.naming import CONVERSATION_ID, INFO_CONVERSATION, INFO_EXCHANGE, INFO_INPUT, XMP_NAMESPACE
 
 #: Bounds for hostile input: packets longer than this are skipped, and only the last few packets are looked
 #: at (an incremental update appends the newest metadata at the end of the file).
@@ -60,7 +60,7 @@ class PdfOrigin:
     source: Source
     #: The SHA-256 of the input this answer (or error page) answers, when it says.
     input_sha256: str | None = None
-    #: True when the PDF's pages are exactly those we wrote: it is our answer, and nothing was written on it.
+    #: True when the file is exactly as we wrote it: our answer, and nothing was written on it.
     unchanged: bool = False
 
 
@@ -89,18 +89,13 @@ def meta_text(document: Any, key: str) -> str:
     return buffer.raw[: size - 2].decode("utf-16-le", errors="replace").rstrip("\x00")
 
 
-_INFO_KEYS = (INFO_CONVERSATION, INFO_EXCHANGE, INFO_INPUT, INFO_PAGES, "Subject", "Keywords")
+_INFO_KEYS = (INFO_CONVERSATION, INFO_EXCHANGE, INFO_INPUT, "Subject", "Keywords")
 _HEX = re.compile(r"[0-9a-f]+")
 
 
 def read_info(document: Any) -> dict[str, str]:
-    """The Info entries the origin can come from, and whether the pages are still as we wrote them (the key
-    ``"unchanged"``, "1" or ""). Call with the pdfium lock held."""
-    info = {key: meta_text(document, key) for key in _INFO_KEYS}
-    stamped = info[INFO_PAGES].strip()
-    same = len(stamped) == DIGEST_LENGTH and _HEX.fullmatch(stamped) is not None and pages_digest(document) == stamped
-    info["unchanged"] = "1" if same else ""
-    return info
+    """The Info entries the origin can come from. Call with the reader's pdfium lock held."""
+    return {key: meta_text(document, key) for key in _INFO_KEYS}
 
 
 def valid_sha256(value: object) -> str | None:
@@ -208,6 +203,4 @@ def find_origin(info: dict[str, str], data: bytes) -> PdfOrigin | None:
             break
     if found is None:
         return None
-    return dataclasses.replace(
-        found, input_sha256=valid_sha256(info.get(INFO_INPUT)), unchanged=info.get("unchanged") == "1"
-    )
+    return dataclasses.replace(found, input_sha256=valid_sha256(info.get(INFO_INPUT)), unchanged=is_unchanged(data))

@@ -16,6 +16,7 @@ import contextlib
 import functools
 import math
 import re
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,9 +27,11 @@ from PIL import Image
 from eink_llm.backends.base import PageImage
 from eink_llm.errors import CorruptInputError, EncryptedInputError, InputError, InputTooLargeError
 from eink_llm.naming import INFO_INPUT
-from eink_llm.pdfpages import PDFIUM_LOCK
 from eink_llm.reader.limits import EXPORT_AGAIN, FEWER_PAGES, InputDocument, InputLimits, describe, encode
 from eink_llm.reader.origin import PdfOrigin, find_origin, meta_text, read_info, valid_sha256
+
+#: Held around every pypdfium2 call in the process. Any other module that calls pdfium must hold it too.
+PDFIUM_LOCK = threading.Lock()
 
 #: Unicode control characters (category Cc) except tab and newline, and the two non-characters.
 _CONTROL_CHARACTERS = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ufffe\uffff]")

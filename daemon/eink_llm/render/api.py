@@ -29,6 +29,7 @@ from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import Flowable, Spacer
 
 from eink_llm.errors import RenderError
+from eink_llm.fingerprint import seal
 from eink_llm.render import fonts, metadata
 from eink_llm.render.boxes import asked_box, note_box
 from eink_llm.render.devices import DEFAULT_DEVICE, DEVICES, Device, resolve_device
@@ -269,4 +270,4 @@ def _bare_error_pdf(meta: RenderMeta, title: str, what: str, todo: str, detail: 
         y -= leading
     canv.showPage()
     canv.save()
-    return metadata.seal(buffer.getvalue())
+    return seal(buffer.getvalue())

@@ -30,6 +30,7 @@ from reportlab.pdfgen.canvas import Canvas
 from reportlab.platypus import BaseDocTemplate, Flowable, Frame, PageTemplate
 
 from eink_llm import __version__
+from eink_llm.fingerprint import seal
 from eink_llm.render import fonts, mathblocks, metadata
 from eink_llm.render.bidi import display, shape_arabic
 from eink_llm.render.devices import MIN_TOP_BOTTOM_MM, Device
@@ -290,4 +291,4 @@ def build_document(story: Sequence[Flowable], info: DocumentInfo, device: Device
     )
     doc.addPageTemplates([PageTemplate(id="page", frames=[frame])])
     doc.build(list(story), canvasmaker=_canvas_factory(decor, identity))
-    return metadata.seal(buffer.getvalue())
+    return seal(buffer.getvalue())

@@ -13,11 +13,10 @@ PDF's metadata usually survives, so the id is written three ways, read back in t
   public API.
 
 An answer or error page also carries, in the Info dictionary, the SHA-256 of the input it answers
-(``/EinkLLMInput``) and the digest of its own pages (``/EinkLLMPages``, :func:`eink_llm.pdfpages.pages_digest`):
-with these the folder itself remembers what was answered, should the database be lost (a new server, a restore
-without it), and an answer that comes back unchanged is not mistaken for a question. The digest can only be
-computed once the PDF exists, so the Info dictionary holds a placeholder of the same length, which :func:`seal`
-overwrites in place (no byte offset moves).
+(``/EinkLLMInput``) and its own digest (``/EinkLLMDigest``, :mod:`eink_llm.fingerprint`): with these the folder
+itself remembers what was answered, should the database be lost (a new server, a restore without it), and an
+answer that comes back unchanged is not mistaken for a question. The digest can only be computed once the PDF
+exists: :func:`stamp` writes a placeholder, which the renderer's :func:`eink_llm.fingerprint.seal` overwrites.
 
 It also pins CreationDate to the exchange's time, so output is a pure function of the input (with
 ``invariant=1``): a retried job gives byte-identical PDFs.
@@ -34,15 +33,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import pypdfium2 as pdfium
 from reportlab.pdfbase import pdfdoc
 
-from eink_llm.naming import INFO_CONVERSATION, INFO_EXCHANGE, INFO_INPUT, INFO_PAGES, XMP_NAMESPACE
-from eink_llm.pdfpages import DIGEST_LENGTH, PDFIUM_LOCK, pages_digest
+from eink_llm.fingerprint import PLACEHOLDER
+from eink_llm.naming import INFO_CONVERSATION, INFO_DIGEST, INFO_EXCHANGE, INFO_INPUT, XMP_NAMESPACE
 
-#: What the Info dictionary holds for the pages digest until :func:`seal` writes the real one.
-PAGES_PLACEHOLDER = "0" * DIGEST_LENGTH
-_PLACEHOLDER_ENTRY = f"/{INFO_PAGES} ({PAGES_PLACEHOLDER})".encode("ascii")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -94,24 +89,8 @@ def _extra_info(identity: Identity) -> dict[str, str]:
     if identity.exchange is not None:
         if identity.input_sha256 and _SHA256.fullmatch(identity.input_sha256):
             extra[INFO_INPUT] = identity.input_sha256
-        extra[INFO_PAGES] = PAGES_PLACEHOLDER
+        extra[INFO_DIGEST] = PLACEHOLDER
     return extra
-
-
-def seal(pdf: bytes) -> bytes:
-    """``pdf`` with the digest of its pages in place of the placeholder :func:`stamp` left (unchanged if it
-    has none)."""
-    at = pdf.find(_PLACEHOLDER_ENTRY)
-    if at < 0:
-        return pdf
-    with PDFIUM_LOCK:
-        document = pdfium.PdfDocument(pdf)
-        try:
-            digest = pages_digest(document)
-        finally:
-            document.close()
-    start = at + len(_PLACEHOLDER_ENTRY) - DIGEST_LENGTH - 1
-    return pdf[:start] + digest.encode("ascii") + pdf[start + DIGEST_LENGTH :]
 
 
 class _Info(pdfdoc.PDFInfo):  # type: ignore[misc]  # reportlab is untyped
