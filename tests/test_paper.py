@@ -12,7 +12,9 @@ from __future__ import annotations
 import re
 import shutil
 import sqlite3
+import unicodedata
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,12 @@ from PIL import Image
 
 from eink_llm.config import load_config
 from eink_llm.context import SUMMARY_PROMPT
-from eink_llm.service import ProcessResult, process_files
+from eink_llm.naming import new_conversation_id, output_name
+from eink_llm.pipeline import Pipeline
+from eink_llm.reader import sha256_file
+from eink_llm.render import RenderMeta, render_answer
+from eink_llm.retry import Breakers
+from eink_llm.service import ProcessResult, close_backends, open_backends, process_files
 from eink_llm.store import Store
 from tests.fakes import FakeLLMServer
 from tests.harness import pdf_text, write_config
@@ -352,5 +359,56 @@ def test_with_the_database_lost_nothing_in_the_folder_is_answered_twice(paper: P
     annotated = add_vector_ink(response, response.with_suffix(".tmp.pdf"), reply, [(40, 300, 220, 14)])
     shutil.move(annotated, response)
     new, number, output = answered(paper.one(response))
-    assert new != conversation and number == 1 and len(paper.server.requests) == 1
-    assert conversation in " ".join(pdf_text(output).split())  # the note says the old one is unknown here
+    assert new != conversation and number == 1
+    assert "does not know" in " ".join(pdf_text(output).split())  # the note at the top says why
+    (request,) = paper.server.requests
+    user_text = str(request.body["messages"][-1]["content"][0]["text"])
+    assert "I wrote on an answer of yours" in user_text
+    assert "fake LLM server" not in str(request.body["messages"][-1]), "our old answer came back as a question"
+
+
+def test_a_job_run_again_after_its_answer_was_written_still_completes_its_exchange(paper: Paper) -> None:
+    """The window between writing the answer and recording it (a crash, a failed commit): on the rerun, the
+    answer already in the folder records this very input, but the job must finish its own exchange rather
+    than be skipped as "answered before"."""
+    question = notebook_pdf(paper.inbox / "question.pdf", [1])
+    loaded = load_config(paper.config)
+    with Store.open(loaded.database_path) as store:
+        sha = sha256_file(question)
+        info = question.stat()
+        job_id = store.enqueue(question, root=paper.inbox, sha256=sha, size=info.st_size, mtime_ns=info.st_mtime_ns)
+        assert job_id is not None
+        job = store.claim_job(only=[job_id])
+        assert job is not None
+        exchange = store.reserve_exchange(
+            job, conversation_id=new_conversation_id(), new_conversation=True, input_type="pdf"
+        )
+        meta = RenderMeta("question", exchange.conversation_id, 1, datetime.now(UTC), input_sha256=sha)
+        written = paper.inbox / output_name("RESPONSE", exchange.conversation_id, 1, "question")
+        written.write_bytes(render_answer("An answer written just before the crash.", meta))
+        assert store.requeue_running() == 1
+
+        backends = open_backends(loaded.config)
+        try:
+            rerun = store.claim_job(only=[job_id])
+            assert rerun is not None
+            outcome = Pipeline(loaded.config, store, backends, Breakers(threshold=2**31)).run(rerun)
+        finally:
+            close_backends(backends.values())
+    assert outcome.status == "ok" and outcome.output == written, outcome
+    [row] = paper.rows("SELECT status, sequence_number, response_text FROM exchanges")
+    assert (row["status"], row["sequence_number"]) == ("ok", 1) and row["response_text"]
+    assert [path.name for path in paper.inbox.glob("RESPONSE_*")] == [written.name]
+
+
+def test_an_answer_synced_back_with_a_decomposed_name_still_records_its_question(paper: Paper) -> None:
+    """macOS and some sync clients hand names back in decomposed Unicode (NFD); the answer still counts."""
+    question = notebook_pdf(paper.inbox / "Café.pdf", [1])
+    _, _, response = answered(paper.one(question))
+    decomposed = response.with_name(unicodedata.normalize("NFD", response.name))
+    assert decomposed.name != response.name
+    response.rename(decomposed)
+    shutil.rmtree(paper.database.parent)
+    (result,) = paper.ask(question)
+    assert result.outcome is not None and result.outcome.status == "skipped", result.message
+    assert "answered before" in result.message

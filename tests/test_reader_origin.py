@@ -9,6 +9,7 @@ directly and inside real PDFs.
 from __future__ import annotations
 
 import io
+import os
 import random
 import re
 import time
@@ -20,7 +21,7 @@ import pypdfium2 as pdfium
 import pytest
 
 from eink_llm.naming import output_name
-from eink_llm.reader import PdfOrigin, read_input, recorded_input
+from eink_llm.reader import InputLimits, PdfOrigin, read_input, records_input
 from eink_llm.reader import origin as reader_origin
 from eink_llm.reader.origin import MAX_PACKET_BYTES, find_origin, origin_from_xmp, xmp_packets
 from eink_llm.render import RenderMeta, render_answer
@@ -29,6 +30,7 @@ from tests import samples
 CONVERSATION = "conv_20250102_140300_1a2b3c4d"
 META = RenderMeta("question", CONVERSATION, 12, datetime(2025, 1, 2, 14, 3, tzinfo=UTC), "test-model")
 NAMESPACE = "https://github.com/eink-llm/ns/1.0/"
+LIMITS = InputLimits()
 
 
 @pytest.fixture(scope="module")
@@ -243,30 +245,38 @@ def test_an_answer_records_its_input_and_stays_unchanged_until_written_on(tmp_pa
     pdf = render_answer("An answer.", replace(META, input_sha256=sha))
     ours = tmp_path / output_name("RESPONSE", CONVERSATION, 12, "question")
     ours.write_bytes(pdf)
-    assert recorded_input(ours, 10**7) == sha
-    assert read_input(ours).origin == PdfOrigin(CONVERSATION, 12, "info", input_sha256=sha, unchanged=True)
+    assert records_input(ours, sha, LIMITS) and not records_input(ours, "f" * 64, LIMITS)
+    assert read_input(ours).origin == PdfOrigin(CONVERSATION, 12, "info", unchanged=True)
     # Copied by a sync client, byte for byte: still unchanged.
-    assert read(tmp_path, pdf, "Copy.pdf") == PdfOrigin(CONVERSATION, 12, "info", input_sha256=sha, unchanged=True)
+    assert read(tmp_path, pdf, "Copy.pdf") == PdfOrigin(CONVERSATION, 12, "info", unchanged=True)
     # Saved again by another program (here pdfium), even with the same pages: changed, so treated as written on.
     document = pdfium.PdfDocument(pdf)
     buffer = io.BytesIO()
     document.save(buffer)
     document.close()
-    assert read(tmp_path, buffer.getvalue()) == PdfOrigin(CONVERSATION, 12, "info", input_sha256=sha)
-    # A pen stroke on the reply page: ours still, but changed.
+    assert read(tmp_path, buffer.getvalue()) == PdfOrigin(CONVERSATION, 12, "info")
+    # A pen stroke on the reply page: ours still, but changed. The program that saved it rewrote the Info
+    # dictionary in its own way, so the plain entry is gone: written on, it is a question, not a record.
     inked = samples.add_vector_ink(ours, tmp_path / "inked.pdf", 1, [(100, 300, 80, 3)])
     found = read_input(inked).origin
     assert found is not None and found.conversation_id == CONVERSATION and not found.unchanged
-    assert recorded_input(inked, 10**7) == sha
+    assert not records_input(inked, sha, LIMITS)
 
 
-def test_only_our_answers_record_an_input(tmp_path: Path, answer_pdf: bytes) -> None:
-    assert recorded_input(samples.make_pdf(tmp_path / "export.pdf"), 10**7) is None
-    assert recorded_input(samples.make_png(tmp_path / "page.png"), 10**7) is None
-    assert recorded_input(tmp_path / "missing.pdf", 10**7) is None
-    big = tmp_path / "answer.pdf"
-    big.write_bytes(render_answer("An answer.", replace(META, input_sha256="ab" * 32)))
-    assert recorded_input(big, 100) is None  # over the size limit: not read
+def test_only_our_answers_record_an_input_and_only_regular_files_are_read(tmp_path: Path, answer_pdf: bytes) -> None:
+    sha = "ab" * 32
+    assert not records_input(samples.make_pdf(tmp_path / "export.pdf"), sha, LIMITS)
+    assert not records_input(tmp_path / "missing.pdf", sha, LIMITS)
+    answer = tmp_path / "answer.pdf"
+    answer.write_bytes(render_answer("An answer.", replace(META, input_sha256=sha)))
+    assert records_input(answer, sha, LIMITS)
+    assert not records_input(answer, sha, InputLimits(max_file_bytes=100))  # over the size limit: not read
+    fifo = tmp_path / "RESPONSE_fifo.pdf"
+    os.mkfifo(fifo)
+    assert not records_input(fifo, sha, LIMITS)  # would block a reader forever
+    link = tmp_path / "RESPONSE_link.pdf"
+    link.symlink_to("/dev/zero")
+    assert not records_input(link, sha, LIMITS)  # a device, not a file
     # A wrong digest, or one byte changed anywhere, and the file is no longer "ours, unchanged".
     start, end = info_dict(answer_pdf)
     assert re.search(rb"/EinkLLMDigest \([0-9a-f]{32}\)", answer_pdf[start:end])

@@ -12,8 +12,10 @@ import pytest
 from eink_llm.atomic import atomic_write, is_our_temp, remove_stale_temps, temp_name_for
 from eink_llm.context import estimate_tokens, recent_turns
 from eink_llm.errors import BackendError, InputError, OutputError
+from eink_llm.fingerprint import PLACEHOLDER, is_unchanged, seal
 from eink_llm.naming import (
     CONVERSATION_ID,
+    answer_name_pattern,
     find_conversation_id,
     new_conversation_id,
     output_name,
@@ -99,3 +101,29 @@ def test_retry_rules() -> None:
     assert (next_attempt(asked, 1, policy, now, rng) - now).total_seconds() == 30
     greedy = BackendError("slow down", retryable=True, retry_after=10_000)
     assert (next_attempt(greedy, 1, policy, now, rng) - now).total_seconds() == 60
+
+
+# --- fingerprint: an answer's digest of its own bytes ---------------------------------------------------------
+
+
+def test_fingerprint_seals_once_and_notices_any_change() -> None:
+    body = b"%PDF-1.4 ... /EinkLLMDigest (" + PLACEHOLDER.encode() + b") ... %%EOF"
+    sealed = seal(body)
+    assert len(sealed) == len(body) and sealed != body and is_unchanged(sealed)
+    assert seal(sealed) == sealed  # already sealed: left alone
+    assert not is_unchanged(body)  # the placeholder is no digest
+    assert not is_unchanged(sealed.replace(b"%%EOF", b"%%EOG"))
+    assert not is_unchanged(b"%PDF-1.4 no digest at all")
+    assert seal(b"%PDF-1.4 no placeholder") == b"%PDF-1.4 no placeholder"
+    malformed = b"/EinkLLMDigest (" + b"z" * 32 + b")"
+    assert seal(malformed) == malformed and not is_unchanged(malformed)
+    assert not is_unchanged(b"/EinkLLMDigest (" + b"0" * 31 + b")")  # cut short
+
+
+def test_answer_names_are_matched_by_the_input_stem() -> None:
+    pattern = answer_name_pattern("Maths: week 3")
+    name = output_name("RESPONSE", "conv_20261125_140200_1a2b3c4d", 7, "Maths: week 3")
+    assert pattern.fullmatch(name)
+    assert pattern.fullmatch(name.replace("RESPONSE_", "ERROR_"))
+    assert not pattern.fullmatch(output_name("RESPONSE", "conv_20261125_140200_1a2b3c4d", 7, "Maths: week 4"))
+    assert not pattern.fullmatch("Copy of " + name)

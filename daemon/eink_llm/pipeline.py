@@ -39,7 +39,7 @@ from eink_llm.config import Config, Profile
 from eink_llm.context import Context, build_context
 from eink_llm.errors import EinkError, OutputError
 from eink_llm.image_tokens import estimate_image_tokens
-from eink_llm.reader import InputDocument, InputLimits, read_input
+from eink_llm.reader import InputDocument, read_input
 from eink_llm.render import RenderMeta, get_device, render_answer, render_error
 from eink_llm.resolve import Resolution, Resolver
 from eink_llm.retry import Breakers, CircuitBreaker, next_attempt, should_retry
@@ -88,7 +88,7 @@ class Pipeline:
         self.backends = backends
         retry = config.retry
         self.breakers = breakers or Breakers(retry.outage_after_failures, retry.probe_interval_seconds)
-        self.limits = input_limits(config)
+        self.limits = config.input.limits()
         self.resolver = Resolver(config, store)
         #: Every profile's effective settings, merged and validated once (not per job).
         self.profiles = {name: config.profile(name) for name in config.profile_names()}
@@ -381,17 +381,6 @@ class Pipeline:
             if failure.detail:
                 data["error_detail"] = failure.detail
         return data
-
-
-def input_limits(config: Config) -> InputLimits:
-    limits = config.input
-    return InputLimits(
-        max_file_bytes=int(limits.max_file_mb * 1024 * 1024),
-        max_pages=limits.max_pages,
-        max_page_pixels=int(limits.max_page_megapixels * 1_000_000),
-        render_dpi=limits.render_dpi,
-        max_long_edge_px=limits.max_long_edge_px,
-    )
 
 
 def _sha256(data: bytes) -> str:

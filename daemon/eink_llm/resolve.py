@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import io
 import os
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -38,7 +39,7 @@ from eink_llm import inkdiff, naming
 from eink_llm.backends.base import PageImage
 from eink_llm.config import Config
 from eink_llm.economy import is_blank
-from eink_llm.reader import InputDocument, recorded_input
+from eink_llm.reader import InputDocument, records_input
 from eink_llm.store import AnswerRecord, Job, Store
 
 log = structlog.get_logger("eink_llm.resolve")
@@ -107,8 +108,8 @@ class Resolver:
         images = _decode(document) if document is not None else []
         prints = tuple(inkdiff.make_print(image) for image in images)
         handled = self._handled_before(job, document)
-        if handled is not None:
-            return Resolution(None, handled, pages=(), prints=prints)
+        if handled is not None:  # our own answer keeps no prints: written on later, it is no notebook version
+            return Resolution(None, handled, pages=(), prints=prints if handled == "answered-before" else ())
 
         earlier = self.store.earlier_version(job)
         if earlier is not None and images:
@@ -126,11 +127,14 @@ class Resolver:
                 return self._continue(
                     conversation_id, "annotated-answer", job, pages=pages, instruction=instruction, prints=prints
                 )
-            if record is not None and document is not None:  # ours, but written before we kept our PDFs
+            if document is not None and (record is not None or document.origin is not None):
+                # Ours, but written before we kept our PDFs, or never known here (another server, a lost
+                # database): all of it goes, and its printed text (our earlier answer) never as a question.
                 whole = tuple(Page(page, "page", number) for number, page in enumerate(document.pages, start=1))
+                which = f"your answer from exchange {sequence} of this conversation" if record else "an answer of yours"
                 instruction = (
-                    f"I wrote on your answer from exchange {sequence} of this conversation. The printed text on "
-                    "these pages is your earlier answer, not a new question; please answer my handwriting."
+                    f"I wrote on {which}. The printed text on these pages is your earlier answer, not a new "
+                    "question; please answer my handwriting."
                 )
                 return self._continue(
                     conversation_id, "annotated-answer", job, pages=whole, instruction=instruction, prints=prints
@@ -211,7 +215,11 @@ class Resolver:
         return Resolution(None, "new", note=note, pages=pages, instruction=instruction, prints=prints)
 
     def _handled_before(self, job: Job, document: InputDocument | None) -> How | None:
-        """``own-answer`` or ``answered-before`` (see the module docstring) when the input needs no answer."""
+        """``own-answer`` or ``answered-before`` (see the module docstring) when the input needs no answer. Not
+        for a job run again after a crash or a failed commit: the answer it may already have written records
+        its input too, and the job must finish its own exchange."""
+        if self.store.exchange_for_job(job.job_id) is not None:
+            return None
         origin = document.origin if document is not None else None
         if origin is not None and origin.unchanged:
             log.info("one of our answers, unchanged; not a question", input=str(job.path))
@@ -219,12 +227,13 @@ class Resolver:
         pattern = naming.answer_name_pattern(job.path.stem)
         try:
             with os.scandir(job.path.parent) as entries:
-                names = sorted(entry.name for entry in entries if pattern.fullmatch(entry.name))
+                # NFC: a folder synced through macOS may hold names in decomposed form.
+                names = sorted(e.name for e in entries if pattern.fullmatch(unicodedata.normalize("NFC", e.name)))
         except OSError:
             return None
-        max_bytes = int(self.config.input.max_file_mb * 1024 * 1024)
+        limits = self.config.input.limits()
         for name in names:
-            if recorded_input(job.path.parent / name, max_bytes) == job.sha256:
+            if records_input(job.path.parent / name, job.sha256, limits):
                 log.info("answered before; not answering it again", input=str(job.path), answer=name)
                 return "answered-before"
         return None

@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from eink_llm.backends.base import BackendSettings
 from eink_llm.economy import MIN_STROKE_PX
 from eink_llm.errors import ConfigError
+from eink_llm.reader.limits import InputLimits
 from eink_llm.retry import RetryPolicy
 
 APP = "eink-llm"
@@ -190,6 +191,15 @@ class InputConfig(_Section):
     max_long_edge_px: int = Field(
         default=1568, ge=256, le=8000, description="Pages are scaled down so their long edge is at most this."
     )
+
+    def limits(self) -> InputLimits:
+        return InputLimits(
+            max_file_bytes=int(self.max_file_mb * 1024 * 1024),
+            max_pages=self.max_pages,
+            max_page_pixels=int(self.max_page_megapixels * 1_000_000),
+            render_dpi=self.render_dpi,
+            max_long_edge_px=self.max_long_edge_px,
+        )
 
 
 class ContextConfig(_Section):

@@ -23,10 +23,10 @@ The package is split by concern:
 from __future__ import annotations
 
 from eink_llm.backends.base import PageImage
-from eink_llm.reader.files import read_input, sha256_file
+from eink_llm.reader.files import read_input, records_input, sha256_file
 from eink_llm.reader.limits import SUPPORTED_SUFFIXES, InputDocument, InputLimits
 from eink_llm.reader.origin import PdfOrigin
-from eink_llm.reader.pdf import PDFIUM_LOCK, recorded_input
+from eink_llm.reader.pdf import PDFIUM_LOCK
 from eink_llm.reader.pdf import _clean_text as _clean_text  # the tests check it directly
 
 __all__ = [
@@ -37,6 +37,6 @@ __all__ = [
     "PageImage",
     "PdfOrigin",
     "read_input",
-    "recorded_input",
+    "records_input",
     "sha256_file",
 ]

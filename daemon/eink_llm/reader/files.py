@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from eink_llm.errors import CorruptInputError, InputError, InputTooLargeError, UnsupportedInputError
+from eink_llm.naming import INFO_INPUT
 from eink_llm.reader.image import read_image
 from eink_llm.reader.limits import (
     DEFAULT_LIMITS,
@@ -52,6 +53,17 @@ def read_input(path: Path, limits: InputLimits = DEFAULT_LIMITS) -> InputDocumen
     raise UnsupportedInputError(
         f"{name} is not a PDF or an image eink-llm can read: it is {looks_like}.", EXPORT_SUPPORTED
     )
+
+
+def records_input(answer: Path, sha256: str, limits: InputLimits) -> bool:
+    """Whether ``answer``, one of our answers or error pages, records that it answers the input with this SHA-256
+    (the ``/EinkLLMInput`` entry the renderer writes, plain in its Info dictionary). Only what is read like an
+    input is looked at (a regular file within the size limit); anything else records nothing."""
+    try:
+        data = _read_bytes(answer, limits)
+    except InputError:
+        return False
+    return f"/{INFO_INPUT} ({sha256})".encode("ascii") in data
 
 
 def _read_bytes(path: Path, limits: InputLimits) -> bytes:

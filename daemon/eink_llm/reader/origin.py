@@ -16,9 +16,8 @@ id three ways, and this module reads them back in order of trust:
 Everything found is validated (:data:`eink_llm.naming.CONVERSATION_ID`, a small exchange number), and nothing
 here raises: damaged metadata costs the recognition, never the page.
 
-Our answers also carry, in the Info dictionary only, the SHA-256 of the input they answer and their own digest
-(:mod:`eink_llm.fingerprint`): :attr:`PdfOrigin.input_sha256` and :attr:`PdfOrigin.unchanged` (the file is
-byte for byte as we wrote it, so nothing was written on it).
+Our answers also carry their own digest (:mod:`eink_llm.fingerprint`): :attr:`PdfOrigin.unchanged` says the
+file is byte for byte as we wrote it, so nothing was written on it.
 """
 
 from __future__ import annotations
@@ -34,7 +33,7 @@ from typing import Any, Literal
 import pypdfium2.raw as pdfium_c
 
 from eink_llm.fingerprint import is_unchanged
-from eink_llm.naming import CONVERSATION_ID, INFO_CONVERSATION, INFO_EXCHANGE, INFO_INPUT, XMP_NAMESPACE
+from eink_llm.naming import CONVERSATION_ID, INFO_CONVERSATION, INFO_EXCHANGE, XMP_NAMESPACE
 
 #: Bounds for hostile input: packets longer than this are skipped, and only the last few packets are looked
 #: at (an incremental update appends the newest metadata at the end of the file).
@@ -58,8 +57,6 @@ class PdfOrigin:
     conversation_id: str
     exchange: int | None
     source: Source
-    #: The SHA-256 of the input this answer (or error page) answers, when it says.
-    input_sha256: str | None = None
     #: True when the file is exactly as we wrote it: our answer, and nothing was written on it.
     unchanged: bool = False
 
@@ -89,18 +86,12 @@ def meta_text(document: Any, key: str) -> str:
     return buffer.raw[: size - 2].decode("utf-16-le", errors="replace").rstrip("\x00")
 
 
-_INFO_KEYS = (INFO_CONVERSATION, INFO_EXCHANGE, INFO_INPUT, "Subject", "Keywords")
-_HEX = re.compile(r"[0-9a-f]+")
+_INFO_KEYS = (INFO_CONVERSATION, INFO_EXCHANGE, "Subject", "Keywords")
 
 
 def read_info(document: Any) -> dict[str, str]:
     """The Info entries the origin can come from. Call with the reader's pdfium lock held."""
     return {key: meta_text(document, key) for key in _INFO_KEYS}
-
-
-def valid_sha256(value: object) -> str | None:
-    text = value.strip().lower() if isinstance(value, str) else ""
-    return text if len(text) == 64 and _HEX.fullmatch(text) else None
 
 
 def xmp_packets(data: bytes) -> list[str]:
@@ -203,4 +194,4 @@ def find_origin(info: dict[str, str], data: bytes) -> PdfOrigin | None:
             break
     if found is None:
         return None
-    return dataclasses.replace(found, input_sha256=valid_sha256(info.get(INFO_INPUT)), unchanged=is_unchanged(data))
+    return dataclasses.replace(found, unchanged=is_unchanged(data))

@@ -18,7 +18,6 @@ import math
 import re
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 import pypdfium2 as pdfium
@@ -26,9 +25,8 @@ from PIL import Image
 
 from eink_llm.backends.base import PageImage
 from eink_llm.errors import CorruptInputError, EncryptedInputError, InputError, InputTooLargeError
-from eink_llm.naming import INFO_INPUT
 from eink_llm.reader.limits import EXPORT_AGAIN, FEWER_PAGES, InputDocument, InputLimits, describe, encode
-from eink_llm.reader.origin import PdfOrigin, find_origin, meta_text, read_info, valid_sha256
+from eink_llm.reader.origin import PdfOrigin, find_origin, read_info
 
 #: Held around every pypdfium2 call in the process. Any other module that calls pdfium must hold it too.
 PDFIUM_LOCK = threading.Lock()
@@ -90,29 +88,6 @@ def _origin(document: Any, data: bytes) -> PdfOrigin | None:
     try:
         return find_origin(info, data)  # outside the lock: the XMP scan is plain bytes
     except Exception:
-        return None
-
-
-def recorded_input(path: Path, max_bytes: int) -> str | None:
-    """The SHA-256 of the input that ``path``, one of our answers or error pages, says it answers; ``None`` when
-    it says none, or is not a readable PDF of at most ``max_bytes``."""
-    try:
-        if path.stat().st_size > max_bytes:
-            return None
-        data = path.read_bytes()
-    except OSError:
-        return None
-
-    def read() -> str:
-        document = pdfium.PdfDocument(data)
-        try:
-            return meta_text(document, INFO_INPUT)
-        finally:
-            document.close()
-
-    try:
-        return valid_sha256(_pdfium(read))
-    except Exception:  # not a PDF after all, damaged: it records nothing
         return None
 
 
