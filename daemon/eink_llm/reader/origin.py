@@ -86,12 +86,9 @@ def meta_text(document: Any, key: str) -> str:
     return buffer.raw[: size - 2].decode("utf-16-le", errors="replace").rstrip("\x00")
 
 
-_INFO_KEYS = (INFO_CONVERSATION, INFO_EXCHANGE, "Subject", "Keywords")
-
-
 def read_info(document: Any) -> dict[str, str]:
     """The Info entries the origin can come from. Call with the reader's pdfium lock held."""
-    return {key: meta_text(document, key) for key in _INFO_KEYS}
+    return {key: meta_text(document, key) for key in (INFO_CONVERSATION, INFO_EXCHANGE, "Subject", "Keywords")}
 
 
 def xmp_packets(data: bytes) -> list[str]:
