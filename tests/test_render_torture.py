@@ -5,6 +5,7 @@ nothing lost."""
 from __future__ import annotations
 
 import re
+import sys
 import threading
 import unicodedata
 
@@ -231,11 +232,19 @@ def test_torture_answer_stays_inside_the_margins_on_small_screens(name: str) -> 
 
 
 def test_torture_answer_renders_identically_in_parallel_threads() -> None:
+    """The daemon renders in two worker threads. Thread switches are made very frequent so that a race (such as
+    reportlab's shared font files being subset by two PDFs at once) shows up every run, not one run in twenty."""
     expected = render(TORTURE, META).pdf
     results: list[bytes] = []
-    threads = [threading.Thread(target=lambda: results.append(render(TORTURE, META).pdf)) for _ in range(3)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(results) == 3 and all(pdf == expected for pdf in results)
+    switch_interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for _round in range(3):
+            threads = [threading.Thread(target=lambda: results.append(render(TORTURE, META).pdf)) for _ in range(4)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+    finally:
+        sys.setswitchinterval(switch_interval)
+    assert len(results) == 12 and all(pdf == expected for pdf in results)

@@ -19,6 +19,7 @@ finished, because a bookmark refers to the page being written.
 from __future__ import annotations
 
 import io
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -251,6 +252,13 @@ def answer_info(meta: RenderMeta) -> DocumentInfo:
     )
 
 
+#: reportlab shares each TrueType font's parsed file between documents, and subsetting it when a PDF is saved
+#: moves a read position inside that shared object: two PDFs built at once in two threads (the daemon's workers)
+#: corrupt each other's subsets (KeyError/IndexError in ``makeSubset``, and a plain-text answer). One PDF is
+#: built at a time; a build takes ~0.1 s.
+_BUILD_LOCK = threading.Lock()
+
+
 def build_pdf(story: Sequence[Flowable], meta: RenderMeta, device: Device, theme: Theme) -> bytes:
     """Lay ``story`` out on the device's pages as an answer (or error page) and return the finished PDF."""
     return build_document(story, answer_info(meta), device, theme)
@@ -290,5 +298,6 @@ def build_document(story: Sequence[Flowable], info: DocumentInfo, device: Device
         id="body",
     )
     doc.addPageTemplates([PageTemplate(id="page", frames=[frame])])
-    doc.build(list(story), canvasmaker=_canvas_factory(decor, identity))
+    with _BUILD_LOCK:
+        doc.build(list(story), canvasmaker=_canvas_factory(decor, identity))
     return seal(buffer.getvalue())
