@@ -222,7 +222,6 @@ class Resolver:
             return None
         origin = document.origin if document is not None else None
         if origin is not None and origin.unchanged:
-            log.info("one of our answers, unchanged; not a question", input=str(job.path))
             return "own-answer"
         pattern = naming.answer_name_pattern(job.path.stem)
         try:
@@ -234,7 +233,7 @@ class Resolver:
         limits = self.config.input.limits()
         for name in names:
             if records_input(job.path.parent / name, job.sha256, limits):
-                log.info("answered before; not answering it again", input=str(job.path), answer=name)
+                log.info("an answer in the folder records this file", input=str(job.path), answer=name)
                 return "answered-before"
         return None
 
