@@ -95,7 +95,8 @@ _FORMULAS: dict[str, TokenFormula] = {
 def estimate_image_tokens(backend: str | Capabilities, width: int, height: int, *, model: str | None = None) -> int:
     """Estimated input tokens for one ``width`` × ``height`` image sent to ``backend`` (a backend's name, a token
     formula's name, or its :class:`Capabilities`) for ``model`` (default: the capabilities' ``token_model``).
-    Models the provider's own resizing first (reference.md §2):
+    Models the provider's own resizing first (the providers' vision guides; figures and sources in
+    ``docs/page-economy.md``):
 
     * OpenAI tiles (gpt-4o, gpt-4.1, gpt-5, o3 …): fit in 2048², shortest side down to 768, then base + tile tokens
       per 512-px tile (gpt-4o: 85 + 170); an image within 512 × 512 costs the base alone, because the openai backend

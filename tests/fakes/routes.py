@@ -1,6 +1,6 @@
 """The fake server's other dialects: Anthropic Messages, Gemini generateContent and Ollama /api/chat.
 
-Each is a :class:`~tests.fakes.llm_server.Route` built from the provider's documented shapes (reference.md §2):
+Each is a :class:`~tests.fakes.llm_server.Route` built from the provider's documented shapes (their API references):
 what a successful answer looks like, what an error body looks like, and where the images sit in a request.
 Usage numbers are estimates in the provider's own way, so tests can check they are passed through.
 """

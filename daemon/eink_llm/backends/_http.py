@@ -3,8 +3,9 @@
 Providers differ in their wire formats but fail in the same ways (unreachable hosts, timeouts, 429, 5xx, a bad
 key, a wrong model name). Mapping those here keeps the words the tablet user reads, and the retry decisions the
 queue makes, identical for OpenAI, Anthropic, Gemini and Ollama. The rules follow the official SDKs
-(``/work/shared/reference.md`` §3): retry connection errors, timeouts, 408, 409, 429 and >= 500; never 400, 401,
-403, 404, 413; honour ``retry-after-ms``, then ``Retry-After``; let ``x-should-retry`` override.
+(openai-python's and anthropic-sdk-python's ``_base_client``): retry connection errors, timeouts, 408, 409, 429
+and >= 500; never 400, 401, 403, 404, 413; honour ``retry-after-ms``, then ``Retry-After``; let
+``x-should-retry`` override.
 
 The daemon retries through its queue, so nothing here retries by itself: one call, one attempt.
 

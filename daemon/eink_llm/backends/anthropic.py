@@ -12,7 +12,7 @@ like 429 and the other 5xx.
 
 Images: 5 MB each, measured on the base64 text; at most 8000 px a side (2000 px when a request has more than 20
 images); anything over 1568 px on the long edge or about 1.2 megapixels is scaled down by Anthropic before the
-model sees it, and costs about ``width × height / 750`` tokens (reference.md §2).
+model sees it, and costs about ``width × height / 750`` tokens (Anthropic's "Vision" guide).
 """
 
 from __future__ import annotations

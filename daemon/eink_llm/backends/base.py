@@ -90,7 +90,8 @@ class Capabilities:
 
     Hard limits (``max_*``) are refusals: an image over them makes the request fail. ``recommended_*`` sizes are
     what the provider downscales to anyway, so sending more pixels only costs bytes. ``None`` means "no limit
-    known". See ``/work/shared/reference.md`` §2 and :mod:`eink_llm.economy`.
+    known". See ``docs/page-economy.md`` (each provider's documented limits, with sources) and
+    :mod:`eink_llm.economy`.
     """
 
     #: Image media types the provider accepts, most preferred first.

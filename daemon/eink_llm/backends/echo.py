@@ -10,7 +10,7 @@ from __future__ import annotations
 from eink_llm.backends.base import BackendSettings, Capabilities, LLMRequest, LLMResponse, Usage
 
 #: Rough tokens per page image, so recorded usage looks like a real vision model's (GPT-4o, high detail, a 3:4
-#: page: 4 tiles x 170 + 85 = 765; see reference.md §2).
+#: page: 4 tiles x 170 + 85 = 765; see OpenAI's "Images and vision" guide).
 TOKENS_PER_IMAGE = 765
 CHARS_PER_TOKEN = 4
 #: How much of the page text and of the previous answer are quoted back.

@@ -65,9 +65,9 @@ def token_formula(detail: str | None, host: str, model: str | None) -> TokenForm
 
 
 def capabilities_for(detail: str | None, host: str, model: str | None = None) -> Capabilities:
-    """OpenAI's documented image limits (reference.md §2) and the billing of ``model`` (see :func:`token_formula`);
-    WebP and GIF only at OpenAI itself, since compatible servers (llama.cpp, some vLLM builds) decode PNG and JPEG
-    only."""
+    """OpenAI's documented image limits (its "Images and vision" guide) and the billing of ``model`` (see
+    :func:`token_formula`); WebP and GIF only at OpenAI itself, since compatible servers (llama.cpp, some vLLM
+    builds) decode PNG and JPEG only."""
     official = host == _OPENAI_HOST
     media = ("image/png", "image/jpeg", "image/webp", "image/gif") if official else ("image/png", "image/jpeg")
     formula = token_formula(detail, host, model)
