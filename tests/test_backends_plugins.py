@@ -57,7 +57,7 @@ def pip_install(project: Path, workdir: Path, *, extra_entry_points: dict[str, s
     target = workdir / "site-packages"
     command = [sys.executable, "-m", "pip", "install", "--no-index", "--no-build-isolation", "--no-deps"]
     command += ["--no-cache-dir", "--disable-pip-version-check", "--no-input", "--target", str(target), str(source)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=workdir)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=90, cwd=workdir)
     if result.returncode != 0:
         pytest.fail(
             f"pip could not build and install {project.name} offline (exit {result.returncode}). Its build backend "

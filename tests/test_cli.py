@@ -67,10 +67,18 @@ def test_process_a_missing_file_fails(tmp_path: Path) -> None:
 
 
 def test_logs_are_json_lines_when_not_a_terminal(tmp_path: Path) -> None:
-    result = eink("process", str(tmp_path / "none.pdf"), cwd=tmp_path)
+    from PIL import Image, ImageDraw
+
+    page = Image.new("L", (400, 500), 255)
+    ImageDraw.Draw(page).line([(50, 50), (300, 400)], fill=0, width=6)
+    page.save(tmp_path / "q.png")
+    result = eink("process", str(tmp_path / "q.png"), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    for line in lines:
-        json.loads(line)
+    assert lines, "answering a page logs its exchange"
+    records = [json.loads(line) for line in lines]  # every line is one JSON object, nothing else
+    assert all({"event", "level", "timestamp"} <= record.keys() for record in records)
+    assert any(record["event"] == "exchange" and record["status"] == "ok" for record in records)
 
 
 def test_render_previews_a_markdown_answer(tmp_path: Path) -> None:
