@@ -79,8 +79,10 @@ def test_cmap_reader_matches_reportlab() -> None:
 @needs_font_for("中", "한", "か")
 def test_cjk_and_hangul_come_from_a_system_font() -> None:
     runs = fonts.runs("Text 中文 한국어 かな end", fonts.SANS)
-    assert runs[0][0] == fonts.SANS and len(runs) == 3
-    assert runs[1][1] == "中文 한국어 かな " and runs[1][0].startswith("Fallback-")
+    assert "".join(text for _font, text in runs) == "Text 中文 한국어 かな end"
+    assert runs[0] == (fonts.SANS, "Text ") and runs[-1] == (fonts.SANS, "end")
+    middle = runs[1:-1]  # one fallback font may cover all three, or one Chinese/Japanese and one Korean
+    assert middle and all(font.startswith("Fallback-") for font, _text in middle)
     result = render("Chinese 中文, Korean 한국어, Japanese かな.", META)
     assert result.missing_chars == []
     text = " ".join(pdf_text(result.pdf))
