@@ -364,10 +364,14 @@ def test_empty_missing_and_unreadable_files(tmp_path: Path, monkeypatch: pytest.
         read_input(folder)
     locked = samples.make_png(tmp_path / "locked.png", (100, 100))
 
-    def refuse(self: Path, *args: Any, **kwargs: Any) -> Any:
-        raise PermissionError(13, "Permission denied", str(self))
+    real_open = os.open
 
-    monkeypatch.setattr(Path, "open", refuse)
+    def refuse(path: Any, *args: Any, **kwargs: Any) -> Any:  # as root, chmod 000 would not stop the read
+        if str(path) == locked.name:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", refuse)
     with pytest.raises(CorruptInputError) as info:
         read_input(locked)
     assert "not allowed to read" in info.value.what and "readable" in info.value.todo
@@ -414,9 +418,9 @@ def test_a_file_that_grows_while_being_read_is_still_bounded(tmp_path: Path, mon
     path = samples.make_pdf(tmp_path / "growing.pdf", pages=2)
     real = path.stat()
     limit = real.st_size - 10
-    # stat() saw the file while it was small; by the time it is read, it is larger than the limit.
+    # fstat() saw the file while it was small; by the time it is read, it is larger than the limit.
     small = os.stat_result((real.st_mode, *tuple(real)[1:6], limit - 100, *tuple(real)[7:]))
-    monkeypatch.setattr(Path, "stat", lambda self, **kwargs: small)
+    monkeypatch.setattr(os, "fstat", lambda fd: small)
     with pytest.raises(InputTooLargeError, match=r"growing\.pdf grew beyond the limit"):
         read_input(path, InputLimits(max_file_bytes=limit))
 

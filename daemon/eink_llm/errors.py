@@ -79,6 +79,14 @@ class InputTooLargeError(InputError):
     title = "Your page is too large"
 
 
+class InputChangedError(InputError):
+    """The file at the queued path is no longer what was queued: its bytes differ from the queued SHA-256, or
+    the path now is (or passes through) a link. Not answered under this job; a changed file is queued again by
+    the watcher as a new job, and a link is never followed below the watched folder."""
+
+    title = "Your page changed before it was answered"
+
+
 class BackendError(EinkError):
     """The language model could not answer.
 
@@ -120,10 +128,15 @@ class StoreError(EinkError):
 
 
 class OutputError(EinkError):
-    """The answer PDF cannot be written into the folder."""
+    """The answer PDF cannot be written into the folder. ``errno`` is the operating system's reason, when one
+    was given (``ENAMETOOLONG`` makes the pipeline try again under a shorter name)."""
 
     title = "The answer could not be saved"
     exit_code = EX_IOERR
+
+    def __init__(self, what: str, todo: str = "", *, detail: str | None = None, errno: int | None = None) -> None:
+        super().__init__(what, todo, detail=detail)
+        self.errno = errno
 
 
 class UnknownConversationError(EinkError):

@@ -21,6 +21,7 @@ Crash safety comes from where each step commits (see docs/architecture.md):
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import time
 from collections.abc import Mapping
@@ -37,7 +38,7 @@ from eink_llm.atomic import atomic_write
 from eink_llm.backends.base import Backend, LLMRequest, LLMResponse
 from eink_llm.config import Config, Profile
 from eink_llm.context import Context, build_context
-from eink_llm.errors import EinkError, OutputError
+from eink_llm.errors import EinkError, InputChangedError, OutputError
 from eink_llm.image_tokens import estimate_image_tokens
 from eink_llm.reader import InputDocument, read_input
 from eink_llm.render import RenderMeta, get_device, render_answer, render_error
@@ -107,6 +108,8 @@ class Pipeline:
             return self._wait_for_service(job, breaker)
 
         document, failure = self._read(job)
+        if isinstance(failure, InputChangedError):  # not what was queued: never answered with these bytes
+            return self._changed(job, failure)
         resolution = self._resolve(job, document)
         if resolution.nothing_new:  # an unreadable file too, when an earlier ERROR_ page already answered it
             return self._nothing_new(job, resolution)
@@ -148,11 +151,8 @@ class Pipeline:
         if failure is not None:
             pdf = self._error_pdf(job, exchange, failure, profile, note=resolution.note)
         assert pdf is not None
-        output = job.path.parent / naming.output_name(
-            kind, exchange.conversation_id, exchange.sequence_number, job.path.stem
-        )
         try:
-            self._write(output, pdf, exchange)
+            output = self._write(job, kind, pdf, exchange)
         except OutputError as exc:
             return self._cannot_write(job, exchange, exc, started, profile)
         result = ExchangeResult(
@@ -201,7 +201,7 @@ class Pipeline:
 
     def _read(self, job: Job) -> tuple[InputDocument | None, EinkError | None]:
         try:
-            return read_input(job.path, self.limits), None
+            return read_input(job.path, self.limits, root=job.root, sha256=job.sha256), None
         except EinkError as exc:
             return None, exc
         except Exception as exc:  # the reader converts what it knows; anything else is still the input's fault
@@ -259,10 +259,26 @@ class Pipeline:
             memory=settings.memory,
         )
 
-    def _write(self, output: Path, pdf: bytes, exchange: Exchange) -> None:
+    def _write(self, job: Job, kind: naming.OutputKind, pdf: bytes, exchange: Exchange) -> Path:
+        """Into the input's folder, reached from the watched root without following links (atomic.py). A name
+        the file system refuses as too long (a smaller NAME_MAX than the 255 bytes names are capped for) is
+        written under a shortened stem instead: the page still gets its answer or ERROR_."""
         keep = pdf if self.config.storage.keep_answer_pdfs_days else None  # to compare with when it comes back
-        self.store.record_output(output, _sha256(pdf), exchange.exchange_id, keep)
-        atomic_write(output, pdf)
+        for max_bytes in (naming.MAX_STEM_BYTES, naming.SHORT_STEM_BYTES):
+            name = naming.output_name(
+                kind, exchange.conversation_id, exchange.sequence_number, job.path.stem, max_bytes=max_bytes
+            )
+            output = job.path.parent / name
+            self.store.record_output(output, _sha256(pdf), exchange.exchange_id, keep)
+            try:
+                atomic_write(output, pdf, root=job.root)
+            except OutputError as exc:
+                if exc.errno != errno.ENAMETOOLONG or max_bytes == naming.SHORT_STEM_BYTES:
+                    raise
+                log.warning("output name too long for this file system; using a shorter one", output=name)
+                continue
+            return output
+        raise AssertionError("unreachable")
 
     # --- failures --------------------------------------------------------------------------------------
 
@@ -306,6 +322,19 @@ class Pipeline:
         at = utc_now() + timedelta(seconds=max(breaker.seconds_to_probe(), 0.05))
         self.store.retry_later(job.job_id, at=at, error="waiting: the AI service is down", refund_attempt=True)
         return Outcome(job.job_id, "retry")
+
+    def _changed(self, job: Job, failure: InputChangedError) -> Outcome:
+        """The path no longer holds what was queued (other bytes, or a link now): this job ends unanswered. A
+        changed file is queued again by the watcher when it settles (a new job for its new hash); a link is
+        never followed, as the watcher never queues one."""
+        self.store.fail_job(job.job_id, failure.user_message())
+        log.warning(
+            "input changed after it was queued; not answered under this job",
+            input=str(job.path),
+            why=failure.what,
+            detail=failure.detail,
+        )
+        return Outcome(job.job_id, "skipped", error=failure)
 
     def _vanished(self, job: Job) -> Outcome:
         failure = InputVanishedError(

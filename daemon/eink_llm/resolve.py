@@ -35,7 +35,7 @@ from typing import Literal
 import structlog
 from PIL import Image
 
-from eink_llm import inkdiff, naming
+from eink_llm import confined, inkdiff, naming
 from eink_llm.backends.base import PageImage
 from eink_llm.config import Config
 from eink_llm.economy import is_blank
@@ -225,14 +225,15 @@ class Resolver:
             return "own-answer"
         pattern = naming.answer_name_pattern(job.path.stem)
         try:
-            with os.scandir(job.path.parent) as entries:
+            # The folder reached from the watched root without following links (confined.py), like the input.
+            with confined.folder(job.root, job.path.parent) as folder, os.scandir(folder) as entries:
                 # NFC: a folder synced through macOS may hold names in decomposed form.
                 names = sorted(e.name for e in entries if pattern.fullmatch(unicodedata.normalize("NFC", e.name)))
         except OSError:
             return None
         limits = self.config.input.limits()
         for name in names:
-            if records_input(job.path.parent / name, job.sha256, limits):
+            if records_input(job.path.parent / name, job.sha256, limits, root=job.root):
                 log.info("an answer in the folder records this file", input=str(job.path), answer=name)
                 return "answered-before"
         return None

@@ -7,12 +7,21 @@ a file that is neither a PDF nor a picture is described in words a tablet user r
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
 import stat
 from pathlib import Path
 from typing import Literal
 
-from eink_llm.errors import CorruptInputError, InputError, InputTooLargeError, UnsupportedInputError
+from eink_llm import confined
+from eink_llm.errors import (
+    CorruptInputError,
+    InputChangedError,
+    InputError,
+    InputTooLargeError,
+    UnsupportedInputError,
+)
 from eink_llm.naming import INFO_INPUT
 from eink_llm.reader.image import read_image
 from eink_llm.reader.limits import (
@@ -30,15 +39,28 @@ _Kind = Literal["pdf", "png", "jpeg", "webp", "tiff"]
 
 
 def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in blocks so a large file never sits in memory (the queue's identity)."""
-    with path.open("rb") as handle:
+    """Hex SHA-256 of a file, read in blocks so a large file never sits in memory (the queue's identity). A link
+    in the final component is not followed (``ELOOP``): the watcher queues only regular files."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def read_input(path: Path, limits: InputLimits = DEFAULT_LIMITS) -> InputDocument:
-    """Read ``path`` (a PDF or an image) into grayscale pages, or raise an :class:`InputError` saying why not."""
+def read_input(
+    path: Path, limits: InputLimits = DEFAULT_LIMITS, *, root: Path | None = None, sha256: str | None = None
+) -> InputDocument:
+    """Read ``path`` (a PDF or an image) into grayscale pages, or raise an :class:`InputError` saying why not.
+
+    ``root`` is the watched folder: no link is followed below it (see :mod:`eink_llm.confined`; without it, the
+    file's own folder). ``sha256``, the hash the file was queued with, must match the bytes read, else
+    :class:`InputChangedError` (the file changed after it was queued, and is not answered under this job)."""
     name = path.name
-    data = _read_bytes(path, limits)
+    data = _read_bytes(path, limits, root=root)
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise InputChangedError(
+            f"{name} changed after it was queued, so this version was not answered.",
+            "Nothing needs doing: the changed file is answered on its own once it has finished syncing.",
+        )
     kind = _sniff(data)
     if kind == "pdf":
         return read_pdf(name, data, limits)
@@ -55,28 +77,33 @@ def read_input(path: Path, limits: InputLimits = DEFAULT_LIMITS) -> InputDocumen
     )
 
 
-def records_input(answer: Path, sha256: str, limits: InputLimits) -> bool:
+def records_input(answer: Path, sha256: str, limits: InputLimits, *, root: Path | None = None) -> bool:
     """Whether ``answer``, one of our answers or error pages, records that it answers the input with this SHA-256
     (the ``/EinkLLMInput`` entry the renderer writes, plain in its Info dictionary). Only what is read like an
-    input is looked at (a regular file within the size limit); anything else records nothing."""
+    input is looked at (a regular file within the size limit, reached without following a link below ``root``);
+    anything else records nothing."""
     try:
-        data = _read_bytes(answer, limits)
+        data = _read_bytes(answer, limits, root=root)
     except InputError:
         return False
     return f"/{INFO_INPUT} ({sha256})".encode("ascii") in data
 
 
-def _read_bytes(path: Path, limits: InputLimits) -> bytes:
-    """The file's bytes, refusing non-files and oversized files before reading them into memory."""
+def _read_bytes(path: Path, limits: InputLimits, *, root: Path | None = None) -> bytes:
+    """The file's bytes, read from one descriptor opened without following links below ``root`` (default: the
+    file's folder), refusing non-files and oversized files before reading them into memory."""
     name = path.name
     try:
-        info = path.stat()
-        if not stat.S_ISREG(info.st_mode):  # a FIFO would block the worker forever; a folder is not a page
-            raise UnsupportedInputError(f"{name} is not a regular file (it is a folder or a device).", EXPORT_AGAIN)
-        check_file_size(name, info.st_size, limits)
-        with path.open("rb") as handle:
-            # Bounded: a file still being written may have grown since stat().
-            data = handle.read(limits.max_file_bytes + 1)
+        fd = confined.open_file(root if root is not None else path.parent, path)
+        try:
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):  # a FIFO would block the worker forever; a folder is not a page
+                raise UnsupportedInputError(f"{name} is not a regular file (it is a folder or a device).", EXPORT_AGAIN)
+            check_file_size(name, info.st_size, limits)
+            # Bounded: a file still being written may have grown since fstat().
+            data = _read_up_to(fd, limits.max_file_bytes + 1)
+        finally:
+            os.close(fd)
     except InputError:
         raise
     except FileNotFoundError as exc:
@@ -92,6 +119,13 @@ def _read_bytes(path: Path, limits: InputLimits) -> bytes:
             detail=str(exc),
         ) from None
     except OSError as exc:
+        if confined.is_link_error(exc) or exc.errno == errno.EXDEV:
+            raise InputChangedError(
+                f"{name} is now a link (or lies in a folder that is now a link), so it was not read.",
+                "eink-llm reads only files inside the watched folder and never follows links there. "
+                "Put the file itself into the folder if you want an answer.",
+                detail=str(exc),
+            ) from None
         raise CorruptInputError(f"{name} could not be read from the disk.", EXPORT_AGAIN, detail=str(exc)) from None
     if len(data) > limits.max_file_bytes:
         raise InputTooLargeError(
@@ -102,6 +136,19 @@ def _read_bytes(path: Path, limits: InputLimits) -> bytes:
     if not data:
         raise CorruptInputError(f"{name} is empty (0 bytes); it may not have finished syncing.", EXPORT_AGAIN)
     return data
+
+
+def _read_up_to(fd: int, limit: int) -> bytes:
+    """At most ``limit`` bytes from the descriptor (a read may return fewer than asked before the end)."""
+    chunks: list[bytes] = []
+    left = limit
+    while left > 0:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
 
 
 def _sniff(data: bytes) -> _Kind | None:
