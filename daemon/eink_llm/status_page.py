@@ -19,7 +19,7 @@ import math
 import os
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -61,17 +61,20 @@ def md(text: str) -> str:
 _HEADLINE = {"running": "running", "stopped": "STOPPED", "stale": "NOT RESPONDING", "never": "not running"}
 
 
-def page_markdown(snapshot: StatusSnapshot, recent: int | None = None) -> str:
-    """The page's content (without the time it was written: that alone is no change)."""
+def page_markdown(snapshot: StatusSnapshot, recent: int | None = None, waiting: int | None = None) -> str:
+    """The page's content (without the time it was written: that alone is no change). ``recent`` and
+    ``waiting`` shorten the lists of latest outcomes and waiting files, to keep it on one page."""
     now = snapshot.taken_at
     parts = [f"# eink-llm is {_HEADLINE[snapshot.daemon.state]}", md(daemon_line(snapshot)), "## Now"]
     now_lines = []
     for job in snapshot.working:
         now_lines.append(f"- **In progress:** {md(one_line(job.path.name, 60))}, since {clock(job.since, now)}")
     if snapshot.waiting_count:
-        names = ", ".join(md(one_line(waiting_line(job, now), 90)) for job in snapshot.waiting)
-        more = snapshot.waiting_count - len(snapshot.waiting)
-        now_lines.append(f"- **Waiting:** {snapshot.waiting_count}: {names}" + (f" and {more} more" if more else ""))
+        named = snapshot.waiting[:waiting] if waiting is not None else snapshot.waiting
+        names = ", ".join(md(one_line(waiting_line(job, now), 90)) for job in named)
+        more = snapshot.waiting_count - len(named)
+        line = f"- **Waiting:** {snapshot.waiting_count}" + (f": {names}" if names else "")
+        now_lines.append(line + (f" and {more} more" if more and names else ""))
     if not now_lines:
         now_lines.append("- Nothing in progress, nothing waiting.")
     parts.append("\n".join(now_lines))
@@ -105,6 +108,16 @@ def _footer(written: datetime, min_interval: float) -> str:
 
 def _seconds(value: float) -> str:
     return f"{value:g} s" if value < 120 else f"{value / 60:g} min"
+
+
+def _shorter(recent: int, font_size: float) -> Iterator[tuple[int, int | None, float]]:
+    """Ever shorter versions of the page: fewer latest outcomes, fewer waiting files named, then smaller type."""
+    sizes = dict.fromkeys(max(8.0, round(font_size * factor, 1)) for factor in (1.0, 0.85, 0.7, 0.0))
+    for size in sizes:
+        yield recent, None, size
+        yield min(recent, 3), 1, size
+        yield min(recent, 1), 0, size
+        yield 0, 0, size
 
 
 @dataclass(slots=True)
@@ -206,9 +219,9 @@ class StatusKeeper:
         from eink_llm.render.status import render_status  # reportlab is loaded with the first page, not at import
 
         pdf = b""
-        for recent in range(len(snapshot.recent), -1, -1):  # one page: fewer latest outcomes until it fits
-            text = page_markdown(snapshot, recent) + _footer(snapshot.taken_at, min_interval)
-            pdf, pages = render_status(text, device=output.device, font_size=output.font_size)
+        for recent, waiting, size in _shorter(len(snapshot.recent), output.font_size):  # until it fits one page
+            text = page_markdown(snapshot, recent, waiting) + _footer(snapshot.taken_at, min_interval)
+            pdf, pages = render_status(text, device=output.device, font_size=size)
             if pages <= 1:
                 break
         atomic_write(page.path, pdf)

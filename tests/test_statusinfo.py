@@ -1,0 +1,185 @@
+"""The status snapshot and its two renderings, the heartbeat, the page's update policy, and the rules that keep
+the page from ever being a question (without a daemon process: see test_status_page.py for that)."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import yaml
+
+from eink_llm.config import Config, load_config
+from eink_llm.errors import ConfigError
+from eink_llm.reader import read_input
+from eink_llm.render.status import render_status
+from eink_llm.retry import Breakers
+from eink_llm.status_page import StatusKeeper
+from eink_llm.statusinfo import take_snapshot, this_host
+from eink_llm.store import Heartbeat, ServiceState, Store
+from eink_llm.watch_names import is_candidate
+from tests.harness import clean_env, pdf_text, write_config
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_config(inbox: Path, **status_page: object) -> Config:
+    return Config.model_validate({"watch": {"folders": [str(inbox)]}, "status_page": status_page})
+
+
+def status(tmp_path: Path, database: Path) -> str:
+    config = write_config(tmp_path / "c.yaml", tmp_path / "inbox", database)
+    result = subprocess.run(
+        [sys.executable, "-m", "eink_llm", "status", "-c", str(config)],
+        env=clean_env(tmp_path, TZ="UTC"),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_status_tells_running_stopped_and_not_responding_from_the_heartbeat(tmp_path: Path) -> None:
+    database = tmp_path / "db.sqlite3"
+    now = datetime.now(UTC)
+    with Store.open(database) as store:
+        assert "no daemon has run on this database yet" in status(tmp_path, database)
+        store.beat(Heartbeat(4242, this_host(), "9.9.9", now - timedelta(hours=2), now - timedelta(seconds=2)))
+        running = status(tmp_path, database)
+        assert "Daemon: Running since" in running and "version 9.9.9, pid 4242" in running and "Up 2.0 h" in running
+        store.beat(Heartbeat(4242, this_host(), "9.9.9", now - timedelta(hours=2), now - timedelta(minutes=5)))
+        stale = status(tmp_path, database)
+        assert "Not responding: its last sign of life was at" in stale and "crashed or been killed" in stale
+        assert "not being asked" in stale  # nothing is said about the AI service by a dead daemon
+        store.beat(Heartbeat(4242, "elsewhere", "9.9.9", now - timedelta(hours=2), now, stopped_at=now))
+        stopped = status(tmp_path, database)
+        assert "Daemon: Stopped at" in stopped and "pid 4242 on elsewhere" in stopped
+
+
+def test_the_heartbeat_carries_the_services_and_shrugs_off_damage(tmp_path: Path) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    with Store.open(tmp_path / "db.sqlite3") as store:
+        assert store.heartbeat() is None
+        down = ServiceState(3, True, now + timedelta(seconds=30))
+        store.beat(Heartbeat(1, "h", "v", now, now, None, {"openai http://x/v1": down}))
+        beat = store.heartbeat()
+        assert beat is not None and beat.services == {"openai http://x/v1": down} and beat.stopped_at is None
+    raw = sqlite3.connect(tmp_path / "db.sqlite3")
+    raw.execute("UPDATE daemon_heartbeat SET services = '{not json'")
+    raw.commit()
+    raw.close()
+    with Store.open(tmp_path / "db.sqlite3") as store:
+        beat = store.heartbeat()
+        assert beat is not None and beat.services == {}
+
+
+def test_a_service_down_in_the_heartbeat_is_down_in_the_snapshot(tmp_path: Path) -> None:
+    config = Config.model_validate(
+        {"watch": {"folders": [str(tmp_path)]}, "llm": {"backend": "openai", "base_url": "http://x/v1", "model": "m"}}
+    )
+    now = datetime.now(UTC).replace(microsecond=0)
+    with Store.open(tmp_path / "db.sqlite3") as store:
+        probe = now + timedelta(minutes=10)
+        store.beat(Heartbeat(1, "h", "v", now, now, None, {"openai http://x/v1": ServiceState(3, True, probe)}))
+        (service,) = take_snapshot(store, config, now=now).services
+        assert (service.state, service.when, service.failures) == ("down", probe, 3)
+        store.beat(Heartbeat(1, "h", "v", now, now, None, {"openai http://x/v1": ServiceState(1, False, None)}))
+        assert take_snapshot(store, config, now=now).services[0].state == "slow"
+        store.beat(Heartbeat(1, "h", "v", now, now, None, {}))
+        assert take_snapshot(store, config, now=now).services[0].state == "answering"
+
+
+def test_the_page_is_rewritten_only_when_it_changes_and_at_most_once_per_interval(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    clock = Clock()
+    with Store.open(tmp_path / "db.sqlite3") as store:
+        keeper = StatusKeeper(store, make_config(inbox, min_interval=60), Breakers, clock=clock)
+        page = inbox / "STATUS.pdf"
+        keeper.tick()
+        first = page.stat().st_ino
+        assert "Nothing in progress" in pdf_text(page)
+        store.enqueue(inbox / "[x](y) *a_b* #1.pdf", root=inbox, sha256="a" * 64, size=1, mtime_ns=1)
+        clock.now += 10
+        keeper.tick()
+        assert page.stat().st_ino == first  # changed, but within the interval since the last write
+        clock.now += 51
+        keeper.tick()
+        second = page.stat().st_ino
+        assert second != first
+        text = " ".join(pdf_text(page).split())
+        assert "Waiting: 1: [x](y) *a_b* #1.pdf" in text  # a hostile name is shown as it is, not as Markdown
+        clock.now += 600
+        keeper.tick()
+        assert page.stat().st_ino == second  # nothing changed: not rewritten, however long it has been
+        keeper.stop()  # the last word ignores the interval
+        assert page.stat().st_ino != second
+        assert "eink-llm is STOPPED" in pdf_text(page)
+
+
+def test_a_page_that_cannot_be_written_costs_nothing(tmp_path: Path) -> None:
+    clock = Clock()
+    gone = tmp_path / "unmounted"
+    with Store.open(tmp_path / "db.sqlite3") as store:
+        keeper = StatusKeeper(store, make_config(gone), Breakers, clock=clock)
+        keeper.tick()  # logged, not raised
+        gone.mkdir()
+        clock.now += 10
+        keeper.tick()
+        assert (gone / "STATUS.pdf").is_file()
+
+
+def test_the_page_fits_one_page_on_the_smallest_device(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    config = Config.model_validate(
+        {"watch": {"folders": [str(inbox)]}, "output": {"device": "a5", "font_size": 24}, "status_page": {}}
+    )
+    with Store.open(tmp_path / "db.sqlite3") as store:
+        for number in range(8):
+            store.enqueue(
+                inbox / f"{'long name ' * 8}{number}.pdf", root=inbox, sha256=f"{number}" * 64, size=1, mtime_ns=1
+            )
+        keeper = StatusKeeper(store, config, Breakers, clock=Clock())
+        keeper.tick()
+    assert pdf_text(inbox / "STATUS.pdf").count(" / 1") == 1  # "1 / 1" in the footer
+
+
+def test_our_status_page_is_recognised_by_its_metadata_even_when_renamed(tmp_path: Path) -> None:
+    pdf, pages = render_status("# eink-llm is running\n\nSince 14:02.\n")
+    assert pages == 1
+    (tmp_path / "renamed.pdf").write_bytes(pdf)
+    assert read_input(tmp_path / "renamed.pdf").status_page
+    # a tool that dropped our Info key but kept the XMP: still ours
+    xmp_only = pdf.replace(b"/EinkLLMKind (status)", b"/EinkLLMKinx (status)")
+    (tmp_path / "xmp-only.pdf").write_bytes(xmp_only)
+    assert read_input(tmp_path / "xmp-only.pdf").status_page
+    neither = xmp_only.replace(b"<einkllm:kind>status</einkllm:kind>", b"<einkllm:kinx>status</einkllm:kinx>")
+    (tmp_path / "neither.pdf").write_bytes(neither)
+    assert not read_input(tmp_path / "neither.pdf").status_page
+
+
+def test_the_page_name_is_reserved_at_the_top_of_a_watched_folder_only(tmp_path: Path) -> None:
+    reserved = frozenset({"status.pdf"})
+    assert not is_candidate(tmp_path / "STATUS.pdf", tmp_path, reserved)
+    assert not is_candidate(tmp_path / "Status.PDF", tmp_path, reserved)
+    assert is_candidate(tmp_path / "math" / "STATUS.pdf", tmp_path, reserved)  # the user's own, in a subfolder
+    assert is_candidate(tmp_path / "STATUS.pdf", tmp_path)
+
+
+@pytest.mark.parametrize("name", ["../STATUS.pdf", "sub/STATUS.pdf", ".STATUS.pdf", "STATUS.txt", "RESPONSE_x.pdf"])
+def test_the_page_name_must_be_a_plain_pdf_name(tmp_path: Path, name: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump({"status_page": {"name": name}}))
+    with pytest.raises(ConfigError, match=r"status_page\.name: .*plain file name ending in \.pdf"):
+        load_config(path)
