@@ -133,9 +133,9 @@ def test_an_outage_shows_the_service_down_and_when_it_is_tried_next(
     with daemon(tmp_path, config_path) as running:
         samples.make_pdf(inbox / "question.pdf", pages=1)
         text = wait_until(lambda: page_says(inbox, "down"), timeout=30, what="the page: service down")
-        assert "default (openai fake-vision): down; tried again at" in text, text
+        assert "default (openai fake-vision): down; next try at" in text, text
         assert "question.pdf" in text  # it waits, and the page says so
-        assert "down; tried again at" in status_cli(tmp_path, config_path)
+        assert "down; next try at" in status_cli(tmp_path, config_path)
         assert running.stop() == 0
     assert not outputs(inbox, "ERROR_")  # an outage is no ERROR_ page
 

@@ -23,6 +23,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import structlog
 
@@ -31,6 +32,8 @@ from eink_llm.atomic import atomic_write
 from eink_llm.config import Config, FolderConfig
 from eink_llm.retry import Breakers
 from eink_llm.statusinfo import (
+    BUDGET_SPENT,
+    ERROR,
     HEARTBEAT_SECONDS,
     StatusSnapshot,
     budget_line,
@@ -43,7 +46,7 @@ from eink_llm.statusinfo import (
     this_host,
     waiting_line,
 )
-from eink_llm.store import Heartbeat, ServiceState, Store, utc_now
+from eink_llm.store import Heartbeat, Outcome, ServiceState, Store, utc_now
 
 log = structlog.get_logger("eink_llm.status_page")
 
@@ -81,11 +84,12 @@ def page_markdown(snapshot: StatusSnapshot, recent: int | None = None, waiting: 
     parts.append("## AI service")
     parts.append("\n".join(f"- {_service_markdown(snapshot, index)}" for index in range(len(snapshot.services))))
     parts.append("## Spending this month")
-    parts.append("\n".join(f"- {md(budget_line(budget, now))}" for budget in snapshot.budgets))
+    budgets = (md(budget_line(budget, now)) for budget in snapshot.budgets)
+    parts.append("\n".join(f"- {_bold(line, BUDGET_SPENT, 1)}" for line in budgets))
     parts.append("## Latest answers and errors")
     shown = snapshot.recent[:recent] if recent is not None else snapshot.recent
     if shown:
-        parts.append("\n".join(f"- {md(outcome_line(outcome, now))}" for outcome in shown))
+        parts.append("\n".join(f"- {_outcome_markdown(outcome, now)}" for outcome in shown))
     else:
         parts.append("- None yet.")
     return "\n\n".join(parts) + "\n"
@@ -98,6 +102,16 @@ def _service_markdown(snapshot: StatusSnapshot, index: int) -> str:
     return line.replace(f": {word}", f": **{word}**", 1) if word else line
 
 
+def _outcome_markdown(outcome: Outcome, now: datetime) -> str:
+    line = md(outcome_line(outcome, now))
+    return line if outcome.ok else _bold(line, ERROR, 1)
+
+
+def _bold(line: str, words: str, count: int = -1) -> str:
+    """``line`` with ``words`` (plain letters and spaces: the same escaped or not) in bold."""
+    return line.replace(words, f"**{words}**", count)
+
+
 def _footer(written: datetime, min_interval: float) -> str:
     every = "" if min_interval < 1 else f", at most every {_seconds(min_interval)}"
     return (
@@ -107,7 +121,22 @@ def _footer(written: datetime, min_interval: float) -> str:
 
 
 def _seconds(value: float) -> str:
-    return f"{value:g} s" if value < 120 else f"{value / 60:g} min"
+    return f"{value:g}\u00a0s" if value < 60 else f"{value / 60:g}\u00a0min"
+
+
+def render_page(
+    snapshot: StatusSnapshot, *, device: str | dict[str, Any], font_size: float, min_interval: float
+) -> bytes:
+    """The snapshot as the one-page PDF, for the folder's device: shortened, then in smaller type, until it fits."""
+    from eink_llm.render.status import render_status  # reportlab is loaded with the first page, not at import
+
+    pdf = b""
+    for recent, waiting, size in _shorter(len(snapshot.recent), font_size):
+        text = page_markdown(snapshot, recent, waiting) + _footer(snapshot.taken_at, min_interval)
+        pdf, pages = render_status(text, device=device, font_size=size)
+        if pages <= 1:
+            break
+    return pdf
 
 
 def _shorter(recent: int, font_size: float) -> Iterator[tuple[int, int | None, float]]:
@@ -216,14 +245,7 @@ class StatusKeeper:
         if content == page.shown and page.path.exists():  # unchanged (a deleted page comes back)
             return
         output = self.config.profile(page.folder.profile).output
-        from eink_llm.render.status import render_status  # reportlab is loaded with the first page, not at import
-
-        pdf = b""
-        for recent, waiting, size in _shorter(len(snapshot.recent), output.font_size):  # until it fits one page
-            text = page_markdown(snapshot, recent, waiting) + _footer(snapshot.taken_at, min_interval)
-            pdf, pages = render_status(text, device=output.device, font_size=size)
-            if pages <= 1:
-                break
+        pdf = render_page(snapshot, device=output.device, font_size=output.font_size, min_interval=min_interval)
         atomic_write(page.path, pdf)
         page.shown, page.written_at = content, now
         log.debug("status page written", path=str(page.path), bytes=len(pdf))

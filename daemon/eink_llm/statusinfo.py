@@ -30,6 +30,9 @@ STALE_AFTER = timedelta(seconds=60)
 WAITING_SHOWN = 3
 RECENT_SHOWN = 5
 
+BUDGET_SPENT = "Budget spent until"
+ERROR = "ERROR"
+
 DaemonState = Literal["running", "stale", "stopped", "never"]
 ServiceWord = Literal["answering", "slow", "down", "unknown"]
 
@@ -225,7 +228,7 @@ def daemon_line(snapshot: StatusSnapshot) -> str:
 def service_line(service: ServiceInfo, now: datetime) -> str:
     model = f"{service.backend} {service.model}" if service.model else service.backend
     if service.state == "down":
-        retry = f"; tried again at {clock(service.when, now)}" if service.when else ""
+        retry = f"; next try at {clock(service.when, now)}" if service.when else ""
         return f"{service.profile} ({model}): down{retry}"
     if service.state == "slow":
         if service.when is not None:
@@ -248,7 +251,7 @@ def budget_line(budget: BudgetInfo, now: datetime) -> str:
         parts.append(money(budget.cost) + (f" of {money(budget.monthly_cost)}" if budget.monthly_cost else ""))
     line = f"{budget.profile}: {', '.join(parts)} this month"
     if budget.spent:
-        return f"{line}. Budget spent until {clock(budget.spent_resets_at, now)}"
+        return f"{line}. {BUDGET_SPENT} {clock(budget.spent_resets_at, now)}"
     if budget.monthly_tokens is not None or budget.monthly_cost is not None:
         line += f"; resets {clock(budget.resets_at, now)}"
     return line
@@ -257,12 +260,12 @@ def budget_line(budget: BudgetInfo, now: datetime) -> str:
 def outcome_line(outcome: Outcome, now: datetime) -> str:
     if outcome.ok:
         return f"{clock(outcome.at, now)} answered {outcome.input_file}"
-    return f"{clock(outcome.at, now)} ERROR {outcome.input_file}: {one_line(outcome.error, 60)}"
+    return f"{clock(outcome.at, now)} {ERROR} {outcome.input_file}: {one_line(outcome.error, 60)}"
 
 
 def waiting_line(job: WaitingJob, now: datetime) -> str:
     if job.last_error and job.next_attempt_at > now:
-        return f"{job.path.name} (tried again at {clock(job.next_attempt_at, now)}: {one_line(job.last_error, 50)})"
+        return f"{job.path.name} (next try at {clock(job.next_attempt_at, now)}: {one_line(job.last_error, 50)})"
     return job.path.name
 
 
