@@ -12,14 +12,15 @@ from pathlib import Path
 import pytest
 import yaml
 
+from eink_llm.budget import period_starts
 from eink_llm.config import Config, load_config
 from eink_llm.errors import ConfigError
 from eink_llm.reader import read_input
 from eink_llm.render.status import render_status
 from eink_llm.retry import Breakers
 from eink_llm.status_page import StatusKeeper
-from eink_llm.statusinfo import take_snapshot, this_host
-from eink_llm.store import Heartbeat, ServiceState, Store
+from eink_llm.statusinfo import budget_line, clock, outcome_line, take_snapshot, this_host
+from eink_llm.store import ExchangeResult, Heartbeat, ServiceState, Store
 from eink_llm.watch_names import is_candidate
 from tests.harness import clean_env, pdf_text, write_config
 
@@ -183,3 +184,45 @@ def test_the_page_name_must_be_a_plain_pdf_name(tmp_path: Path, name: str) -> No
     path.write_text(yaml.safe_dump({"status_page": {"name": name}}))
     with pytest.raises(ConfigError, match=r"status_page\.name: .*plain file name ending in \.pdf"):
         load_config(path)
+
+
+def answered(store: Store, inbox: Path, name: str, *, tokens: int, ok: bool = True) -> None:
+    job_id = store.enqueue(inbox / name, root=inbox, sha256=name.encode().hex().ljust(64, "0")[:64], size=1, mtime_ns=1)
+    job = store.claim_job(only=[job_id] if job_id else [])
+    assert job is not None
+    exchange = store.reserve_exchange(job, conversation_id=f"conv_{name}", new_conversation=True, input_type="pdf")
+    result = ExchangeResult(
+        status="ok" if ok else "error",
+        output_file=inbox / f"RESPONSE_{name}",
+        input_tokens=tokens,
+        profile="default",
+        error_text=None if ok else "The AI service could not be reached.\nWhat to do: wait.",
+    )
+    store.complete_exchange(exchange, result)
+
+
+def test_budgets_and_the_latest_outcomes_in_words(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    config = Config.model_validate(
+        {
+            "watch": {"folders": [str(inbox)]},
+            "profiles": {"default": {"budget": {"daily_tokens": 100, "monthly_tokens": 1000}}},
+        }
+    )
+    now = datetime.now(UTC)
+    with Store.open(tmp_path / "db.sqlite3") as store:
+        answered(store, inbox, "first.pdf", tokens=60)
+        snapshot = take_snapshot(store, config, now=now)
+        (line,) = (budget_line(b, now) for b in snapshot.budgets)
+        assert line.startswith("default: 60 of 1,000 tokens this month (60 of 100 tokens today); resets "), line
+        answered(store, inbox, "second.pdf", tokens=50, ok=False)
+        answered(store, inbox, "third.pdf", tokens=50)
+        snapshot = take_snapshot(store, config, now=now)
+        tomorrow = period_starts(now)[1]
+        assert budget_line(snapshot.budgets[0], now).endswith(f"Budget spent until {clock(tomorrow, now)}")
+        lines = [outcome_line(o, now) for o in snapshot.recent]
+        assert [line.split(" ", 1)[1] for line in lines] == [
+            "answered third.pdf",
+            "ERROR second.pdf: The AI service could not be reached. What to do: wait.",
+            "answered first.pdf",
+        ]

@@ -69,6 +69,10 @@ class BudgetInfo:
     #: When a cap is reached: which one, and when it resets.
     spent: str | None = None
     spent_resets_at: datetime | None = None
+    today_tokens: int = 0
+    today_cost: float = 0.0
+    daily_tokens: int | None = None
+    daily_cost: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,10 +136,12 @@ def _service(
 
 
 def _budget(store: Store, profile: Profile, now: datetime) -> BudgetInfo:
-    _day, _tomorrow, month, next_month = period_starts(now)
+    day, _tomorrow, month, next_month = period_starts(now)
     tokens, cost = store.usage_since(profile.name, month)
-    over = check_budget(store, profile, now)
     budget = profile.budget
+    daily = budget.daily_tokens is not None or budget.daily_cost is not None
+    today_tokens, today_cost = store.usage_since(profile.name, day) if daily else (0, 0.0)
+    over = check_budget(store, profile, now)
     return BudgetInfo(
         profile.name,
         tokens,
@@ -145,6 +151,10 @@ def _budget(store: Store, profile: Profile, now: datetime) -> BudgetInfo:
         next_month,
         over.what if over else None,
         over.resets_at if over else None,
+        today_tokens,
+        today_cost,
+        budget.daily_tokens,
+        budget.daily_cost,
     )
 
 
@@ -243,13 +253,19 @@ def money(value: float) -> str:
     return f"{value:,.2f}"
 
 
+def _spending(tokens: int, cost: float, token_cap: int | None, cost_cap: float | None) -> str:
+    parts = [f"{tokens:,} tokens" if token_cap is None else f"{tokens:,} of {token_cap:,} tokens"]
+    if cost or cost_cap is not None:
+        parts.append(money(cost) + (f" of {money(cost_cap)}" if cost_cap is not None else ""))
+    return ", ".join(parts)
+
+
 def budget_line(budget: BudgetInfo, now: datetime) -> str:
-    parts = [f"{budget.tokens:,} tokens"]
-    if budget.monthly_tokens is not None:
-        parts[0] += f" of {budget.monthly_tokens:,}"
-    if budget.cost or budget.monthly_cost is not None:
-        parts.append(money(budget.cost) + (f" of {money(budget.monthly_cost)}" if budget.monthly_cost else ""))
-    line = f"{budget.profile}: {', '.join(parts)} this month"
+    line = f"{budget.profile}: {_spending(budget.tokens, budget.cost, budget.monthly_tokens, budget.monthly_cost)}"
+    line += " this month"
+    if budget.daily_tokens is not None or budget.daily_cost is not None:
+        today = _spending(budget.today_tokens, budget.today_cost, budget.daily_tokens, budget.daily_cost)
+        line += f" ({today} today)"
     if budget.spent:
         return f"{line}. {BUDGET_SPENT} {clock(budget.spent_resets_at, now)}"
     if budget.monthly_tokens is not None or budget.monthly_cost is not None:
