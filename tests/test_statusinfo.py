@@ -20,7 +20,8 @@ from eink_llm.render.status import render_status
 from eink_llm.retry import Breakers
 from eink_llm.status_page import StatusKeeper
 from eink_llm.statusinfo import budget_line, clock, outcome_line, take_snapshot, this_host
-from eink_llm.store import ExchangeResult, Heartbeat, ServiceState, Store
+from eink_llm.store import MIGRATIONS, ExchangeResult, Heartbeat, ServiceState, Store
+from eink_llm.store.schema import statements
 from eink_llm.watch_names import is_candidate
 from tests.harness import clean_env, pdf_text, write_config
 
@@ -226,3 +227,25 @@ def test_budgets_and_the_latest_outcomes_in_words(tmp_path: Path) -> None:
             "ERROR second.pdf: The AI service could not be reached. What to do: wait.",
             "answered first.pdf",
         ]
+
+
+def test_status_on_a_database_older_than_the_heartbeat_says_it_cannot_tell(tmp_path: Path) -> None:
+    database = tmp_path / "old.sqlite3"
+    db = sqlite3.connect(database)
+    db.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT)")
+    for number, (name, script) in enumerate(MIGRATIONS[:3], start=1):
+        for statement in statements(script):
+            db.execute(statement)
+        db.execute("INSERT INTO schema_migrations VALUES (?, ?, '2026-01-01T00:00:00.000Z')", (number, name))
+    db.commit()
+    db.close()
+    assert "Daemon: Unknown: the database is older than this version" in status(tmp_path, database)
+
+
+def test_hostile_names_stay_one_printable_line(tmp_path: Path) -> None:
+    inbox = tmp_path / "inbox"
+    with Store.open(tmp_path / "db.sqlite3") as store:
+        answered(store, inbox, "evil\n# heading\x1b[31m.pdf", tokens=1)
+        (outcome,) = take_snapshot(store, make_config(inbox)).recent
+    line = outcome_line(outcome, datetime.now(UTC))
+    assert "\n" not in line and "\x1b" not in line and line.endswith("answered evil # heading?[31m.pdf")

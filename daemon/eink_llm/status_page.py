@@ -61,7 +61,13 @@ def md(text: str) -> str:
     return _MARKDOWN_MARKS.sub(r"\\\1", text).translate(_BRACKETS)
 
 
-_HEADLINE = {"running": "running", "stopped": "STOPPED", "stale": "NOT RESPONDING", "never": "not running"}
+_HEADLINE = {
+    "running": "running",
+    "stopped": "STOPPED",
+    "stale": "NOT RESPONDING",
+    "never": "not running",
+    "unknown": "in an unknown state",
+}
 
 
 def page_markdown(snapshot: StatusSnapshot, recent: int | None = None, waiting: int | None = None) -> str:

@@ -12,6 +12,7 @@ something happens, not every minute; the terminal adds the durations.
 
 from __future__ import annotations
 
+import re
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -33,7 +34,7 @@ RECENT_SHOWN = 5
 BUDGET_SPENT = "Budget spent until"
 ERROR = "ERROR"
 
-DaemonState = Literal["running", "stale", "stopped", "never"]
+DaemonState = Literal["running", "stale", "stopped", "never", "unknown"]
 ServiceWord = Literal["answering", "slow", "down", "unknown"]
 
 
@@ -171,6 +172,8 @@ def take_snapshot(
     now = now or datetime.now(UTC)
     root = folder.path if folder is not None else None
     daemon = daemon_info(store.heartbeat(), now)
+    if daemon.state == "never" and not store.has_heartbeat():
+        daemon = DaemonInfo("unknown", None)
     working = tuple(store.running_jobs(root)) if daemon.up else ()
     waiting, waiting_count = store.waiting_jobs(root, WAITING_SHOWN)
     profiles = [config.profile(name) for name in folder_profiles(config, folder)]
@@ -214,14 +217,21 @@ def duration(seconds: float) -> str:
 
 
 def one_line(text: str | None, limit: int = 70) -> str:
-    flat = " ".join((text or "").split())
+    """``text`` (a file name, an error: anything) as one printable line of at most ``limit`` characters."""
+    flat = " ".join(_CONTROL.sub("?", text or "").split())
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
+
+
+#: Control characters (C0 and C1, but not the whitespace that ``split`` takes care of): never printed.
+_CONTROL = re.compile("[\x00-\x08\x0e-\x1f\x7f-\x9f]")
 
 
 def daemon_line(snapshot: StatusSnapshot) -> str:
     """``Running since 14:02 (version 0.1.0, pid 123 on host).``, or why not."""
     info, now = snapshot.daemon, snapshot.taken_at
     beat = info.heartbeat
+    if info.state == "unknown":
+        return "Unknown: the database is older than this version; the daemon updates it when it next starts."
     if beat is None:
         return "Not running: no daemon has run on this database yet."
     where = f"version {beat.version}, pid {beat.pid}" + (f" on {beat.host}" if beat.host != this_host() else "")
@@ -274,15 +284,17 @@ def budget_line(budget: BudgetInfo, now: datetime) -> str:
 
 
 def outcome_line(outcome: Outcome, now: datetime) -> str:
+    name = one_line(outcome.input_file, 60)
     if outcome.ok:
-        return f"{clock(outcome.at, now)} answered {outcome.input_file}"
-    return f"{clock(outcome.at, now)} {ERROR} {outcome.input_file}: {one_line(outcome.error, 60)}"
+        return f"{clock(outcome.at, now)} answered {name}"
+    return f"{clock(outcome.at, now)} {ERROR} {name}: {one_line(outcome.error, 60)}"
 
 
 def waiting_line(job: WaitingJob, now: datetime) -> str:
+    name = one_line(job.path.name, 60)
     if job.last_error and job.next_attempt_at > now:
-        return f"{job.path.name} (next try at {clock(job.next_attempt_at, now)}: {one_line(job.last_error, 50)})"
-    return job.path.name
+        return f"{name} (next try at {clock(job.next_attempt_at, now)}: {one_line(job.last_error, 50)})"
+    return name
 
 
 # --- the terminal -------------------------------------------------------------------------------------------------
@@ -300,7 +312,7 @@ def snapshot_text(snapshot: StatusSnapshot, database: Path) -> str:
     if snapshot.working:
         for job in snapshot.working:
             took = duration((now - job.since).total_seconds())
-            lines.append(f"In progress: {job.path} (since {clock(job.since, now)}, {took})")
+            lines.append(f"In progress: {one_line(str(job.path), 200)} (since {clock(job.since, now)}, {took})")
     else:
         lines.append("In progress: nothing")
     if snapshot.waiting_count:

@@ -148,6 +148,11 @@ class StatusStore(Database):
             _services(row["services"]),
         )
 
+    def has_heartbeat(self) -> bool:
+        """Whether the database has the heartbeat at all (a daemon of an older version never wrote one)."""
+        rows = self._read("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'daemon_heartbeat'")
+        return bool(rows)
+
     # --- the work (read by the status snapshot) ---------------------------------------------------------------
 
     def running_jobs(self, root: Path | None = None) -> list[RunningJob]:
