@@ -249,3 +249,21 @@ def test_hostile_names_stay_one_printable_line(tmp_path: Path) -> None:
         (outcome,) = take_snapshot(store, make_config(inbox)).recent
     line = outcome_line(outcome, datetime.now(UTC))
     assert "\n" not in line and "\x1b" not in line and line.endswith("answered evil # heading?[31m.pdf")
+
+
+def test_a_page_turned_off_is_removed_only_if_it_is_ours_and_unchanged(tmp_path: Path) -> None:
+    first, second = tmp_path / "first", tmp_path / "second"
+    first.mkdir()
+    second.mkdir()
+    folders = [{"path": str(first)}, {"path": str(second)}]
+    with Store.open(tmp_path / "db.sqlite3") as store:
+        keeper = StatusKeeper(store, Config.model_validate({"watch": {"folders": folders}}), Breakers, clock=Clock())
+        keeper.tick()
+        assert (first / "STATUS.pdf").is_file() and (second / "STATUS.pdf").is_file()
+        with (second / "STATUS.pdf").open("ab") as page:
+            page.write(b"\n% a pen stroke, saved into the file by the tablet\n")
+        off = [{"path": str(first), "status_page": False}, {"path": str(second), "status_page": False}]
+        keeper.configure(Config.model_validate({"watch": {"folders": off}}))
+        keeper.tick()
+    assert not (first / "STATUS.pdf").exists()  # ours, unchanged: it would only tell old news
+    assert (second / "STATUS.pdf").is_file()  # written on: not ours to delete

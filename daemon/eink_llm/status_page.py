@@ -30,6 +30,8 @@ import structlog
 from eink_llm import __version__
 from eink_llm.atomic import atomic_write
 from eink_llm.config import Config, FolderConfig
+from eink_llm.fingerprint import is_unchanged
+from eink_llm.naming import INFO_KIND, KIND_STATUS
 from eink_llm.retry import Breakers
 from eink_llm.statusinfo import (
     BUDGET_SPENT,
@@ -52,6 +54,10 @@ log = structlog.get_logger("eink_llm.status_page")
 
 #: Marks our Markdown gives a meaning: escaped with a backslash, except the brackets, which with a backslash
 #: open TeX math (``\(``, ``\[``) and so are written as character references.
+#: A status page is far smaller; anything bigger is not one of ours.
+MAX_PAGE_BYTES = 4 * 1024 * 1024
+STATUS_MARK = f"/{INFO_KIND} ({KIND_STATUS})".encode("ascii")
+
 _MARKDOWN_MARKS = re.compile(r"([\\`*_{}<>#+\-.!|~$&\"])")
 _BRACKETS = str.maketrans({"[": "&#91;", "]": "&#93;", "(": "&#40;", ")": "&#41;"})
 
@@ -155,6 +161,20 @@ def _shorter(recent: int, font_size: float) -> Iterator[tuple[int, int | None, f
         yield 0, 0, size
 
 
+def remove_own_page(path: Path) -> bool:
+    """Delete ``path`` if it is a status page of ours exactly as we wrote it (never a file someone wrote on)."""
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_PAGE_BYTES + 1)
+        if len(data) > MAX_PAGE_BYTES or STATUS_MARK not in data or not is_unchanged(data):
+            return False
+        path.unlink()
+    except OSError:
+        return False
+    log.info("removed the status page, which is turned off", path=str(path))
+    return True
+
+
 @dataclass(slots=True)
 class _Page:
     folder: FolderConfig
@@ -181,17 +201,23 @@ class StatusKeeper:
         self.configure(self.config)
 
     def configure(self, config: Config) -> None:
-        """Take a (re)loaded config: which folders have a page, and its name. What a page showed is kept."""
+        """Take a (re)loaded config: which folders have a page, and its name. What a page showed is kept; a page
+        turned off (or renamed) is removed if it is ours and unchanged, so it cannot go on telling old news."""
         old = {page.path: page for page in self.pages}
         self.config = config
         settings = config.status_page
         self.pages = []
-        if settings.enabled:
-            for folder in config.watch.folders:
-                if folder.status_page:
-                    path = folder.path / settings.name
-                    self.pages.append(old.get(path) or _Page(folder, path))
-                    self.pages[-1].folder = folder
+        retired = set(old)
+        for folder in config.watch.folders:
+            path = folder.path / settings.name
+            if settings.enabled and folder.status_page:
+                self.pages.append(old.get(path) or _Page(folder, path))
+                self.pages[-1].folder = folder
+                retired.discard(path)
+            else:
+                retired.add(path)
+        for path in sorted(retired):
+            remove_own_page(path)
         self._next_check = -math.inf
 
     @property

@@ -276,7 +276,8 @@ class StatusPageConfig(_Section):
         default=True,
         description="Keep a one-page PDF at the top of each watched folder that says, on the tablet, whether the "
         "daemon runs, what it is answering, whether the AI service answers, the budgets and the last answers. "
-        "Turn it off for one folder with `status_page: false` in its entry under watch.folders.",
+        "Turn it off for one folder with `status_page: false` in its entry under watch.folders; a page of ours "
+        "that nobody wrote on is then removed.",
     )
     name: str = Field(
         default="STATUS.pdf",
