@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -249,3 +250,19 @@ def test_status_page_off_for_a_folder_and_status_without_a_daemon(tmp_path: Path
         assert "elsewhere" not in page(inbox)
         assert running.stop() == 0
     assert not (other / STATUS).exists()
+
+
+def test_a_reload_that_turns_the_page_off_takes_it_away(tmp_path: Path, inbox: Path) -> None:
+    config_path = config(tmp_path, inbox)
+    with daemon(tmp_path, config_path) as running:
+        wait_until(lambda: page_says(inbox, "eink-llm is running"), what="the first page")
+        settings = yaml.safe_load(config_path.read_text())
+        settings["status_page"]["enabled"] = False
+        config_path.write_text(yaml.safe_dump(settings))
+        assert running.process is not None
+        running.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: not (inbox / STATUS).exists(), what="the page removed after the reload")
+        samples.make_png(inbox / "after.png")
+        wait_until(lambda: outputs(inbox, "RESPONSE_"), timeout=30, what="an answer after the reload")
+        assert running.stop() == 0
+    assert not (inbox / STATUS).exists()  # and no last word either: it is off
