@@ -19,7 +19,7 @@ from eink_llm.reader import read_input
 from eink_llm.render.status import render_status
 from eink_llm.retry import Breakers
 from eink_llm.status_page import StatusKeeper
-from eink_llm.statusinfo import budget_line, clock, outcome_line, take_snapshot, this_host
+from eink_llm.statusinfo import budget_line, clock, outcome_line, service_line, take_snapshot, this_host
 from eink_llm.store import MIGRATIONS, ExchangeResult, Heartbeat, ServiceState, Store
 from eink_llm.store.schema import statements
 from eink_llm.watch_names import is_candidate
@@ -87,7 +87,10 @@ def test_the_heartbeat_carries_the_services_and_shrugs_off_damage(tmp_path: Path
 
 def test_a_service_down_in_the_heartbeat_is_down_in_the_snapshot(tmp_path: Path) -> None:
     config = Config.model_validate(
-        {"watch": {"folders": [str(tmp_path)]}, "llm": {"backend": "openai", "base_url": "http://x/v1", "model": "m"}}
+        {
+            "watch": {"folders": [str(tmp_path)]},
+            "llm": {"backend": "openai", "base_url": "http://x/v1", "model": "m", "timeout_seconds": 120},
+        }
     )
     now = datetime.now(UTC).replace(microsecond=0)
     with Store.open(tmp_path / "db.sqlite3") as store:
@@ -99,6 +102,14 @@ def test_a_service_down_in_the_heartbeat_is_down_in_the_snapshot(tmp_path: Path)
         assert take_snapshot(store, config, now=now).services[0].state == "slow"
         store.beat(Heartbeat(1, "h", "v", now, now, None, {}))
         assert take_snapshot(store, config, now=now).services[0].state == "answering"
+        # a question with the model for more than half its timeout: slow, since when
+        job_id = store.enqueue(tmp_path / "q.pdf", root=tmp_path, sha256="c" * 64, size=1, mtime_ns=1)
+        assert store.claim_job(only=[job_id] if job_id else []) is not None
+        later = datetime.now(UTC) + timedelta(seconds=61)
+        store.beat(Heartbeat(1, "h", "v", now, later, None, {}))
+        (service,) = take_snapshot(store, config, now=later).services
+        assert service.state == "slow" and service.when is not None and service.when <= later
+        assert "slow, no answer yet to a question sent at" in service_line(service, later)
 
 
 def test_the_page_is_rewritten_only_when_it_changes_and_at_most_once_per_interval(tmp_path: Path) -> None:
