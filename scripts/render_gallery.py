@@ -1,4 +1,5 @@
-"""Render docs/gallery/answer.md for every device and save each first page as docs/gallery/<device>.png.
+"""Render docs/gallery/answer.md for every device and save each first page as docs/gallery/<device>.png, and
+the STATUS page (a made-up but typical moment) as docs/gallery/status/<device>.png.
 
     python scripts/render_gallery.py [--dpi 110] [--answer docs/gallery/answer.md] [--out docs/gallery]
 
@@ -10,13 +11,18 @@ for the formulas, matplotlib; CJK, Hangul and emoji need system fonts (see docs/
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
+import os
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pypdfium2 as pdfium
 
 from eink_llm.render import DEVICES, RenderMeta
 from eink_llm.render.api import render
+from eink_llm.status_page import render_page
+from eink_llm.statusinfo import BudgetInfo, DaemonInfo, ServiceInfo, StatusSnapshot
+from eink_llm.store import Heartbeat, Outcome, RunningJob, WaitingJob
 
 ROOT = Path(__file__).resolve().parent.parent
 QUESTION = "Why doesn't the period of a pendulum depend on the mass?"
@@ -58,6 +64,71 @@ def main() -> None:
         shown = target.relative_to(ROOT) if target.is_relative_to(ROOT) else target
         summary = f"{image.size[0]}x{image.size[1]} px, {pages} pages"
         print(f"{shown}: {summary}{'; ' + '; '.join(notes) if notes else ''}")
+    status_pages(args.out / "status", args.dpi, args.font_size)
+
+
+def status_snapshot() -> StatusSnapshot:
+    """A typical moment: one question with the local model, two waiting, the cloud service down, one budget
+    spent, the latest answers and an error."""
+    now = datetime(2025, 3, 14, 9, 41, tzinfo=UTC)
+    started = now - timedelta(days=3, hours=2)
+    beat = Heartbeat(2417, "homeserver", "0.1.0", started, now)
+    at = [now - timedelta(minutes=m) for m in (2, 9, 25, 47, 70)]
+    return StatusSnapshot(
+        taken_at=now,
+        folder=Path("/srv/sync/alice/ask-ai"),
+        daemon=DaemonInfo("running", beat),
+        working=(RunningJob(Path("Maths homework.pdf"), now - timedelta(minutes=3), 1),),
+        waiting=(
+            WaitingJob(Path("Reading notes p12.pdf"), now - timedelta(minutes=1), now, None),
+            WaitingJob(Path("Quick sketch.png"), now, now, None),
+        ),
+        waiting_count=2,
+        services=(
+            ServiceInfo("default", "ollama", "llama3.2-vision", "answering"),
+            ServiceInfo("tutor", "anthropic", "claude-sonnet-4", "down", now + timedelta(minutes=4), 3),
+        ),
+        budgets=(
+            BudgetInfo("default", 182_340, 0.0, None, None, datetime(2025, 4, 1, tzinfo=UTC)),
+            BudgetInfo(
+                "tutor",
+                1_000_512,
+                4.87,
+                1_000_000,
+                5.0,
+                datetime(2025, 4, 1, tzinfo=UTC),
+                "The monthly budget is spent",
+                datetime(2025, 4, 1, tzinfo=UTC),
+            ),
+        ),
+        recent=(
+            Outcome(at[0], "Pendulum.pdf", True, "RESPONSE_conv_x_ex002_Pendulum.pdf", None),
+            Outcome(at[1], "Essay outline.pdf", True, "RESPONSE_conv_y_ex001_Essay outline.pdf", None),
+            Outcome(at[2], "scan.jpg", False, "ERROR_conv_z_ex001_scan.pdf", "scan.jpg is damaged: it cannot be read."),
+            Outcome(at[3], "Pendulum.pdf", True, "RESPONSE_conv_x_ex001_Pendulum.pdf", None),
+            Outcome(at[4], "Vocabulary.pdf", True, "RESPONSE_conv_w_ex001_Vocabulary.pdf", None),
+        ),
+    )
+
+
+def status_pages(out: Path, dpi: float, font_size: float) -> None:
+    """The STATUS page of the same moment on every device (times shown in UTC)."""
+    os.environ["TZ"] = "UTC"
+    time.tzset()
+    out.mkdir(parents=True, exist_ok=True)
+    snapshot = status_snapshot()
+    for name in DEVICES:
+        pdf = render_page(snapshot, device=name, font_size=font_size, min_interval=60)
+        doc = pdfium.PdfDocument(pdf)
+        try:
+            image = doc[0].render(scale=dpi / 72, grayscale=True).to_pil().convert("L")
+            pages = len(doc)
+        finally:
+            doc.close()
+        target = out / f"{name}.png"
+        image.save(target, optimize=True)
+        shown = target.relative_to(ROOT) if target.is_relative_to(ROOT) else target
+        print(f"{shown}: {image.size[0]}x{image.size[1]} px, {pages} page{'s' if pages > 1 else ''}")
 
 
 if __name__ == "__main__":

@@ -31,6 +31,11 @@ from eink_llm.transcript import INSTRUCTION as TRANSCRIBE
 log = structlog.get_logger("eink_llm.pipeline")
 
 
+def service_key(profile: Profile) -> str:
+    """Which AI service a profile asks (its backend and address): profiles that share one share its breaker."""
+    return f"{profile.llm.backend} {profile.llm.base_url or ''}".strip()
+
+
 class Asker:
     """Asks the models. Safe to use from several worker threads at once."""
 
@@ -116,7 +121,7 @@ class Asker:
 
     def breaker(self, profile: Profile) -> CircuitBreaker:
         """The circuit breaker of the AI service a profile uses (its backend and address)."""
-        return self.breakers.get(f"{profile.llm.backend} {profile.llm.base_url or ''}".strip())
+        return self.breakers.get(service_key(profile))
 
     def ask(self, request: LLMRequest, backend: Backend, breaker: CircuitBreaker) -> LLMResponse:
         """The LLM hook, with the outcome reported to the service's circuit breaker."""

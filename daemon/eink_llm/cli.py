@@ -42,7 +42,10 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--font-size", type=float, default=11.0, metavar="PT", help="body text size (11)")
     render.add_argument("--question", metavar="TEXT", help="show TEXT in a 'You asked' box at the top")
     status = commands.add_parser(
-        "status", parents=[common], help="show the queue, the last exchanges and failures (safe while running)"
+        "status",
+        parents=[common],
+        help="whether the daemon runs, what it answers and what waits, the AI service, budgets, the last answers "
+        "and failures (what the STATUS page shows; safe while running)",
     )
     status.add_argument("-n", "--limit", type=int, default=10, metavar="N", help="how many rows of each (10)")
     _add_conversations(commands, common)
@@ -142,24 +145,18 @@ def _process(loaded: LoadedConfig, files: Sequence[Path]) -> int:
 
 
 def _status(loaded: LoadedConfig, limit: int) -> int:
+    from eink_llm.statusinfo import snapshot_text, take_snapshot
     from eink_llm.store import Store
 
     path = loaded.database_path
     if not path.exists():
-        print(f"No database yet at {path}: nothing has been queued.")
+        print(f"No database yet at {path}: nothing has been queued, and no daemon has run on it.")
         return 0
     with Store.open(path, readonly=True) as store:
+        # The same snapshot the STATUS page in each watched folder shows, here for every folder.
+        print(snapshot_text(take_snapshot(store, loaded.config, recent=limit), path), end="")
         counts = store.queue_counts()
-        print(f"Database: {path}")
-        print("Queue: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
-        print("\nLast exchanges:")
-        for ex in store.exchanges(limit=limit):
-            tokens = f"{ex.tokens_used} tokens" if ex.tokens_used else "-"
-            took = f"{ex.processing_time:.1f} s" if ex.processing_time is not None else "-"
-            print(
-                f"  {ex.created_at}  {ex.conversation_id} ex{ex.sequence_number:03d}  {ex.status:<7} "
-                f"{took:>8} {tokens:>12}  {ex.input_file}"
-            )
+        print("\nQueue: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
         failures = store.failures(limit)
         if failures:
             print("\nFailures:")

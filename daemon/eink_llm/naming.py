@@ -22,6 +22,9 @@ INFO_EXCHANGE = "EinkLLMExchange"
 #: answer, if unchanged, not to be a question.
 INFO_INPUT = "EinkLLMInput"
 INFO_DIGEST = "EinkLLMDigest"
+#: What a PDF of ours is when it is no answer: ``status`` for the daemon's status page (never a question).
+INFO_KIND = "EinkLLMKind"
+KIND_STATUS = "status"
 XMP_NAMESPACE = "https://github.com/eink-llm/ns/1.0/"
 
 CONVERSATION_ID = re.compile(r"conv_\d{8}_\d{6}_[0-9a-f]{8}")

@@ -2,7 +2,8 @@
 
 On a tablet the conversation lives in files, and the user cannot type an id, so every natural way of continuing
 works. First, an input that needs no answer is recognised without the database (which may have been lost: a new
-server, a restore without it): **one of our answers, unchanged** (byte for byte as we wrote it: the digest we
+server, a restore without it): **the daemon's status page** (its metadata says so, renamed or written on),
+**one of our answers, unchanged** (byte for byte as we wrote it: the digest we
 stamped in it still matches), or **an input already answered** (an answer or error page named after it in its
 folder records its SHA-256). Then the rules, first match wins (README "Continuing a conversation" shows file
 names for each):
@@ -44,9 +45,20 @@ from eink_llm.store import AnswerRecord, Job, Store
 
 log = structlog.get_logger("eink_llm.resolve")
 
-How = Literal["own-answer", "answered-before", "notebook", "annotated-answer", "file-name", "metadata", "folder", "new"]
+How = Literal[
+    "status-page",
+    "own-answer",
+    "answered-before",
+    "notebook",
+    "annotated-answer",
+    "file-name",
+    "metadata",
+    "folder",
+    "new",
+]
 #: Why an input that needs no answer gets none (the job's note, the log, ``eink-llm process``).
 _NOTHING_NEW = {
+    "status-page": "the daemon's status page: never a question, whatever is written on it",
     "own-answer": "one of our answers, unchanged: not a question",
     "answered-before": "answered before: an answer in its folder records this very file",
 }
@@ -215,9 +227,11 @@ class Resolver:
         return Resolution(None, "new", note=note, pages=pages, instruction=instruction, prints=prints)
 
     def _handled_before(self, job: Job, document: InputDocument | None) -> How | None:
-        """``own-answer`` or ``answered-before`` (see the module docstring) when the input needs no answer. Not
-        for a job run again after a crash or a failed commit: the answer it may already have written records
-        its input too, and the job must finish its own exchange."""
+        """``status-page``, ``own-answer`` or ``answered-before`` (see the module docstring) when the input needs
+        no answer. Not for a job run again after a crash or a failed commit: the answer it may already have
+        written records its input too, and the job must finish its own exchange."""
+        if document is not None and document.status_page:  # written on or renamed, it still asks nothing
+            return "status-page"
         if self.store.exchange_for_job(job.job_id) is not None:
             return None
         origin = document.origin if document is not None else None

@@ -80,6 +80,12 @@ class CircuitBreaker:
         with self._lock:
             return max(self._next_probe - self._clock(), 0.0)
 
+    def state(self) -> tuple[int, bool, float]:
+        """Failures in a row, whether it is open, and seconds until the next probe (0 when closed)."""
+        with self._lock:
+            down = self._failures >= self.threshold
+            return self._failures, down, max(self._next_probe - self._clock(), 0.0) if down else 0.0
+
     def record_success(self) -> bool:
         """Returns True when this success ended an outage."""
         with self._lock:
@@ -115,6 +121,12 @@ class Breakers:
                 breaker = CircuitBreaker(self.threshold, self.probe_interval, self._clock)
                 self._breakers[service] = breaker
             return breaker
+
+    def states(self) -> dict[str, tuple[int, bool, float]]:
+        """:meth:`CircuitBreaker.state` of every service known so far (for the status heartbeat)."""
+        with self._lock:
+            items = list(self._breakers.items())
+        return {service: breaker.state() for service, breaker in items}
 
     def open_services(self) -> list[str]:
         with self._lock:

@@ -32,6 +32,7 @@ from eink_llm.logsetup import register_secrets
 from eink_llm.pipeline import Outcome, Pipeline
 from eink_llm.reader import sha256_file
 from eink_llm.retry import Breakers
+from eink_llm.status_page import StatusKeeper
 from eink_llm.store import Store, utc_now
 from eink_llm.watcher import SettledFile, Watcher
 
@@ -134,6 +135,7 @@ class Daemon:
             if requeued:
                 log.info("resuming jobs interrupted by a stop or crash", jobs=requeued)
             self._pipeline = Pipeline(self.config, store, backends)
+            self._status = StatusKeeper(store, self.config, lambda: self._pipeline.breakers)
             self._watcher = self._new_watcher(store)
             self._install_signals()
             for number in range(self.config.service.workers):
@@ -156,6 +158,7 @@ class Daemon:
             notify("STOPPING=1")
             self._watcher.stop()
             self._finish_workers()
+            self._status.stop()  # after the workers: the page's last word is "stopped"
             return code
         finally:
             close_backends(self._backends)  # retired ones too: closing one mid-request would fail that answer
@@ -197,7 +200,9 @@ class Daemon:
         signal.signal(signal.SIGHUP, on_hangup)
 
     def _new_watcher(self, store: Store) -> Watcher:
-        watch = self._watcher_config = self.config.watch
+        watch = self.config.watch
+        reserved = [self.config.status_page.name] if self.config.status_page.enabled else []
+        self._watcher_config = (watch, reserved)
 
         def on_settled(settled: SettledFile) -> None:
             try:
@@ -216,6 +221,7 @@ class Daemon:
             settle_seconds=watch.settle_seconds,
             polling=watch.polling,
             polling_interval=watch.polling_interval_seconds,
+            reserved_names=reserved,
         )
 
     def _main_loop(self, store: Store) -> int:
@@ -241,6 +247,7 @@ class Daemon:
                     "manager can restart it"
                 )
                 return EX_WATCH_FAILED
+            self._status.tick()  # the heartbeat, and the STATUS pages when they changed
             if now >= next_prune:
                 self._forget_old_answer_pdfs(store)
                 next_prune = now + PRUNE_SECONDS
@@ -287,7 +294,9 @@ class Daemon:
         self._backends.extend(backends.values())
         self.loaded, self.config = loaded, config
         self._pipeline = Pipeline(config, store, backends, self._pipeline.breakers)
-        if config.watch != self._watcher_config:
+        self._status.configure(config)
+        reserved = [config.status_page.name] if config.status_page.enabled else []
+        if (config.watch, reserved) != self._watcher_config:
             self._watcher.stop()
             self._watcher = self._new_watcher(store)
             self._watcher.start()

@@ -100,14 +100,15 @@ def _fnmatch(name: str, pattern: str) -> bool:
     return compiled.match(name) is not None
 
 
-def is_candidate(path: Path, root: Path) -> bool:
+def is_candidate(path: Path, root: Path, reserved: frozenset[str] = frozenset()) -> bool:
     """True when ``path`` (inside ``root``) could be a question exported from the tablet.
 
     The file must have a candidate suffix (any case), must not be a sync-client temp file, an OS/NAS bookkeeping
     file, a hidden file or a conflict copy, and no folder between ``root`` and the file may be an ignored one
-    (hidden, ``.stversions``, ``@eaDir``, ``__MACOSX``, …). The check is purely lexical: it neither touches the
-    disk nor resolves symlinks (``tick`` does that before reporting), so both paths must be given the same way
-    (both absolute, say). The root's own name and the folders above it do not matter.
+    (hidden, ``.stversions``, ``@eaDir``, ``__MACOSX``, …). ``reserved`` are case-folded names of our own
+    files directly in ``root`` (the status page), never questions there. The check is purely lexical: it
+    neither touches the disk nor resolves symlinks (``tick`` does that before reporting), so both paths must be
+    given the same way (both absolute, say). The root's own name and the folders above it do not matter.
     """
     try:
         relative = path.relative_to(root)
@@ -117,5 +118,7 @@ def is_candidate(path: Path, root: Path) -> bool:
     if not parts or ".." in parts:
         return False
     if any(is_ignored_dir_name(part) for part in parts[:-1]):
+        return False
+    if len(parts) == 1 and parts[0].casefold() in reserved:
         return False
     return is_candidate_name(parts[-1])

@@ -128,6 +128,7 @@ class Watcher:
         settle_seconds: float = 2.0,
         polling: bool | Literal["auto"] = "auto",
         polling_interval: float = 5.0,
+        reserved_names: Iterable[str] = (),
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not roots:
@@ -147,6 +148,8 @@ class Watcher:
         self._polling = polling
         self._polling_interval = float(polling_interval)
         self._clock = clock
+        #: Our own files directly in a root (the status page): never reported.
+        self._reserved = frozenset(name.casefold() for name in reserved_names)
 
         self._lock = threading.Lock()
         self._pending: dict[Path, _Pending] = {}
@@ -340,7 +343,7 @@ class Watcher:
             target = dest if kind == "moved" else "" if kind == "deleted" else src
             if target:
                 located = self._locate_locked(target)
-                if located is not None and is_candidate(*located):
+                if located is not None and is_candidate(*located, self._reserved):
                     self._note_locked(located[0], located[1], now)
 
     # --- internals -----------------------------------------------------------------------------------
@@ -433,7 +436,11 @@ class Watcher:
                         child = Path(entry.path)
                         if not is_ignored_dir_name(entry.name) and child not in other_roots:
                             stack.append(child)
-                    elif entry.is_file(follow_symlinks=False) and is_candidate_name(entry.name):
+                    elif (
+                        entry.is_file(follow_symlinks=False)
+                        and is_candidate_name(entry.name)
+                        and not (folder == root and entry.name.casefold() in self._reserved)
+                    ):
                         st = entry.stat(follow_symlinks=False)
                         found.append((Path(entry.path), (st.st_size, st.st_mtime_ns)))
                 except OSError:

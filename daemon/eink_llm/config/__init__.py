@@ -33,6 +33,7 @@ from eink_llm.config.schema import (
     ProfileConfig,
     RetryConfig,
     ServiceConfig,
+    StatusPageConfig,
     StorageConfig,
     WatchConfig,
 )
@@ -55,6 +56,7 @@ __all__ = [
     "ProfileConfig",
     "RetryConfig",
     "ServiceConfig",
+    "StatusPageConfig",
     "StorageConfig",
     "WatchConfig",
     "candidate_paths",

@@ -50,6 +50,11 @@ class FolderConfig(_Section):
         "subfolder's one conversation (files directly in this folder stay per-file). `per-folder`: this folder "
         "too is one conversation.",
     )
+    status_page: bool = Field(
+        default=True,
+        description="Keep the daemon's status page (status_page.name) at the top of this folder, when "
+        "status_page.enabled is on.",
+    )
 
     def conversation_folder(self, path: Path) -> Path | None:
         """In folder mode, the folder whose one conversation a file belongs to; ``None`` when per-file."""
@@ -266,6 +271,45 @@ class ServiceConfig(_Section):
     )
 
 
+class StatusPageConfig(_Section):
+    enabled: bool = Field(
+        default=True,
+        description="Keep a one-page PDF at the top of each watched folder that says, on the tablet, whether the "
+        "daemon runs, what it is answering, whether the AI service answers, the budgets and the last answers. "
+        "Turn it off for one folder with `status_page: false` in its entry under watch.folders; a page of ours "
+        "that nobody wrote on is then removed.",
+    )
+    name: str = Field(
+        default="STATUS.pdf",
+        description="The status page's file name. A file of this name at the top of a watched folder is never "
+        "taken as a question; what you write on it changes nothing.",
+    )
+    min_interval: float = Field(
+        default=60.0,
+        ge=0,
+        le=86400,
+        description="Seconds between two rewrites of the page at the least, so the sync client is not kept busy; "
+        "it is rewritten only when what it shows has changed (and once more when the daemon stops).",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _plain_pdf_name(cls, value: str) -> str:
+        name = value.strip()
+        if (
+            not name.lower().endswith(".pdf")
+            or len(name) > 100
+            or any(c in name for c in '/\\:*?"<>|')
+            or any(ord(c) < 32 for c in name)
+            or name.startswith((".", "RESPONSE_", "ERROR_", "~"))
+        ):
+            raise ValueError(
+                "must be a plain file name ending in .pdf (no folder, not hidden, not RESPONSE_/ERROR_), "
+                "e.g. STATUS.pdf"
+            )
+        return name
+
+
 class LoggingConfig(_Section):
     format: Literal["auto", "console", "json"] = Field(
         default="auto", description="`auto`: readable on a terminal, JSON lines otherwise (journald)."
@@ -323,6 +367,9 @@ class Config(_Section):
     storage: StorageConfig = Field(default_factory=StorageConfig, description="Where the history is kept.")
     service: ServiceConfig = Field(default_factory=ServiceConfig, description="How the daemon runs.")
     logging: LoggingConfig = Field(default_factory=LoggingConfig, description="What is logged, and how.")
+    status_page: StatusPageConfig = Field(
+        default_factory=StatusPageConfig, description="The status page in each watched folder."
+    )
     profiles: dict[str, ProfileConfig] = Field(
         default_factory=dict,
         description="Named sets of model and layout settings that folders pick with `profile:`. The profile "

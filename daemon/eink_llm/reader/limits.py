@@ -57,6 +57,8 @@ class InputDocument:
     text: str
     page_count: int
     origin: PdfOrigin | None = None
+    #: The daemon's own status page (its metadata says so, whatever its name): never a question.
+    status_page: bool = False
 
 
 def check_file_size(name: str, size: int, limits: InputLimits) -> None:

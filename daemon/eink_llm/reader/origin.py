@@ -33,7 +33,7 @@ from typing import Any, Literal
 import pypdfium2.raw as pdfium_c
 
 from eink_llm.fingerprint import is_unchanged
-from eink_llm.naming import CONVERSATION_ID, INFO_CONVERSATION, INFO_EXCHANGE, XMP_NAMESPACE
+from eink_llm.naming import CONVERSATION_ID, INFO_CONVERSATION, INFO_EXCHANGE, INFO_KIND, KIND_STATUS, XMP_NAMESPACE
 
 #: Bounds for hostile input: packets longer than this are skipped, and only the last few packets are looked
 #: at (an incremental update appends the newest metadata at the end of the file).
@@ -88,7 +88,8 @@ def meta_text(document: Any, key: str) -> str:
 
 def read_info(document: Any) -> dict[str, str]:
     """The Info entries the origin can come from. Call with the reader's pdfium lock held."""
-    return {key: meta_text(document, key) for key in (INFO_CONVERSATION, INFO_EXCHANGE, "Subject", "Keywords")}
+    keys = (INFO_CONVERSATION, INFO_EXCHANGE, INFO_KIND, "Subject", "Keywords")
+    return {key: meta_text(document, key) for key in keys}
 
 
 def xmp_packets(data: bytes) -> list[str]:
@@ -116,9 +117,12 @@ MAX_PREFIXES = 4
 #: ``<p:name …>value</p:name>`` and ``p:name="value"``: the two ways RDF writes a simple property. Written so
 #: that no part can match the same text two ways (values stop at ``<``/quotes, are stripped in Python): linear
 #: time on hostile packets, one pass each per packet however many prefixes it declares.
-_ELEMENT = re.compile(r"<([A-Za-z_][\w.-]{0,40}):(conversation|exchange)(?:\s[^<>]{0,200})?>([^<>]{0,200})</\1:\2\s*>")
+_ELEMENT = re.compile(
+    r"<([A-Za-z_][\w.-]{0,40}):(conversation|exchange|kind)(?:\s[^<>]{0,200})?>([^<>]{0,200})</\1:\2\s*>"
+)
 _ATTRIBUTE = re.compile(
-    r"""(?:^|[\s<])([A-Za-z_][\w.-]{0,40}):(conversation|exchange)\s*=\s*(?:"([^"<>]{0,200})"|'([^'<>]{0,200})')"""
+    r"""(?:^|[\s<])([A-Za-z_][\w.-]{0,40}):(conversation|exchange|kind)\s*=\s*"""
+    r"""(?:"([^"<>]{0,200})"|'([^'<>]{0,200})')"""
 )
 
 
@@ -145,6 +149,21 @@ def origin_from_xmp(data: bytes) -> PdfOrigin | None:
         if conversation:
             return PdfOrigin(conversation, valid_exchange(found.get("exchange")), "xmp")
     return None
+
+
+def is_status_page(info: dict[str, str], data: bytes) -> bool:
+    """Whether a PDF is our status page (``/EinkLLMKind (status)``, or ``kind`` in our XMP namespace), however
+    it was renamed or written on: it is never a question. Never raises."""
+    try:
+        if info.get(INFO_KIND, "").strip() == KIND_STATUS:
+            return True
+        for packet in xmp_packets(data):
+            prefixes = set(list(dict.fromkeys(_PREFIX.findall(packet)))[:MAX_PREFIXES])
+            if prefixes and _properties(packet, prefixes).get("kind") == KIND_STATUS:
+                return True
+    except Exception:
+        return False
+    return False
 
 
 def origin_from_info(info: dict[str, str]) -> PdfOrigin | None:

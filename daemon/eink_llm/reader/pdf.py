@@ -26,7 +26,7 @@ from PIL import Image
 from eink_llm.backends.base import PageImage
 from eink_llm.errors import CorruptInputError, EncryptedInputError, InputError, InputTooLargeError
 from eink_llm.reader.limits import EXPORT_AGAIN, FEWER_PAGES, InputDocument, InputLimits, describe, encode
-from eink_llm.reader.origin import PdfOrigin, find_origin, read_info
+from eink_llm.reader.origin import PdfOrigin, find_origin, is_status_page, read_info
 
 #: Held around every pypdfium2 call in the process. Any other module that calls pdfium must hold it too.
 PDFIUM_LOCK = threading.Lock()
@@ -59,7 +59,7 @@ def read_pdf(name: str, data: bytes, limits: InputLimits) -> InputDocument:
             pages.append(encode(image, limits))  # outside the lock: encoding is the slow part
             if text:
                 texts.append(text)
-        origin = _origin(document, data)
+        origin, status_page = _origin(document, data)
     except InputError:
         raise
     except MemoryError as exc:
@@ -75,20 +75,22 @@ def read_pdf(name: str, data: bytes, limits: InputLimits) -> InputDocument:
         ) from None
     finally:
         _pdfium(document.close)
-    return InputDocument("pdf", tuple(pages), "\n\n".join(texts), count, origin)
+    return InputDocument("pdf", tuple(pages), "\n\n".join(texts), count, origin, status_page)
 
 
-def _origin(document: Any, data: bytes) -> PdfOrigin | None:
-    """Which of our conversations this PDF belongs to, if it is one of our answers coming back (see
-    :mod:`~eink_llm.reader.origin`). Damaged metadata only costs the recognition, never the page."""
+def _origin(document: Any, data: bytes) -> tuple[PdfOrigin | None, bool]:
+    """Which of our conversations this PDF belongs to, if it is one of our answers coming back, and whether it
+    is our status page (see :mod:`~eink_llm.reader.origin`). Damaged metadata only costs the recognition, never
+    the page."""
     try:
         info = _pdfium(lambda: read_info(document))
     except Exception:
         info = {}
     try:
-        return find_origin(info, data)  # outside the lock: the XMP scan is plain bytes
+        origin = find_origin(info, data)  # outside the lock: the XMP scan is plain bytes
     except Exception:
-        return None
+        origin = None
+    return origin, is_status_page(info, data)
 
 
 def _open_pdf(name: str, data: bytes) -> Any:

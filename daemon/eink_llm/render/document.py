@@ -233,6 +233,7 @@ class DocumentInfo:
     keywords: tuple[str, ...]
     exchange: int | None = None  # written as metadata, read back when the PDF returns
     input_sha256: str | None = None  # likewise: which input an answer or error page answers
+    kind: str | None = None  # what a PDF that is no answer is (render/metadata.py), e.g. the status page
 
 
 def answer_info(meta: RenderMeta) -> DocumentInfo:
@@ -269,7 +270,7 @@ def build_document(story: Sequence[Flowable], info: DocumentInfo, device: Device
     fonts.ensure_fonts()
     layout = page_layout(device, theme)
     decor = _Decor(layout, theme, info.conversation, info.label, date_text(info.created), info.title)
-    identity = metadata.Identity(info.conversation, info.exchange, info.created, info.input_sha256)
+    identity = metadata.Identity(info.conversation, info.exchange, info.created, info.input_sha256, info.kind)
     body = layout.body
     buffer = io.BytesIO()
     doc = BaseDocTemplate(

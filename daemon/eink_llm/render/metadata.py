@@ -36,7 +36,7 @@ from typing import Any
 from reportlab.pdfbase import pdfdoc
 
 from eink_llm.fingerprint import PLACEHOLDER
-from eink_llm.naming import INFO_CONVERSATION, INFO_DIGEST, INFO_EXCHANGE, INFO_INPUT, XMP_NAMESPACE
+from eink_llm.naming import INFO_CONVERSATION, INFO_DIGEST, INFO_EXCHANGE, INFO_INPUT, INFO_KIND, XMP_NAMESPACE
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
@@ -50,6 +50,8 @@ class Identity:
     created: datetime | None
     #: SHA-256 (hex) of the input an answer or error page answers.
     input_sha256: str | None = None
+    #: What a PDF that is no answer is (``status``: the status page), so it is never taken as a question.
+    kind: str | None = None
 
 
 class _Stamp:
@@ -89,6 +91,9 @@ def _extra_info(identity: Identity) -> dict[str, str]:
     if identity.exchange is not None:
         if identity.input_sha256 and _SHA256.fullmatch(identity.input_sha256):
             extra[INFO_INPUT] = identity.input_sha256
+        extra[INFO_DIGEST] = PLACEHOLDER
+    if identity.kind:
+        extra[INFO_KIND] = identity.kind
         extra[INFO_DIGEST] = PLACEHOLDER
     return extra
 
@@ -184,6 +189,8 @@ def xmp_packet(
         ours = f"   <einkllm:conversation>{_xml(identity.conversation_id)}</einkllm:conversation>\n"
         if identity.exchange is not None:
             ours += f"   <einkllm:exchange>{identity.exchange}</einkllm:exchange>\n"
+    if identity.kind:
+        ours += f"   <einkllm:kind>{_xml(identity.kind)}</einkllm:kind>\n"
     return (
         '<?xpacket begin="\ufeff" id="W5M0MpCehiHzreSzNTczkc9d"?>\n'
         '<x:xmpmeta xmlns:x="adobe:ns:meta/">\n'

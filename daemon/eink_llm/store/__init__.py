@@ -1,7 +1,8 @@
 """SQLite persistence: the job queue, conversations, exchanges and the files we wrote. All SQL lives here.
 
 Modules: ``schema`` (migrations), ``db`` (connection, transactions), ``queue``, ``exchanges``, ``history``
-(search and the history commands), ``records`` (what they return), ``search`` (safe FTS5 queries).
+(search and the history commands), ``status`` (the daemon's heartbeat and the work in progress, for ``status``
+and the STATUS page), ``records`` (what they return), ``search`` (safe FTS5 queries).
 
 The database is the daemon's memory across crashes, so its rules are strict:
 
@@ -34,9 +35,10 @@ from eink_llm.store.records import (
 )
 from eink_llm.store.schema import MIGRATIONS
 from eink_llm.store.search import fts_query
+from eink_llm.store.status import Heartbeat, Outcome, RunningJob, ServiceState, StatusStore, WaitingJob
 
 
-class Store(QueueStore, ExchangeStore, HistoryStore):
+class Store(QueueStore, ExchangeStore, HistoryStore, StatusStore):
     """The database. Open with :meth:`open`; close when done (``with Store.open(p) as store:``)."""
 
 
@@ -47,10 +49,15 @@ __all__ = [
     "Exchange",
     "ExchangeResult",
     "ExchangeStatus",
+    "Heartbeat",
     "Job",
     "JobState",
+    "Outcome",
+    "RunningJob",
     "SearchHit",
+    "ServiceState",
     "Store",
+    "WaitingJob",
     "fts_query",
     "iso",
     "utc_now",

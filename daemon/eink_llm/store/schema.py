@@ -127,6 +127,21 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         INSERT INTO exchange_search (exchange_search) VALUES ('rebuild');
         """,
     ),
+    (
+        "004_statuspage_heartbeat",
+        """
+        CREATE TABLE daemon_heartbeat (
+            id         INTEGER PRIMARY KEY CHECK (id = 1),
+            pid        INTEGER NOT NULL,
+            host       TEXT NOT NULL,
+            version    TEXT NOT NULL,
+            started_at TEXT NOT NULL,
+            beat_at    TEXT NOT NULL,
+            stopped_at TEXT,
+            services   TEXT NOT NULL DEFAULT '{}'
+        );
+        """,
+    ),
 )
 
 
