@@ -24,9 +24,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -241,3 +244,86 @@ def test_the_search_finds_a_planted_key(tmp_path: Path) -> None:
     pdf = tmp_path / "answer.pdf"
     samples.make_pdf(pdf, pages=1, lines=[f"the key is {key}"])
     assert "profile plug: api_key → answer.pdf (text)" in leaks(pdf_channels([pdf]))
+
+
+def test_status_and_history_mask_errors_an_older_version_stored(tmp_path: Path) -> None:
+    """A database written before masking keeps keys in its error texts: ``status`` and the history commands
+    mask them when they print them (the keys are known from the config; a ``sig=`` by its pattern)."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    database = tmp_path / "state" / "db.sqlite3"
+    config = write_config(
+        tmp_path / "config.yaml", inbox, database, llm={"backend": "echo", "api_key": KEYS["top-level llm.api_key"]}
+    )
+    env = clean_env(tmp_path)
+
+    def cli(*argv: str) -> str:
+        result = subprocess.run(
+            [sys.executable, "-m", "eink_llm", *argv], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stderr
+        return result.stdout + result.stderr
+
+    samples.make_png(inbox / "q.png", size=(600, 800))
+    cli("process", "-c", str(config), str(inbox / "q.png"))
+    stored = (
+        f"The key {KEYS['top-level llm.api_key']} was refused by "
+        f"https://store.example/blob?sv=1&sig={KEYS['sig= printed by the command']}."
+    )
+    with sqlite3.connect(database) as db:  # what an older version wrote
+        db.execute("UPDATE exchanges SET status = 'error', response_text = NULL, error_text = ?", (stored,))
+        db.execute("UPDATE jobs SET state = 'failed', last_error = ?", (stored,))
+    conversation = db_rows(database, "SELECT conversation_id FROM conversations")[0][0]
+
+    export = tmp_path / "export.pdf"
+    channels: dict[str, str | bytes] = {
+        "status": cli("status", "-c", str(config)),
+        "show": cli("conversations", "show", "-c", str(config), conversation),
+        "export md": cli("conversations", "export", "-c", str(config), conversation),
+        "export json": cli("conversations", "export", "-c", str(config), conversation, "--format", "json"),
+    }
+    cli("conversations", "export", "-c", str(config), conversation, "--format", "pdf", "-o", str(export))
+    channels.update(pdf_channels([export]))
+    assert "store.example" in str(channels["status"]) and "store.example" in str(channels["show"])
+    assert "store.example" in pdf_text(export)
+    found = leaks(channels)
+    assert not found, f"{len(found)} leaks (planted → channel):\n" + "\n".join(found)
+
+
+def test_a_key_added_by_a_reload_is_masked_too(tmp_path: Path) -> None:
+    """SIGHUP re-reads the config: a profile key that only the new file has is registered like the first ones."""
+    inbox = tmp_path / "inbox"
+    (inbox / "plug").mkdir(parents=True)
+    new_key = "RLDkeyJ4kL9zX2cV7bN1mQ"
+    sections: dict[str, Any] = {
+        "watch": {"folders": [{"path": str(inbox), "subfolders": {"plug": "plug"}}]},
+        "profiles": {"plug": {"llm": {"backend": "echo"}}},
+    }
+    database = tmp_path / "state" / "db.sqlite3"
+    config = write_config(tmp_path / "config.yaml", inbox, database, **sections)
+    env = {"PYTHONPATH": os.pathsep.join(p for p in (os.environ.get("PYTHONPATH"), str(ROOT)) if p)}
+    with DaemonProcess(config, tmp_path, env=env) as daemon:
+        wait_until(lambda: "watching" in daemon.log(), what="the daemon started")
+        sections["profiles"] = {"plug": {"llm": {"backend": "tests.fakes.leaky_plugin:create", "api_key": new_key}}}
+        write_config(config, inbox, database, **sections)
+        assert daemon.process is not None
+        daemon.process.send_signal(signal.SIGHUP)
+        wait_until(lambda: "configuration reloaded" in daemon.log(), what="the reload")
+        samples.make_pdf(inbox / "plug" / "after reload.pdf", pages=1)
+        error = wait_until(lambda: outputs(inbox, "ERROR_"), timeout=30, what="the plugin's ERROR_")[0]
+        wait_until(lambda: db_rows(database, "SELECT 1 FROM exchanges WHERE status = 'error'"), what="recorded")
+        assert daemon.stop() == 0
+    assert "refused" in pdf_text(error) and "********" in pdf_text(error)
+    channels: dict[str, str | bytes] = {"daemon log": daemon.log(), **pdf_channels([error])}
+    channels.update(database_files(tmp_path))
+    found = [f"{where} → {channel}" for where, channel in _found_key(new_key, channels)]
+    assert not found, "\n".join(found)
+
+
+def _found_key(key: str, channels: dict[str, str | bytes]) -> list[tuple[str, str]]:
+    hits = []
+    for channel, content in channels.items():
+        text = content.decode("utf-8", "replace") if isinstance(content, bytes) else content
+        if key in text or any(piece in re.sub(r"\s+", "", text) for piece in pieces(key)):
+            hits.append(("the key a reload added", channel))
+    return hits
