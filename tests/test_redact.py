@@ -198,3 +198,16 @@ def test_a_command_backends_stderr_is_masked(tmp_path: Path) -> None:
     detail = caught.value.detail or ""
     assert "exit status 2" in detail and "using ********" in detail and "?token=********" in detail
     assert "CmdKey78ab" not in detail and "Tok90cd" not in detail
+
+
+def test_a_key_in_a_commands_argv_is_registered_and_masked(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "llm:\n  backend: command\n"
+        "  options: {command: [ask, --api-key, ArgvKey12abArgv, --token=ArgvTok34cd, --model, big-model-v2]}\n"
+        "profiles:\n  p:\n    llm: {options: {secret: [ListKey56efList]}}\n"
+    )
+    dumped = json.dumps(masked_dump(parse_config_file(config, {})))
+    assert "ArgvKey12ab" not in dumped and "ArgvTok34cd" not in dumped and "ListKey56ef" not in dumped
+    assert "big-model-v2" in dumped and '"--api-key"' in dumped
+    assert redact.text("ask failed: ArgvKey12abArgv / ArgvTok34cd") == f"ask failed: {MASK} / {MASK}"

@@ -313,7 +313,7 @@ def test_a_key_added_by_a_reload_is_masked_too(tmp_path: Path) -> None:
         error = wait_until(lambda: outputs(inbox, "ERROR_"), timeout=30, what="the plugin's ERROR_")[0]
         wait_until(lambda: db_rows(database, "SELECT 1 FROM exchanges WHERE status = 'error'"), what="recorded")
         assert daemon.stop() == 0
-    assert "refused" in pdf_text(error) and "********" in pdf_text(error)
+    assert "refused" in pdf_text(error)
     channels: dict[str, str | bytes] = {"daemon log": daemon.log(), **pdf_channels([error])}
     channels.update(database_files(tmp_path))
     found = [f"{where} → {channel}" for where, channel in _found_key(new_key, channels)]

@@ -51,6 +51,7 @@ _BEARER = re.compile(r"(?i)\b(bearer\s+)(?=[A-Za-z._~+/=-]*[0-9])([A-Za-z0-9._~+
 _KEY_SHAPES = re.compile(
     r"\b(?:sk-[A-Za-z0-9_-]{20,}|AIza[0-9A-Za-z_-]{35}|hf_[A-Za-z0-9]{30,}|gh[pousr]_[A-Za-z0-9]{36,})"
 )
+_FLAG = re.compile(r"--?([A-Za-z][\w-]*)(?:=(.+))?", re.DOTALL)
 _AUTH_SCHEME = re.compile(r"(?i)^(?:bearer|basic|token|digest)\s+")
 
 _lock = threading.Lock()
@@ -83,16 +84,26 @@ def secrets_in(data: object) -> list[str]:
     found: list[str] = []
     if isinstance(data, Mapping):
         for key, value in data.items():
-            if is_secret_name(key) and isinstance(value, str | int) and not isinstance(value, bool):
-                found.append(str(value))
+            if is_secret_name(key):
+                found += [str(v) for v in (value if isinstance(value, list) else [value]) if _scalar(v)]
             found += secrets_in(value)
     elif isinstance(data, list | tuple):
-        for item in data:
+        for previous, item in zip([None, *data], data, strict=False):
             found += secrets_in(item)
+            flag = _FLAG.fullmatch(previous) if isinstance(previous, str) else None
+            if flag and not flag.group(2) and is_secret_name(flag.group(1)) and _scalar(item):
+                found.append(str(item))  # a command's argv: ["ask", "--api-key", "..."]
+            flag = _FLAG.fullmatch(item) if isinstance(item, str) else None
+            if flag and flag.group(2) and is_secret_name(flag.group(1)):
+                found.append(flag.group(2))  # ["ask", "--token=..."]
     elif isinstance(data, str):
         found += [m.group(2) for m in _URL_PARAM.finditer(data)]
         found += [m.group(2) for m in _USERINFO.finditer(data)]
     return found
+
+
+def _scalar(value: object) -> bool:
+    return isinstance(value, str | int) and not isinstance(value, bool)
 
 
 def register_config(data: Mapping[str, Any], substituted: Iterable[tuple[str, str, str]] = ()) -> None:
@@ -142,10 +153,13 @@ def masked(data: Any) -> Any:
     """A config dump safe to show: values of secret-like keys replaced by :data:`MASK`, at any depth, and every
     other string passed through :func:`text`."""
     if isinstance(data, Mapping):
-        return {
-            k: MASK if is_secret_name(k) and v not in (None, "") and not isinstance(v, Mapping | list) else masked(v)
-            for k, v in data.items()
-        }
+        return {k: _masked_field(v) if is_secret_name(k) else masked(v) for k, v in data.items()}
     if isinstance(data, list | tuple):
         return [masked(v) for v in data]
     return text(data) if isinstance(data, str) else data
+
+
+def _masked_field(data: Any) -> Any:
+    if isinstance(data, list):
+        return [MASK if _scalar(v) else masked(v) for v in data]
+    return MASK if _scalar(data) and data != "" else masked(data)
