@@ -327,3 +327,44 @@ def _found_key(key: str, channels: dict[str, str | bytes]) -> list[tuple[str, st
         if key in text or any(piece in re.sub(r"\s+", "", text) for piece in pieces(key)):
             hits.append(("the key a reload added", channel))
     return hits
+
+
+def test_an_answer_that_echoes_a_key_reaches_the_tablet_masked(tmp_path: Path) -> None:
+    """A command (or plugin) that prints a key of the config into its answer: the RESPONSE_ PDF, the database and
+    the history show it masked; the rest of the answer, URLs with their parameters included, is untouched."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    state = tmp_path / "command-state"
+    state.mkdir()
+    key = KEYS["${ENV} in profile cmd: api_key"]
+    answer = f"# Answer\n\nYour key is {key}. See https://docs.example/auth?token=public-example for tokens."
+    (state / "queue.jsonl").write_text(json.dumps({"stdout": answer, "exit": 0}) + "\n")
+    database = tmp_path / "state" / "db.sqlite3"
+    config = write_config(
+        tmp_path / "config.yaml",
+        inbox,
+        database,
+        llm={
+            "backend": "command",
+            "api_key": "${" + ENV_NAME + "}",
+            "options": {"command": [sys.executable, str(COMMAND_SCRIPT), str(state)]},
+        },
+    )
+    env = clean_env(tmp_path, **{ENV_NAME: key})
+    samples.make_png(inbox / "q.png", size=(600, 800))
+    result = subprocess.run(
+        [sys.executable, "-m", "eink_llm", "process", "-c", str(config), str(inbox / "q.png")],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    response = outputs(inbox, "RESPONSE_")[0]
+    text = pdf_text(response)
+    assert "Your key is ********" in text and "auth?token=public-example" in re.sub(r"\s+", "", text)
+    channels: dict[str, str | bytes] = {"process": result.stdout + result.stderr, **pdf_channels([response])}
+    channels.update(database_files(tmp_path))
+    found = leaks(channels)
+    assert not found, "\n".join(found)

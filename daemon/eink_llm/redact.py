@@ -15,7 +15,8 @@ It knows two kinds of secrets:
 
 Where it is applied (the exit points): ``check-config`` (:func:`masked`), log lines of both formats with their
 tracebacks (``logsetup``), the CLI's messages and the ``status`` and history commands, ERROR_ PDFs
-(``pipeline``), error texts stored in the database (``store``), and a command backend's stderr.
+(``pipeline``), error texts stored in the database (``store``), a command backend's stderr; and in a backend's
+answer, the registered secrets only (:func:`known`, in ``asking``).
 
 A leaf module: it imports nothing of ours, so every layer may use it.
 """
@@ -117,14 +118,21 @@ def text(value: str) -> str:
     """``value`` with every registered secret and every secret-looking pattern masked."""
     if not value:
         return value
-    for secret in _secrets:
-        if secret in value:
-            value = value.replace(secret, MASK)
+    value = known(value)
     value = _URL_PARAM.sub(lambda m: m.group(1) + MASK, value)
     value = _USERINFO.sub(lambda m: m.group(1) + MASK + m.group(3), value)
     value = _HEADER.sub(_mask_header, value)
     value = _BEARER.sub(lambda m: m.group(1) + MASK, value)
     return _KEY_SHAPES.sub(MASK, value)
+
+
+def known(value: str) -> str:
+    """``value`` with only the registered secrets masked, for text whose URLs and words must stay as they are
+    (a model's answer: a program or plugin may echo its environment, but an answer may well discuss tokens)."""
+    for secret in _secrets:
+        if secret in value:
+            value = value.replace(secret, MASK)
+    return value
 
 
 def _mask_header(match: re.Match[str]) -> str:
