@@ -148,7 +148,7 @@ def value(data: Any) -> Any:
         return text(data)
     if isinstance(data, Mapping):
         return {k: value(v) for k, v in data.items()}
-    if isinstance(data, list | tuple):
+    if type(data) in (list, tuple):  # not their subclasses (named tuples): the rendered line is masked anyway
         return type(data)(value(v) for v in data)
     return data
 
