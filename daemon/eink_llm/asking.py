@@ -13,9 +13,11 @@ summary when the conversation has outgrown the context budget.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 
 import structlog
 
+from eink_llm import redact
 from eink_llm.backends.base import Backend, LLMRequest, LLMResponse, ModelOptions
 from eink_llm.budget import check_budget
 from eink_llm.config import Config, Profile
@@ -138,7 +140,8 @@ class Asker:
             raise
         if breaker.record_success():
             log.info("the AI service answers again; resuming", backend=backend.name)
-        return response
+        masked = redact.known(response.text)  # a program or a plugin may echo its keys into the answer
+        return response if masked == response.text else replace(response, text=masked)
 
     def refresh_summary(self, exchange: Exchange, profile: Profile) -> None:
         """Once a conversation outgrows the context budget, let the model update its rolling summary. Best

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from eink_llm import __version__
+from eink_llm import __version__, redact
 from eink_llm.config import LoadedConfig, load_config, masked_dump
 from eink_llm.errors import EX_SOFTWARE, EX_USAGE, EinkError
 from eink_llm.logsetup import configure_logging
@@ -110,11 +110,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _conversations(loaded, args)
         return EX_USAGE  # pragma: no cover - argparse rejects unknown commands
     except EinkError as exc:
-        print(f"eink-llm: {exc.what}", file=sys.stderr)
+        print(redact.text(f"eink-llm: {exc.what}"), file=sys.stderr)
         if exc.todo:
-            print(f"  What to do: {exc.todo}", file=sys.stderr)
+            print(redact.text(f"  What to do: {exc.todo}"), file=sys.stderr)
         if exc.detail:
-            print(f"  Detail: {exc.detail}", file=sys.stderr)
+            print(redact.text(f"  Detail: {exc.detail}"), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
@@ -122,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import logging
 
         logging.getLogger("eink_llm").exception("unexpected error")
-        print(f"eink-llm: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        print(redact.text(f"eink-llm: unexpected error: {type(exc).__name__}: {exc}"), file=sys.stderr)
         return EX_SOFTWARE
 
 
@@ -140,7 +140,7 @@ def _process(loaded: LoadedConfig, files: Sequence[Path]) -> int:
     results = process_files(loaded, files)
     for result in results:
         mark = "answered" if result.answered else "NOT answered"
-        print(f"{result.path}: {mark}: {result.message}")
+        print(redact.text(f"{result.path}: {mark}: {result.message}"))
     return 0 if results and all(r.answered for r in results) else EXIT_NOT_ALL_ANSWERED
 
 
@@ -162,7 +162,7 @@ def _status(loaded: LoadedConfig, limit: int) -> int:
             print("\nFailures:")
             for job in failures:
                 waiting = " (will retry)" if job.state == "pending" else ""
-                print(f"  {job.path}{waiting}: {job.last_error}")
+                print(f"  {job.path}{waiting}: {redact.optional(job.last_error)}")  # also texts stored before masking
     return 0
 
 

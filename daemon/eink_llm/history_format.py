@@ -8,10 +8,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from eink_llm import redact
 from eink_llm.store import Conversation, Exchange, SearchHit
 from eink_llm.store.history import PERCENTILES, ConversationListing, Usage
 
@@ -100,6 +101,11 @@ def first_question(exchanges: Sequence[Exchange]) -> tuple[str | None, str | Non
     return first.transcription, first.question_text, first.input_file
 
 
+def masked(exchanges: Sequence[Exchange]) -> list[Exchange]:
+    """The exchanges with their error texts masked (``redact.py``): databases written before masking keep keys."""
+    return [replace(ex, error_text=redact.optional(ex.error_text)) if ex.error_text else ex for ex in exchanges]
+
+
 def indent(text: str, prefix: str = "    ") -> str:
     return "\n".join(prefix + line if line.strip() else "" for line in text.strip().splitlines())
 
@@ -138,6 +144,7 @@ def listing_table(items: Sequence[ConversationListing]) -> str:
 
 def show_text(conversation: Conversation, exchanges: Sequence[Exchange]) -> str:
     """Every exchange in order: number, time, status, model, tokens, latency, files, question, answer/error."""
+    exchanges = masked(exchanges)
     lines = [
         f"{conversation.conversation_id} ({conversation.status}): {plural(len(exchanges), 'exchange')},"
         f" started {local_time(conversation.created_at)}, last activity {local_time(conversation.last_activity)}",
@@ -242,6 +249,7 @@ def demote_headings(markdown: str, levels: int = 2) -> str:
 
 def export_markdown(conversation: Conversation, exchanges: Sequence[Exchange]) -> str:
     """A title, then per exchange a heading, its facts and files, the question quoted, the answer or error."""
+    exchanges = masked(exchanges)
     parts = [
         f"# {title_of(*first_question(exchanges))}",
         f"Conversation `{conversation.conversation_id}` ({conversation.status}) · "
@@ -266,6 +274,7 @@ def export_markdown(conversation: Conversation, exchanges: Sequence[Exchange]) -
 
 def export_json(conversation: Conversation, exchanges: Sequence[Exchange]) -> dict[str, Any]:
     """Everything the database knows of the conversation; ``Exchange(**item)`` rebuilds each exchange."""
+    exchanges = masked(exchanges)
     return {
         "format": "eink-llm conversation",
         "version": EXPORT_VERSION,
@@ -280,6 +289,7 @@ def export_pdf(
 ) -> bytes:
     """One e-ink PDF of the whole conversation, a top-level bookmark per exchange (the renderer is imported
     only here: the other commands need not pay for it)."""
+    exchanges = masked(exchanges)
     from eink_llm.render import ConversationEntry, render_conversation
 
     entries = [

@@ -1,45 +1,40 @@
 """Logging: readable on a terminal, one JSON object a line otherwise (journald, files, pipes).
 
 Everything (our structlog calls and the stdlib ``logging`` of libraries like watchdog and httpx) goes through
-one structlog processor chain to stderr. A redaction processor removes every registered secret (API keys)
-from every value, so a key pasted into an error message by a provider still never reaches the log.
+one structlog processor chain to stderr. Every line passes through the one redactor (``redact.py``) twice: its
+values before rendering and the rendered line (with its traceback) after, so a key pasted into an error
+message by a provider or a plugin's exception never reaches the log. Uncaught exceptions (in the main thread
+or any other) are logged through the same chain rather than printed by Python.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable, MutableMapping
+import threading
+from collections.abc import MutableMapping
+from types import TracebackType
 from typing import Any, Literal, TextIO
 
 import structlog
 
-_secrets: set[str] = set()
+from eink_llm import redact as _redact
 
-
-def register_secrets(values: Iterable[str | None]) -> None:
-    """Values that must never appear in a log line (keep them at least 4 characters long to be useful)."""
-    _secrets.update(v for v in values if v and len(v) >= 4)
-
-
-def _redact_value(value: Any) -> Any:
-    if isinstance(value, str):
-        for secret in _secrets:
-            if secret in value:
-                value = value.replace(secret, "********")
-        return value
-    if isinstance(value, dict):
-        return {k: _redact_value(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return type(value)(_redact_value(v) for v in value)
-    return value
+#: Kept for callers that register a backend's key when they open it (``service.open_backends``).
+register_secrets = _redact.register
 
 
 def redact(_logger: Any, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    if _secrets:
-        for key, value in list(event_dict.items()):
-            event_dict[key] = _redact_value(value)
+    """Before rendering: every value (JSON escapes a secret's quotes and non-ASCII characters, so a key is
+    masked in the values before they are escaped)."""
+    for key, value in list(event_dict.items()):
+        event_dict[key] = _redact.value(value)
     return event_dict
+
+
+def redact_line(_logger: Any, _method: str, line: Any) -> Any:
+    """After rendering: the whole line, with the traceback the console renderer formats itself."""
+    return _redact.text(line) if isinstance(line, str) else line
 
 
 def configure_logging(
@@ -56,7 +51,9 @@ def configure_logging(
     ]
     renderer: Any
     if use_console:
-        renderer = structlog.dev.ConsoleRenderer(colors=False)
+        # Plain tracebacks even where rich is installed: rich prints local variables (keys among them) and wraps
+        # long lines, which could split a secret past the redactor.
+        renderer = structlog.dev.ConsoleRenderer(colors=False, exception_formatter=structlog.dev.plain_traceback)
     else:
         shared.append(structlog.processors.format_exc_info)
         renderer = structlog.processors.JSONRenderer()
@@ -68,7 +65,7 @@ def configure_logging(
     )
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, redact, renderer],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, redact, renderer, redact_line],
     )
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
@@ -78,3 +75,21 @@ def configure_logging(
     # Libraries' chatter at INFO (one line per HTTP request) drowns the one line per exchange that matters.
     for noisy in ("httpx", "httpcore", "watchdog", "PIL", "pypdfium2"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    sys.excepthook = _log_uncaught
+    threading.excepthook = _log_uncaught_in_thread
+
+
+def _log_uncaught(kind: type[BaseException], exc: BaseException, tb: TracebackType | None) -> None:
+    """Python would print the traceback to stderr as it is, secrets and all: log it through the redactor."""
+    if issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, exc, tb)
+        return
+    logging.getLogger("eink_llm").critical("uncaught exception", exc_info=(kind, exc, tb))
+
+
+def _log_uncaught_in_thread(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    name = args.thread.name if args.thread is not None else "?"
+    exc_info = (args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback)
+    logging.getLogger("eink_llm").critical(f"a thread ({name}) stopped on an uncaught exception", exc_info=exc_info)

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 import structlog
 
-from eink_llm import naming
+from eink_llm import naming, redact
 from eink_llm.asking import Asker
 from eink_llm.atomic import atomic_write
 from eink_llm.backends.base import Backend, LLMRequest, LLMResponse
@@ -348,12 +348,12 @@ class Pipeline:
     def _error_pdf(
         self, job: Job, exchange: Exchange, failure: EinkError, profile: Profile, *, note: str | None = None
     ) -> bytes:
-        return render_error(
+        return render_error(  # the tablet is an exit: a plugin's exception or a provider's message may quote a key
             self._meta(job, exchange, model=profile.llm.model or "", note=note),
-            title=failure.title,
-            what=failure.what,
-            todo=failure.todo,
-            detail=failure.detail,
+            title=redact.text(failure.title),
+            what=redact.text(failure.what),
+            todo=redact.text(failure.todo),
+            detail=redact.optional(failure.detail),
             device=profile.output.device,
             font_size=profile.output.font_size,
         )

@@ -26,6 +26,7 @@ from typing import Any
 
 import httpx
 
+from eink_llm import redact
 from eink_llm.errors import BackendError
 
 #: Longest delay we accept from a Retry-After header; the queue's own backoff takes over beyond it.
@@ -235,8 +236,8 @@ class HttpService:
 
     def redact(self, text: str) -> str:
         for secret in self._secrets:
-            text = text.replace(secret, "********")
-        return text
+            text = text.replace(secret, redact.MASK)
+        return redact.text(text)  # and every other secret the daemon knows, and key-like URL parameters
 
     def error(
         self,

@@ -24,8 +24,8 @@ model run by hand) and for trying ideas without writing Python. Configuration::
 
 **Exit status**: 0 = answered; 75 (``EX_TEMPFAIL``) = try again later (stdout may then carry
 ``{"retry_after": seconds}``); anything else = a permanent failure, whose last lines of stderr are kept in the
-error's detail. A program that runs longer than ``llm.timeout_seconds`` is killed with its whole process group
-(it runs in a session of its own) and the attempt counts as retryable.
+error's detail, secrets masked (``redact.py``). A program that runs longer than ``llm.timeout_seconds`` is
+killed with its whole process group (it runs in a session of its own) and the attempt counts as retryable.
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ import signal
 import subprocess
 from typing import Any
 
+from eink_llm import redact
 from eink_llm.backends._http import MAX_RETRY_AFTER_SECONDS, TRY_LATER, as_int, strip_reasoning, truncate
 from eink_llm.backends._prompt import INSTRUCTION
 from eink_llm.backends.base import BackendSettings, Capabilities, LLMRequest, LLMResponse, Usage
@@ -49,6 +50,8 @@ PROTOCOL_VERSION = 1
 #: Lines of the program's stderr kept in an error's detail.
 STDERR_TAIL_LINES = 8
 STDERR_TAIL_CHARS = 800
+#: How much of the end of stderr is read (and masked) to find those lines.
+STDERR_SCAN_BYTES = 64 * 1024
 #: How long a killed program's pipes may take to close before we stop waiting for them.
 REAP_SECONDS = 2.0
 
@@ -124,9 +127,9 @@ class CommandBackend:
             try:
                 data: object = json.loads(output)
             except ValueError as exc:
-                raise self._not_understood(f"invalid JSON on stdout ({exc}): {truncate(output.strip(), 200)}") from None
+                raise self._not_understood(f"invalid JSON on stdout ({exc}): {_head(output)}") from None
             if not isinstance(data, dict) or not isinstance(data.get("text"), str):
-                raise self._not_understood(f"a JSON answer needs a text string: {truncate(output.strip(), 200)}")
+                raise self._not_understood(f"a JSON answer needs a text string: {_head(output)}")
             raw: str = data["text"]
             counts = data.get("usage")
             if isinstance(counts, dict):
@@ -231,10 +234,16 @@ def _argv(value: object) -> list[str]:
 
 
 def _detail(code: int | None, stderr: bytes) -> str:
-    tail_lines = stderr.decode("utf-8", "replace").strip().splitlines()[-STDERR_TAIL_LINES:]
+    # Masked before it is cut: a cut through a secret would leave a part no pattern recognises.
+    end = redact.text(stderr[-STDERR_SCAN_BYTES:].decode("utf-8", "replace"))
+    tail_lines = end.strip().splitlines()[-STDERR_TAIL_LINES:]
     tail = "\n".join(tail_lines)[-STDERR_TAIL_CHARS:]
     head = "timed out" if code is None else f"exit status {code}"
     return f"{head}; stderr: {tail}" if tail else head
+
+
+def _head(output: str) -> str:
+    return truncate(redact.text(output.strip()), 200)
 
 
 def _retry_after(stdout: bytes) -> float | None:

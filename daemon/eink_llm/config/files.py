@@ -13,6 +13,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from eink_llm import redact
 from eink_llm.config.schema import APP, ENV_CONFIG, Config, config_error
 from eink_llm.errors import ConfigError
 
@@ -100,22 +101,28 @@ def parse_config_file(path: Path, env: Mapping[str, str] | None = None) -> Confi
             f"The config file {path} must be a mapping of sections (watch:, llm:, …).",
             "See config.example.yaml.",
         )
-    raw = _interpolate(raw, env, ())
+    substituted: list[tuple[str, str, str]] = []
+    raw = _interpolate(raw, env, (), substituted)
+    redact.register_config(raw, substituted)  # before validating: an error message may quote a value
     return _validate(raw, base=path.resolve().parent)
 
 
-def _interpolate(value: Any, env: Mapping[str, str], where: tuple[str, ...]) -> Any:
-    """Replace ``${VAR}`` and ``${VAR:-default}`` in string values (never in keys, never producing YAML)."""
+def _interpolate(
+    value: Any, env: Mapping[str, str], where: tuple[str, ...], substituted: list[tuple[str, str, str]]
+) -> Any:
+    """Replace ``${VAR}`` and ``${VAR:-default}`` in string values (never in keys, never producing YAML).
+    Each substitution is added to ``substituted`` as ``(VAR, value, key)``, for the redactor."""
     if isinstance(value, dict):
-        return {k: _interpolate(v, env, (*where, str(k))) for k, v in value.items()}
+        return {k: _interpolate(v, env, (*where, str(k)), substituted) for k, v in value.items()}
     if isinstance(value, list):
-        return [_interpolate(v, env, (*where, str(i))) for i, v in enumerate(value)]
+        return [_interpolate(v, env, (*where, str(i)), substituted) for i, v in enumerate(value)]
     if not isinstance(value, str):
         return value
 
     def substitute(match: re.Match[str]) -> str:
         name, default = match.group(1), match.group(2)
         if name in env:
+            substituted.append((name, env[name], where[-1] if where else ""))
             return env[name]
         if default is not None:
             return default
@@ -154,8 +161,7 @@ def _absolute(path: Path, base: Path) -> Path:
 
 
 def masked_dump(config: Config) -> dict[str, Any]:
-    """The effective config as plain data, secrets replaced by ``********``: safe to print or log."""
-    data = config.model_dump(mode="json")
-    if config.llm.api_key is not None:
-        data["llm"]["api_key"] = "********"
+    """The effective config as plain data, secrets replaced by ``********`` (api keys at every level, profile
+    ones included, header values, key-like URL parameters; see ``redact``): safe to print or log."""
+    data: dict[str, Any] = redact.masked(config.model_dump(mode="json"))
     return data

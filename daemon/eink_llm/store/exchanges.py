@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from eink_llm import redact
 from eink_llm.errors import StoreError
 from eink_llm.store.db import Database
 from eink_llm.store.records import (
@@ -154,6 +155,7 @@ class ExchangeStore(Database):
         """Finish an exchange and its job in one transaction: after this the input is answered for good.
         ``prints`` are the input's page prints, kept to tell what is new when the file comes back changed."""
         now = iso(utc_now())
+        error_text = redact.optional(result.error_text)  # error texts and details quote providers and plugins
         with self._write() as db:
             self._save_prints(db, exchange.job_id, prints) if exchange.job_id is not None else None
             db.execute(
@@ -165,7 +167,7 @@ class ExchangeStore(Database):
                     result.status,
                     result.question_text,
                     result.response_text,
-                    result.error_text,
+                    error_text,
                     result.output_file.name if result.output_file else None,
                     result.backend,
                     result.model,
@@ -174,7 +176,7 @@ class ExchangeStore(Database):
                     result.input_tokens + result.output_tokens,
                     result.processing_time,
                     now,
-                    json.dumps(result.metadata or {}, sort_keys=True),
+                    json.dumps(redact.value(result.metadata or {}), sort_keys=True),
                     result.profile,
                     result.cost,
                     result.transcription,
@@ -183,7 +185,7 @@ class ExchangeStore(Database):
             )
             db.execute(
                 "UPDATE jobs SET state = ?, last_error = ?, updated_at = ? WHERE job_id = ?",
-                ("done" if result.status == "ok" else "failed", result.error_text, now, exchange.job_id),
+                ("done" if result.status == "ok" else "failed", error_text, now, exchange.job_id),
             )
             db.execute(
                 "UPDATE conversations SET last_activity = ? WHERE conversation_id = ?",

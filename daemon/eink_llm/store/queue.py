@@ -7,6 +7,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from eink_llm import redact
 from eink_llm.store.db import Database
 from eink_llm.store.records import Job, _job, iso, utc_now
 
@@ -92,7 +93,7 @@ class QueueStore(Database):
             db.execute(
                 "UPDATE jobs SET state = 'pending', next_attempt_at = ?, last_error = ?, updated_at = ?,"
                 " attempts = attempts - ? WHERE job_id = ? AND state = 'running'",
-                (iso(at), error, iso(utc_now()), int(refund_attempt), job_id),
+                (iso(at), redact.text(error), iso(utc_now()), int(refund_attempt), job_id),
             )
 
     def finish_job(self, job_id: int, note: str, prints: Sequence[bytes] = ()) -> None:
@@ -101,7 +102,7 @@ class QueueStore(Database):
             self._save_prints(db, job_id, prints)
             db.execute(
                 "UPDATE jobs SET state = 'done', last_error = ?, updated_at = ? WHERE job_id = ?",
-                (note, iso(utc_now()), job_id),
+                (redact.text(note), iso(utc_now()), job_id),
             )
 
     def fail_job(self, job_id: int, error: str) -> None:
@@ -109,7 +110,7 @@ class QueueStore(Database):
         with self._write() as db:
             db.execute(
                 "UPDATE jobs SET state = 'failed', last_error = ?, updated_at = ? WHERE job_id = ?",
-                (error, iso(utc_now()), job_id),
+                (redact.text(error), iso(utc_now()), job_id),
             )
 
     def requeue_running(self) -> int:
