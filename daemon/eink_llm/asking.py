@@ -34,8 +34,9 @@ log = structlog.get_logger("eink_llm.pipeline")
 
 
 def service_key(profile: Profile) -> str:
-    """Which AI service a profile asks (its backend and address): profiles that share one share its breaker."""
-    return f"{profile.llm.backend} {profile.llm.base_url or ''}".strip()
+    """Which AI service a profile asks (its backend and address): profiles that share one share its breaker. Secrets
+    in the address (``?key=``) are masked: the key is shown on the status page and kept in the heartbeat row."""
+    return redact.text(f"{profile.llm.backend} {profile.llm.base_url or ''}".strip())
 
 
 class Asker:

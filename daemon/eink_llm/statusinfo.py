@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
+from eink_llm import redact
 from eink_llm.asking import service_key
 from eink_llm.budget import check_budget, period_starts
 from eink_llm.config import Config, FolderConfig, Profile
@@ -217,8 +218,9 @@ def duration(seconds: float) -> str:
 
 
 def one_line(text: str | None, limit: int = 70) -> str:
-    """``text`` (a file name, an error: anything) as one printable line of at most ``limit`` characters."""
-    flat = " ".join(_CONTROL.sub("?", text or "").split())
+    """``text`` (a file name, an error: anything) as one printable line of at most ``limit`` characters, secrets
+    masked before it is cut (errors stored by an older version were not masked, and a cut key is not recognised)."""
+    flat = " ".join(_CONTROL.sub("?", redact.text(text or "")).split())
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"
 
 
