@@ -42,6 +42,10 @@ LANGUAGES = frozenset({"svg", "plot"})
 SVG_TIME_LIMIT = 3.0
 #: Drawings per answer; later ones are shown as source.
 MAX_DRAWINGS = 24
+#: A refused drawing's source is shown up to this many lines and characters (a million-element SVG would
+#: otherwise become thousands of pages of code).
+SHOWN_LINES = 120
+SHOWN_CHARS = 6_000
 #: Greys that chromatic colours are spread over, dark to light (never black or white: those stay themselves).
 CHROMATIC_GREYS = (0.22, 0.4, 0.56, 0.7, 0.82, 0.91)
 
@@ -212,6 +216,11 @@ def svg_picture(source: str) -> SvgPicture:
         raise
     except Exception as exc:  # anything svglib trips over in odd input
         raise svgsafe.Refused(f"the drawing could not be converted ({type(exc).__name__})") from None
+    if not (float(drawing.width) > 0 and float(drawing.height) > 0) and drawing.contents:
+        try:
+            _fit_contents(drawing)
+        except Exception:  # nothing drawn at all: no bounds
+            raise svgsafe.Refused("the drawing has no size (give the <svg> a viewBox)") from None
     width, height = float(drawing.width), float(drawing.height)
     if not (0 < width <= svgsafe.MAX_NUMBER and 0 < height <= svgsafe.MAX_NUMBER):
         raise svgsafe.Refused(f"the drawing has no usable size ({width:g} × {height:g})")
@@ -219,6 +228,25 @@ def svg_picture(source: str) -> SvgPicture:
         raise svgsafe.Refused(f"the drawing is too thin to show ({width:g} × {height:g})")
     to_greys(drawing)
     return SvgPicture(drawing)
+
+
+def shown_source(source: str) -> str:
+    """The start of a refused block's source, cut at :data:`SHOWN_LINES` lines or :data:`SHOWN_CHARS` characters."""
+    text = source.rstrip("\n")
+    lines = text.split("\n", SHOWN_LINES)[:SHOWN_LINES]
+    shown = "\n".join(lines)[:SHOWN_CHARS]
+    if len(shown) < len(text):
+        shown += f"\n… ({len(text) - len(shown):,} more characters not shown)"
+    return shown
+
+
+def _fit_contents(drawing: Any) -> None:
+    """An SVG without a size (no viewBox, width or height) gets the size of what it draws."""
+    x0, y0, x1, y1 = (float(v) for v in drawing.getBounds())
+    group = importlib.import_module("reportlab.graphics.shapes").Group(*drawing.contents)
+    group.translate(-x0, -y0)
+    drawing.contents = [group]
+    drawing.width, drawing.height = x1 - x0, y1 - y0
 
 
 def picture(language: str, source: str, theme: Theme) -> Picture:

@@ -208,7 +208,7 @@ class Converter(TableMixin):
             self.stats.drawings_as_source.append(refused.reason)
             note = f"Drawing shown as source: {refused.reason}."
             self.emit(make_paragraph(f"<i>{text_markup(note)}</i>", self.theme.styles["note"], plain=note))
-            block = CodeBlock(fonts.clean_text(source.rstrip("\n")), self.theme)
+            block = CodeBlock(fonts.clean_text(drawings.shown_source(source)), self.theme)
             block.spaceBefore, block.spaceAfter = self.theme.font_size * 0.1, self.theme.font_size * 0.8
             self.emit(block)
             return

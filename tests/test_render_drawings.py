@@ -1,0 +1,394 @@
+"""```svg and ```plot blocks: drawn as vectors in greys with their source as invisible text, or, when hostile
+or broken, shown as source under a one-line note, quickly, without touching any file or the network."""
+
+from __future__ import annotations
+
+import ctypes
+import http.server
+import itertools
+import math
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
+import pytest
+from PIL import ImageChops
+
+from eink_llm.config import DEFAULT_SYSTEM_PROMPT
+from eink_llm.render import drawings, svgsafe
+from eink_llm.render.api import Rendered, render
+from eink_llm.render.plotexpr import compile_function
+from eink_llm.render.plots import parse_plot, ticks
+from tests.test_render import META, squash
+
+needs_svglib = pytest.mark.skipif(not drawings.available(), reason="svglib not installed (optional extra 'drawings')")
+
+#: A generous bound for refusing any hostile drawing, whole answer rendered (the real cost is milliseconds).
+HOSTILE_BOUND_S = 10.0
+
+CIRCUIT = """<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 200 100">
+  <path d="M 10 50 L 60 50 M 60 35 L 60 65 M 70 42 L 70 58 M 70 50 L 120 50" stroke="black" fill="none"/>
+  <g transform="translate(130 10) scale(2)">
+    <rect id="box" x="0" y="0" width="30" height="30" fill="#1060c0"/>
+  </g>
+  <g transform="rotate(90 40 80)"><circle cx="40" cy="80" r="8" fill="none" stroke="red" stroke-width="2"/></g>
+  <use href="#box" x="-120" y="40" transform="scale(0.5)"/>
+  <text x="12" y="40" font-size="10" font-family="Helvetica">Battery 9 V</text>
+</svg>"""
+
+PLOT = """title: Damped oscillation
+x: [0, 10]
+xlabel: t (s)
+ylabel: displacement (cm)
+functions:
+  - {f: exp(-x/4) * cos(2x), label: x(t)}
+  - {f: exp(-x/4), label: envelope}
+series:
+  - {label: measured, points: [[0, 1], [1, -0.3], [2, -0.4], [3, 0.45]]}
+"""
+
+
+def fenced(language: str, source: str) -> str:
+    return f"Before the drawing.\n\n```{language}\n{source}\n```\n\nAfter the drawing.\n"
+
+
+def _text_of(obj: pdfium.PdfObject, textpage: pdfium.PdfTextPage) -> str:
+    size = pdfium_c.FPDFTextObj_GetText(obj.raw, textpage.raw, None, 0)
+    buffer = ctypes.create_string_buffer(size)
+    pdfium_c.FPDFTextObj_GetText(obj.raw, textpage.raw, ctypes.cast(buffer, ctypes.POINTER(ctypes.c_ushort)), size)
+    return buffer.raw[: size - 2].decode("utf-16-le", errors="replace")
+
+
+def page_objects(pdf: bytes) -> dict[str, object]:
+    """Counts of path and image objects, and the visible and invisible text, over all pages."""
+    paths = images = 0
+    visible: list[str] = []
+    hidden: list[str] = []
+    bounds: list[tuple[float, float, float, float]] = []
+    doc = pdfium.PdfDocument(pdf)
+    try:
+        for page in doc:
+            textpage = page.get_textpage()
+            for obj in page.get_objects(max_depth=6):
+                if obj.type == pdfium_c.FPDF_PAGEOBJ_PATH:
+                    paths += 1
+                    bounds.append(tuple(obj.get_bounds()))
+                elif obj.type == pdfium_c.FPDF_PAGEOBJ_IMAGE:
+                    images += 1
+                elif obj.type == pdfium_c.FPDF_PAGEOBJ_TEXT:
+                    mode = pdfium_c.FPDFTextObj_GetTextRenderMode(obj.raw)
+                    invisible = mode == pdfium_c.FPDF_TEXTRENDERMODE_INVISIBLE
+                    (hidden if invisible else visible).append(_text_of(obj, textpage))
+    finally:
+        doc.close()
+    return {"paths": paths, "images": images, "visible": "".join(visible), "hidden": "".join(hidden), "bounds": bounds}
+
+
+def is_grey_page(pdf: bytes) -> bool:
+    doc = pdfium.PdfDocument(pdf)
+    try:
+        for page in doc:
+            r, g, b = page.render(scale=1.0).to_pil().convert("RGB").split()
+            for one, other in ((r, g), (g, b), (r, b)):
+                if ImageChops.difference(one, other).getextrema()[1] > 3:
+                    return False
+    finally:
+        doc.close()
+    return True
+
+
+# -- SVG drawn ---------------------------------------------------------------------------------------------
+
+
+@needs_svglib
+def test_an_svg_with_paths_text_groups_and_transforms_is_drawn_as_vectors() -> None:
+    result = render(fenced("svg", CIRCUIT), META)
+    assert result.stats.drawings == 1 and result.stats.drawings_as_source == []
+    found = page_objects(result.pdf)
+    assert found["images"] == 0
+    assert isinstance(found["paths"], int) and found["paths"] >= 5  # wires, plates, boxes, circle: paths
+    visible, hidden = str(found["visible"]), str(found["hidden"])
+    assert "Battery9V" in squash(visible)  # the SVG's own <text>, as text
+    assert "<svg" not in visible and "<path" not in visible and "Drawing shown as source" not in visible
+    assert "Before the drawing." in visible and "After the drawing." in visible
+    # the whole source is on the page as invisible text, line by line, in order
+    assert squash(CIRCUIT) in squash(hidden)
+    # the transformed group is drawn where its transform puts it: the filled box (scaled 2x, moved right)
+    # lies in the right third of the drawing, which spans the column
+    boxes = [b for b in found["bounds"] if isinstance(b, tuple)]  # type: ignore[union-attr]
+    drawing_left = min(b[0] for b in boxes)
+    drawing_right = max(b[2] for b in boxes)
+    wide = [b for b in boxes if (b[2] - b[0]) > 0.2 * (drawing_right - drawing_left)]
+    assert any(b[0] > drawing_left + 0.55 * (drawing_right - drawing_left) for b in wide)
+    assert is_grey_page(result.pdf)
+
+
+@needs_svglib
+def test_colours_become_greys_that_stay_apart() -> None:
+    source = (
+        '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 100 40">'
+        '<line x1="0" y1="5" x2="100" y2="5" stroke="red"/><line x1="0" y1="15" x2="100" y2="15" stroke="green"/>'
+        '<line x1="0" y1="25" x2="100" y2="25" stroke="#0000ff"/><line x1="0" y1="35" x2="100" y2="35" '
+        'stroke="orange"/><rect width="10" height="10" fill="#777777"/></svg>'
+    )
+    picture = drawings.svg_picture(source)
+    strokes, fills = [], []
+    for shape in drawings._walk(picture.drawing):
+        for attr, into in (("strokeColor", strokes), ("fillColor", fills)):
+            colour = getattr(shape, attr, None)
+            if colour is not None and getattr(shape, "strokeWidth", None) is not None:
+                into.append(tuple(round(v, 3) for v in colour.rgb()))
+    line_greys = {c for c in strokes if c != (0.0, 0.0, 0.0)}
+    assert all(r == g == b for r, g, b in strokes + fills)
+    assert len(line_greys) == 4  # four colours, four different greys
+    levels = sorted(c[0] for c in line_greys)
+    assert all(b - a >= 0.1 for a, b in itertools.pairwise(levels))  # apart on a 16-level panel
+    assert all(0.15 <= v <= 0.95 for v in levels)  # neither black nor white
+    assert (round(0x77 / 255, 3),) * 3 in fills  # a grey stays the grey it was
+
+
+def test_the_grey_levels_keep_the_order_of_lightness() -> None:
+    assert drawings._chromatic_levels([0.1, 0.11, 0.12]) == [0.22, 0.4, 0.56]
+    assert drawings._chromatic_levels([0.95, 0.96]) == [0.82, 0.91]
+    many = drawings._chromatic_levels([i / 10 for i in range(10)])
+    assert many == sorted(many) and len(many) == 10
+
+
+# -- plot drawn ---------------------------------------------------------------------------------------------
+
+
+def test_a_plot_block_is_drawn_as_vectors() -> None:
+    result = render(fenced("plot", PLOT), META)
+    assert result.stats.drawings == 1 and result.stats.drawings_as_source == []
+    found = page_objects(result.pdf)
+    assert found["images"] == 0 and isinstance(found["paths"], int) and found["paths"] >= 10
+    visible = squash(str(found["visible"]))
+    for label in ("Dampedoscillation", "t(s)", "displacement(cm)", "envelope", "measured"):
+        assert label in visible
+    assert "functions:" not in str(found["visible"])
+    assert squash("exp(-x/4) * cos(2x)") in squash(str(found["hidden"]))
+    assert is_grey_page(result.pdf)
+
+
+def test_a_plot_samples_its_functions_over_the_domain() -> None:
+    plot = parse_plot("x: [0, 3.14159]\nfunctions: [sin(x)]\n")
+    curve = plot.curves[0]
+    assert curve.xs[0] == 0 and math.isclose(curve.xs[-1], 3.14159)
+    assert max(curve.ys) == pytest.approx(1.0, abs=1e-4)
+    low, high = plot.y_range
+    assert low < 0 <= 0.0 and 1.0 < high < 1.2
+    poles = parse_plot("x: [-6, 6]\nfunctions: [tan(x)]\n")
+    assert poles.y_range[1] < 100  # the range follows the curve, not the spikes next to its poles
+    data = parse_plot("series: [{points: [[1, 2], [3, 4]]}]\n")
+    assert data.x_range == (1.0, 3.0)
+    assert ticks(0, 10, 5) == [0, 2, 4, 6, 8, 10]
+
+
+@pytest.mark.parametrize(
+    ("text", "x", "value"),
+    [
+        ("2x^2 + 3x - 1", 2.0, 13.0),
+        ("y = -x^2", 3.0, -9.0),
+        ("2^x^2", 2.0, 16.0),
+        ("sin x + cos(x)", 0.0, 1.0),
+        ("|x - 5|", 2.0, 3.0),
+        ("3(x+1)", 1.0, 6.0),
+        ("x sin(pi/2)", 4.0, 4.0),
+        ("e^(ln(x))", 7.0, 7.0),
+        ("sqrt(x) ** 2", 9.0, 9.0),
+        ("1/x", 0.0, math.nan),
+        ("sqrt(x)", -1.0, math.nan),
+        ("exp(x)", 1000.0, math.nan),
+        ("10^x^x", 10.0, math.nan),
+    ],
+)
+def test_plot_functions_follow_the_usual_rules(text: str, x: float, value: float) -> None:
+    got = compile_function(text)(x)
+    assert (math.isnan(got) and math.isnan(value)) or got == pytest.approx(value)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "__import__('os').system('id')",
+        "x.real",
+        "open('/etc/passwd')",
+        "lambda: 1",
+        "x[0]",
+        "sin(x",
+        "2 +",
+        "(" * 60 + "x" + ")" * 60,
+        "x+" * 200 + "x",
+        "",
+    ],
+)
+def test_plot_functions_outside_the_grammar_are_refused(text: str) -> None:
+    with pytest.raises(svgsafe.Refused):
+        compile_function(text)
+
+
+def test_a_broken_plot_is_shown_as_source_with_a_note() -> None:
+    source = "functions: [import os]\nx: [0, 1]"
+    result = render(fenced("plot", source), META)
+    assert result.stats.drawings == 0 and len(result.stats.drawings_as_source) == 1
+    visible = str(page_objects(result.pdf)["visible"])
+    assert "Drawing shown as source:" in visible and squash(source) in squash(visible)
+    aliases = "a: &a [x, x, x]\nb: &b [*a, *a]\nfunctions: [sin(x)]"
+    assert "anchors" in render(fenced("plot", aliases), META).stats.drawings_as_source[0]
+
+
+# -- hostile SVG --------------------------------------------------------------------------------------------
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    hits: list[str] = []  # noqa: RUF012  (one list for the server's lifetime)
+
+    def do_GET(self) -> None:
+        self.hits.append(self.path)
+        self.send_response(200)
+        self.send_header("Content-Type", "image/svg+xml")
+        self.end_headers()
+        self.wfile.write(b'<svg xmlns="http://www.w3.org/2000/svg"><text>FROM-THE-NETWORK</text></svg>')
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def listener() -> Iterator[tuple[str, list[str]]]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", _Recorder.hits
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+SECRET = "TOPSECRET-7f3a9c"
+
+
+def _hostile(secret: Path, url: str) -> dict[str, tuple[str, str]]:
+    """name -> (svg source, a word the one-line reason must contain)."""
+    ns = 'xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink"'
+    refs = [f"&l{i - 1};" * 10 for i in range(1, 10)]
+    laughs = "".join(f'<!ENTITY l{i} "{refs[i - 1]}">' for i in range(1, 10))
+    group = "".join('<rect width="1" height="1"/>' for _ in range(10))
+    uses = ["".join(f'<use xlink:href="#g{i - 1}"/>' for _ in range(10)) for i in range(1, 7)]
+    nested = "".join(f'<g id="g{i}">{uses[i - 1]}</g>' for i in range(1, 7))
+    return {
+        "href to a local file": (f'<svg {ns} viewBox="0 0 10 10"><use xlink:href="{secret}#x"/></svg>', "outside"),
+        "relative href": (f'<svg {ns} viewBox="0 0 10 10"><use href="{secret.name}"/></svg>', "outside"),
+        "file url image": (f'<svg {ns}><image xlink:href="file://{secret}" width="9" height="9"/></svg>', "image"),
+        "href to a url": (f'<svg {ns} viewBox="0 0 10 10"><use href="{url}/use.svg#a"/></svg>', "outside"),
+        "image from a url": (f'<svg {ns}><image href="{url}/a.png" width="9" height="9"/></svg>', "image"),
+        "css import": (f"<svg {ns}><style>@import url({url}/x.css);</style><rect/></svg>", "import"),
+        "fill from a url": (f"<svg {ns}><rect width='9' height='9' fill='url({url}/p#a)'/></svg>", "outside"),
+        "billion laughs": (
+            f'<?xml version="1.0"?><!DOCTYPE svg [<!ENTITY l0 "lol">{laughs}]><svg {ns}><text>&l9;</text></svg>',
+            "entities",
+        ),
+        "external entity": (
+            f'<!DOCTYPE svg [<!ENTITY s SYSTEM "file://{secret}">]><svg {ns}><text x="1" y="9">&s;</text></svg>',
+            "entities",
+        ),
+        "a million elements": (f"<svg {ns}>" + "<rect/>" * 1_000_000 + "</svg>", "too large"),
+        "twenty thousand elements": (f"<svg {ns}>" + "<g/>" * 20_000 + "</svg>", "too many elements"),
+        "use bomb": (f'<svg {ns}><defs><g id="g0">{group}</g>{nested}</defs><use xlink:href="#g6"/></svg>', "expand"),
+        "use loop": (f'<svg {ns}><g id="a"><use href="#b"/></g><g id="b"><use href="#a"/></g></svg>', "loop"),
+        "huge viewBox": (f'<svg {ns} viewBox="0 0 1e9 1e9"><rect width="10" height="10"/></svg>', "too large"),
+        "huge scale": (
+            f'<svg {ns} viewBox="0 0 10 10"><g transform="scale(500)"><g transform="matrix(900 0 0 900 0 0)">'
+            '<rect width="1" height="1"/></g></g></svg>',
+            "enlarge",
+        ),
+        "deep nesting": (f"<svg {ns}>" + "<g>" * 100 + "</g>" * 100 + "</svg>", "nested"),
+        "long path": (f'<svg {ns}><path d="M0 0{" L1 1" * 20_000}"/></svg>', "too long"),
+        "script": (f"<svg {ns}><script>alert(1)</script></svg>", "script"),
+        "not xml": ("<svg><g></svg>", "not well-formed"),
+        "not svg": ("<html><body>hi</body></html>", "<svg>"),
+    }
+
+
+@needs_svglib
+def test_hostile_svgs_are_shown_as_source_quickly_and_reach_nothing(
+    tmp_path: Path, listener: tuple[str, list[str]]
+) -> None:
+    url, hits = listener
+    secret = tmp_path / "secret.txt"
+    secret.write_text(SECRET)
+    (tmp_path / "secret.svg").write_text(f'<svg xmlns="http://www.w3.org/2000/svg"><text>{SECRET}</text></svg>')
+    for name, (source, reason) in _hostile(tmp_path / "secret.svg", url).items():
+        started = time.monotonic()
+        result = render(fenced("svg", source), META)
+        took = time.monotonic() - started
+        assert took < HOSTILE_BOUND_S, f"{name}: {took:.1f} s"
+        assert result.stats.drawings == 0, name
+        assert len(result.stats.drawings_as_source) == 1 and reason in result.stats.drawings_as_source[0], (
+            name,
+            result.stats.drawings_as_source,
+        )
+        assert SECRET.encode() not in result.pdf and b"FROM-THE-NETWORK" not in result.pdf, name
+        if len(source) < 5_000:  # the big ones are long code blocks; their first lines are enough
+            visible = str(page_objects(result.pdf)["visible"])
+            assert "Drawing shown as source:" in visible and "After the drawing." in visible, name
+            assert squash(source)[:200] in squash(visible), name
+    assert hits == []
+
+
+@needs_svglib
+def test_svglib_never_opens_a_file_for_fonts_or_references(tmp_path: Path) -> None:
+    """Font families that look like paths and fragments that are not there are harmless: drawn, nothing read."""
+    source = (
+        '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 100 20">'
+        f'<text x="1" y="15" font-family="{tmp_path}/x, ../../etc/passwd, Comic Sans">Hi</text>'
+        '<use href="#missing"/></svg>'
+    )
+    probe = (
+        "import sys, builtins, os\n"
+        "from eink_llm.render import drawings\n"
+        'drawings.svg_picture(\'<svg xmlns="http://www.w3.org/2000/svg"><rect width="1" height="1"/></svg>\')\n'
+        "opened = []\n"
+        "sys.addaudithook(lambda event, args: opened.append((event, str(args[0])[:200]))"
+        " if event in ('open', 'subprocess.Popen', 'socket.connect', 'os.listdir') else None)\n"
+        f"drawings.svg_picture({source!r})\n"
+        "print(opened)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == "[]", out.stdout
+
+
+def test_without_svglib_an_svg_block_is_shown_as_source_with_a_note() -> None:
+    probe = (
+        "import sys\n"
+        "sys.modules['svglib'] = None\n"  # as if the optional extra were not installed
+        "sys.modules['svglib.svglib'] = None\n"
+        "from tests.test_render import META\n"
+        "from eink_llm.render.api import render\n"
+        f"result = render({fenced('svg', CIRCUIT)!r}, META)\n"
+        "print(result.stats.drawings, result.stats.drawings_as_source)\n"
+    )
+    root = Path(__file__).resolve().parent.parent
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=root)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[-1].startswith("0 [") and "eink-llm[drawings]" in out.stdout
+
+
+def test_the_prompt_tells_the_model_it_may_draw() -> None:
+    assert "```svg" in DEFAULT_SYSTEM_PROMPT and "```plot" in DEFAULT_SYSTEM_PROMPT
+
+
+def test_a_drawing_taller_than_the_page_is_shrunk_to_fit() -> None:
+    tall = "aspect: 1.5\nx: [0, 1]\nfunctions: [x]\n"
+    from eink_llm.render.devices import get_device
+
+    device = get_device({"width_mm": 200, "height_mm": 90, "margins_mm": 8})  # a landscape page
+    result: Rendered = render(fenced("plot", tall), META, device=device)
+    assert result.stats.drawings == 1
