@@ -311,6 +311,14 @@ def _hostile(secret: Path, url: str) -> dict[str, tuple[str, str]]:
         "deep nesting": (f"<svg {ns}>" + "<g>" * 100 + "</g>" * 100 + "</svg>", "nested"),
         "long path": (f'<svg {ns}><path d="M0 0{" L1 1" * 20_000}"/></svg>', "too long"),
         "script": (f"<svg {ns}><script>alert(1)</script></svg>", "script"),
+        "slow style sheet": (  # within every size limit, but matching its selectors takes many seconds
+            f"<svg {ns} viewBox='0 0 9 9'><style>"
+            + "".join(f"svg g g g rect:nth-child({i}n+1) {{ stroke-width: {i % 5}; }}" for i in range(1, 1000))
+            + "</style><g><g><g>"
+            + '<rect x="1" y="1" width="5" height="5"/>' * 3000
+            + "</g></g></g></svg>",
+            "longer than",
+        ),
         "not xml": ("<svg><g></svg>", "not well-formed"),
         "not svg": ("<html><body>hi</body></html>", "<svg>"),
     }
