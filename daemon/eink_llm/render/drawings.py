@@ -31,7 +31,7 @@ import structlog
 from reportlab.lib import colors
 from reportlab.platypus.flowables import Flowable
 
-from eink_llm.render import fonts, plots, svgsafe
+from eink_llm.render import fonts, svgsafe
 from eink_llm.render.styles import Theme
 
 log = structlog.get_logger("eink_llm.render")
@@ -253,6 +253,8 @@ def picture(language: str, source: str, theme: Theme) -> Picture:
     """The fenced block as a picture, or :class:`svgsafe.Refused` with the reason it is shown as source."""
     if language == "svg":
         return svg_picture(source)
+    from eink_llm.render import plots  # on first use: answers without plots do not pay for importing YAML
+
     return plots.plot_picture(source, theme)
 
 
