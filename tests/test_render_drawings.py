@@ -159,6 +159,47 @@ def test_the_grey_levels_keep_the_order_of_lightness() -> None:
     assert many == sorted(many) and len(many) == 10
 
 
+def _placed_markers(source: str) -> list[str]:
+    root = svgsafe.sanitise(source)
+    return [str(g.get("transform")) for g in root.iter() if svgsafe.local(g.tag) == "g" and g.get("transform")]
+
+
+ARROW = (
+    '<defs><marker id="a" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" markerHeight="6" '
+    'orient="auto-start-reverse"><path d="M0 0 L10 5 L0 10 z" fill="context-stroke"/></marker></defs>'
+)
+
+
+@needs_svglib
+def test_arrowheads_from_markers_are_drawn_as_shapes_turned_with_the_path() -> None:
+    svg = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 200 100">' + ARROW + "{}</svg>"
+    line = '<line x1="10" y1="10" x2="110" y2="10" stroke="#c00" stroke-width="2" marker-end="url(#a)"/>'
+    (placed,) = _placed_markers(svg.format(line))
+    assert placed.startswith("translate(110.0000 10.0000) rotate(0.0000) scale(1.2")  # 2 × 6/10
+    arc = '<path d="M 20 80 A 40 40 0 0 1 100 80" stroke="black" marker-end="url(#a)" marker-start="url(#a)"/>'
+    start, end = _placed_markers(svg.format(arc))
+    # over the top, clockwise: it arrives heading down (90°); it leaves heading up, and the start is reversed
+    assert [start.split(")")[1], end.split(")")[1]] == [" rotate(90.0000"] * 2
+    curve = '<g marker-end="url(#a)" stroke="blue"><path d="M 0 0 c 10 0 20 10 20 20 s 0 20 10 20"/></g>'
+    (placed,) = _placed_markers(svg.format(curve))
+    assert placed.startswith("translate(30.0000 40.0000) rotate(0.0000)")
+    root = svgsafe.sanitise(svg.format(line))
+    head = [el for el in root.iter() if svgsafe.local(el.tag) == "path"]
+    assert [el.get("fill") for el in head] == ["#c00"]  # context-stroke: the line's own stroke
+    plain = render(fenced("svg", svg.format("")), META)
+    arrowed = render(fenced("svg", svg.format(line)), META)
+    assert page_objects(arrowed.pdf)["paths"] == page_objects(plain.pdf)["paths"] + 2  # the line and its head
+
+
+@needs_svglib
+def test_markers_cannot_multiply_past_the_element_limit() -> None:
+    ns = 'xmlns="http://www.w3.org/2000/svg"'
+    heavy = '<defs><marker id="m">' + '<rect width="1" height="1"/>' * 50 + "</marker></defs>"
+    lines = '<line x1="0" y1="0" x2="5" y2="5" marker-end="url(#m)" marker-start="url(#m)"/>' * 200
+    with pytest.raises(svgsafe.Refused, match="markers expand"):
+        svgsafe.sanitise(f"<svg {ns} viewBox='0 0 9 9'>{heavy}{lines}</svg>")
+
+
 # -- plot drawn ---------------------------------------------------------------------------------------------
 
 

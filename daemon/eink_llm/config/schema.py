@@ -29,7 +29,7 @@ DEFAULT_SYSTEM_PROMPT = (
     "\n\n"
     "When a drawing answers better than words (a circuit, a cycle, a graph of a function), you may include one "
     "as a fenced code block: ```svg with one self-contained SVG (a viewBox, black strokes, simple shapes, paths "
-    "and text; no images, links, scripts or markers: draw arrowheads as small polygons), or ```plot with YAML "
+    "and text; no images, links or scripts), or ```plot with YAML "
     "such as `title: …`, `x: [0, 10]`, `xlabel: …`, `ylabel: …`, `functions: [sin(x), exp(-x/4)*cos(2x)]`, "
     "`series: [{label: data, points: [[0, 1], [1, 2]]}]`. It is drawn at the width of the page."
 )

@@ -9,11 +9,12 @@ network, and refuses (with a reason a reader can understand) anything that
 * has a DOCTYPE or entity declarations (an "entity bomb" is refused before it is parsed);
 * refers outside itself: ``<image>``, ``<script>``, ``<foreignObject>``, a ``href`` that is not ``#id``, a CSS
   ``url(...)`` that is not ``url(#id)``, ``@import``;
-* has numbers no drawing needs: not finite, beyond :data:`MAX_NUMBER` in magnitude, a viewBox that is empty, or
-  transforms that together scale by more than :data:`MAX_SCALE` (these would make the renderer, or a tablet's
-  PDF viewer, do unbounded work).
+* has numbers no drawing needs: not finite (``inf``, ``nan``), beyond :data:`MAX_NUMBER` in magnitude, a
+  viewBox that is empty, or transforms that together scale by more than :data:`MAX_SCALE` (these would make
+  the renderer, or a tablet's PDF viewer, do unbounded work).
 
-Elements svglib does not draw (filters, masks, animation, markers…) are dropped; what remains is the tree
+Markers (arrowheads) are first written out as shapes (:mod:`eink_llm.render.svgmarkers`), so the copies are
+checked like the rest. Elements svglib does not draw (filters, masks, animation…) are dropped; what remains is the tree
 handed to svglib (see :mod:`eink_llm.render.drawings`), which is never given a file name, so it cannot resolve
 a relative reference either. Everything here is linear in the size of the text.
 """
@@ -49,6 +50,7 @@ DRAWN = frozenset(
 FORBIDDEN = frozenset({"image", "script", "foreignObject", "iframe", "feImage", "video", "audio", "object"})
 _NUMERIC_SKIP = frozenset({"id", "class", "font-family", "href", "lang", "space"})
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_NOT_A_NUMBER = re.compile(r"\b(?:inf|infinity|nan)\b", re.IGNORECASE)
 _HEX_COLOUR = re.compile(r"#[0-9a-fA-F]+\b")
 _URL = re.compile(r"url\s*\(\s*['\"]?\s*([^)'\"]*)", re.IGNORECASE)
 _DECLARATION = re.compile(r"<!\s*(DOCTYPE|ENTITY|ELEMENT|ATTLIST)", re.IGNORECASE)
@@ -119,6 +121,8 @@ def _check_numbers(name: str, value: str) -> None:
         if len(value) > MAX_PATH_CHARS:
             raise Refused(f"an attribute of the drawing is too long ({len(value):,} characters)")
         return
+    if _NOT_A_NUMBER.search(value):
+        raise Refused(f"the drawing uses a number that is not finite (in {name})")
     for token in _NUMBER.findall(_HEX_COLOUR.sub("", value)):
         number = float(token)
         if not math.isfinite(number) or abs(number) > MAX_NUMBER:
@@ -203,8 +207,11 @@ def _expanded_counts(root: Any) -> int:
 
 def sanitise(source: str) -> Any:
     """The SVG parsed, checked and cleaned, ready for svglib; :class:`Refused` says why it cannot be drawn."""
+    from eink_llm.render import svgmarkers  # it builds on this module
+
     root = parse(source)
     _check_viewbox(root)
+    svgmarkers.expand(root)  # before the checks, so that every copy is checked and counted
     count = 0
     # (element, depth, accumulated scale); an explicit stack, so nesting cannot exhaust Python's
     stack: list[tuple[Any, int, float]] = [(root, 1, 1.0)]
