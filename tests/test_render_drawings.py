@@ -152,6 +152,18 @@ def test_colours_become_greys_that_stay_apart() -> None:
     assert (round(0x77 / 255, 3),) * 3 in fills  # a grey stays the grey it was
 
 
+@needs_svglib
+def test_on_a_colour_panel_the_text_of_a_drawing_is_black() -> None:
+    from tests.test_render_visual import drawing_objects
+
+    svg = CIRCUIT.replace('font-family="Helvetica"', 'font-family="Helvetica" fill="#3366cc"')
+    strings = [s for s in drawings._walk(drawings.svg_picture(svg).drawing) if type(s).__name__ == "String"]
+    assert strings and all(s.fillColor.rgb() != (0, 0, 0) for s in strings)  # grey type on a monochrome panel
+    colour = render(fenced("svg", svg), META, device="boox-note-air-c")
+    texts = [c for kind, c, _ in drawing_objects(colour.pdf) if kind == "text"]
+    assert len(texts) > 5 and all(c == (0, 0, 0) for c in texts)
+
+
 def test_the_grey_levels_keep_the_order_of_lightness() -> None:
     assert drawings._chromatic_levels([0.1, 0.11, 0.12]) == [0.22, 0.4, 0.56]
     assert drawings._chromatic_levels([0.95, 0.96]) == [0.82, 0.91]
@@ -441,3 +453,28 @@ def test_a_drawing_taller_than_the_page_is_shrunk_to_fit() -> None:
     device = get_device({"width_mm": 200, "height_mm": 90, "margins_mm": 8})  # a landscape page
     result: Rendered = render(fenced("plot", tall), META, device=device)
     assert result.stats.drawings == 1
+
+
+def test_eink_llm_render_draws_and_reports_drawings(tmp_path: Path) -> None:
+    from tests.test_cli import eink
+
+    answer = tmp_path / "answer.md"
+    answer.write_text(fenced("plot", PLOT) + "\n" + fenced("svg", "<svg><g></svg>"), encoding="utf-8")
+    out = tmp_path / "out.pdf"
+    result = eink("render", str(answer), "-o", str(out), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "1 drawings" in result.stdout and "drawing shown as source: the drawing is not well-formed" in result.stdout
+    found = page_objects(out.read_bytes())
+    assert isinstance(found["paths"], int) and found["paths"] >= 10 and found["images"] == 0
+
+
+def test_a_conversation_export_draws_too() -> None:
+    from datetime import UTC, datetime
+
+    from eink_llm.render.conversation import ConversationEntry, render_conversation
+
+    entry = ConversationEntry(1, datetime(2025, 1, 2, tzinfo=UTC), "Plot it", fenced("plot", PLOT), model="m")
+    pdf = render_conversation("plots", "conv_x", [entry], device="remarkable-move")
+    found = page_objects(pdf)
+    assert isinstance(found["paths"], int) and found["paths"] >= 10
+    assert "Dampedoscillation" in squash(str(found["visible"]))

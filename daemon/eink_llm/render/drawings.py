@@ -13,7 +13,7 @@ so search and copy still find it, as with formulas (:mod:`eink_llm.render.mathbl
 
 Colours become greys: neutral colours keep their lightness; the distinct chromatic colours of one drawing are
 ranked by lightness and spread over greys that stay apart on a 16-level panel (and away from black and white),
-so a red and a green line remain two lines.
+so a red and a green line remain two lines. On colour panels (which dither grey type) text is black.
 
 Whatever cannot be drawn (svglib missing, a refused or broken SVG, a plot that does not parse, the time limit)
 is shown as its source in a code block under a one-line note; an answer never fails because of a drawing.
@@ -201,7 +201,7 @@ class SvgPicture:
         render_pdf.draw(self.drawing, canv, 0, 0, showBoundary=False)
 
 
-def svg_picture(source: str) -> SvgPicture:
+def svg_picture(source: str, *, colour_panel: bool = False) -> SvgPicture:
     """The ```svg block as a picture; :class:`svgsafe.Refused` (with a one-line reason) when it is not drawn."""
     svglib = _svglib()
     if svglib is None:
@@ -227,7 +227,15 @@ def svg_picture(source: str) -> SvgPicture:
     if max(width, height) / min(width, height) > 100:
         raise svgsafe.Refused(f"the drawing is too thin to show ({width:g} × {height:g})")
     to_greys(drawing)
+    if colour_panel:  # colour panels dither grey type into mush: text in black, as everywhere on them
+        for shape in _walk(drawing):
+            if isinstance(shape, _shapes().String):
+                shape.fillColor = colors.Color(0, 0, 0, alpha=float(getattr(shape.fillColor, "alpha", 1.0) or 1.0))
     return SvgPicture(drawing)
+
+
+def _shapes() -> Any:
+    return importlib.import_module("reportlab.graphics.shapes")
 
 
 def shown_source(source: str) -> str:
@@ -243,7 +251,7 @@ def shown_source(source: str) -> str:
 def _fit_contents(drawing: Any) -> None:
     """An SVG without a size (no viewBox, width or height) gets the size of what it draws."""
     x0, y0, x1, y1 = (float(v) for v in drawing.getBounds())
-    group = importlib.import_module("reportlab.graphics.shapes").Group(*drawing.contents)
+    group = _shapes().Group(*drawing.contents)
     group.translate(-x0, -y0)
     drawing.contents = [group]
     drawing.width, drawing.height = x1 - x0, y1 - y0
@@ -252,7 +260,7 @@ def _fit_contents(drawing: Any) -> None:
 def picture(language: str, source: str, theme: Theme) -> Picture:
     """The fenced block as a picture, or :class:`svgsafe.Refused` with the reason it is shown as source."""
     if language == "svg":
-        return svg_picture(source)
+        return svg_picture(source, colour_panel=theme.colour_panel)
     from eink_llm.render import plots  # on first use: answers without plots do not pay for importing YAML
 
     return plots.plot_picture(source, theme)
