@@ -372,6 +372,11 @@ def _hostile(secret: Path, url: str) -> dict[str, tuple[str, str]]:
             + "</g></g></g></svg>",
             "longer than",
         ),
+        "letters placed one by one": (  # one shape per letter, all in one element the time limit cannot cut
+            f'<svg {ns} viewBox="0 0 99 99"><text x="{" ".join(["1"] * 3000)}" y="5">{"A" * 3000}</text></svg>',
+            "one by one",
+        ),
+        "a book of text": (f'<svg {ns} viewBox="0 0 9 9"><text y="5">{"word " * 2000}</text></svg>', "too much text"),
         "not xml": ("<svg><g></svg>", "not well-formed"),
         "not svg": ("<html><body>hi</body></html>", "<svg>"),
     }

@@ -5,7 +5,8 @@ anything, :func:`sanitise` parses the text with lxml set to resolve no entities,
 network, and refuses (with a reason a reader can understand) anything that
 
 * is too big: more than :data:`MAX_SOURCE_CHARS` characters, :data:`MAX_ELEMENTS` elements (counting what
-  every ``<use>`` expands to), nesting deeper than :data:`MAX_DEPTH`, a path longer than :data:`MAX_PATH_CHARS`;
+  every ``<use>`` expands to), nesting deeper than :data:`MAX_DEPTH`, a path longer than :data:`MAX_PATH_CHARS`,
+  more than :data:`MAX_TEXT_CHARS` characters of text or :data:`MAX_PER_LETTER_CHARS` placed letter by letter;
 * has a DOCTYPE or entity declarations (an "entity bomb" is refused before it is parsed);
 * refers outside itself: ``<image>``, ``<script>``, ``<foreignObject>``, a ``href`` that is not ``#id``, a CSS
   ``url(...)`` that is not ``url(#id)``, ``@import``;
@@ -34,6 +35,11 @@ MAX_DEPTH = 40
 MAX_PATH_CHARS = 50_000
 MAX_NUMBER = 1e6
 MAX_SCALE = 1e4
+#: Characters of text in all; and in text placed letter by letter (x/y/dx/dy/rotate lists), which svglib turns
+#: into one shape per letter, all inside one element (where the time limit cannot interrupt it).
+MAX_TEXT_CHARS = 5_000
+MAX_PER_LETTER_CHARS = 400
+_POSITIONS = ("x", "y", "dx", "dy", "rotate")
 
 SVG_NS = "http://www.w3.org/2000/svg"
 XLINK_NS = "http://www.w3.org/1999/xlink"
@@ -168,6 +174,21 @@ def _attributes(element: Any) -> None:
         _check_numbers(name, value)
 
 
+def _text_cost(text: Any, total: int, per_letter: int) -> tuple[int, int]:
+    """Characters of a <text> element added to the running totals; :class:`Refused` past the limits."""
+    chars = sum(len(part) for part in text.itertext())
+    total += chars
+    if total > MAX_TEXT_CHARS:
+        raise Refused(f"the drawing has too much text (more than {MAX_TEXT_CHARS:,} characters)")
+    for node in text.iter():
+        if any(len(_NUMBER.findall(str(node.get(key) or ""))) > 1 for key in _POSITIONS):
+            per_letter += chars
+            if per_letter > MAX_PER_LETTER_CHARS:
+                raise Refused(f"the drawing places too many letters one by one (more than {MAX_PER_LETTER_CHARS})")
+            break
+    return total, per_letter
+
+
 def _expanded_counts(root: Any) -> int:
     """Elements in the tree, counting each ``<use>`` as what it refers to; refuses reference cycles."""
     # lxml makes a new Python proxy for a node whose last proxy was freed, so id() is only stable while every
@@ -212,7 +233,7 @@ def sanitise(source: str) -> Any:
     root = parse(source)
     _check_viewbox(root)
     svgmarkers.expand(root)  # before the checks, so that every copy is checked and counted
-    count = 0
+    count = text_chars = letter_chars = 0
     # (element, depth, accumulated scale); an explicit stack, so nesting cannot exhaust Python's
     stack: list[tuple[Any, int, float]] = [(root, 1, 1.0)]
     dropped: list[Any] = []
@@ -229,6 +250,8 @@ def sanitise(source: str) -> Any:
         _attributes(element)
         if name == "style":
             _check_urls(element.text or "", "a style sheet")
+        if name == "text":
+            text_chars, letter_chars = _text_cost(element, text_chars, letter_chars)
         scale *= _scale_of(str(element.get("transform") or ""))
         if scale > MAX_SCALE:
             raise Refused("the drawing's transforms enlarge it too much to draw")
