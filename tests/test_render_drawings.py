@@ -164,6 +164,13 @@ def test_on_a_colour_panel_the_text_of_a_drawing_is_black() -> None:
     assert len(texts) > 5 and all(c == (0, 0, 0) for c in texts)
 
 
+@needs_svglib
+def test_svg_text_is_reordered_and_shaped_like_the_answers_own() -> None:
+    svg = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 99 20"><text x="1" y="15">שלום and لا</text></svg>'
+    strings = [s for s in drawings._walk(drawings.svg_picture(svg).drawing) if type(s).__name__ == "String"]
+    assert [s.text for s in strings] == ["\ufefb and םולש"]  # right to left, lam-alef joined
+
+
 def test_the_grey_levels_keep_the_order_of_lightness() -> None:
     assert drawings._chromatic_levels([0.1, 0.11, 0.12]) == [0.22, 0.4, 0.56]
     assert drawings._chromatic_levels([0.95, 0.96]) == [0.82, 0.91]

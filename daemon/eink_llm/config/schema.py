@@ -31,7 +31,8 @@ DEFAULT_SYSTEM_PROMPT = (
     "as a fenced code block: ```svg with one self-contained SVG (a viewBox, black strokes, simple shapes, paths "
     "and text; no images, links or scripts), or ```plot with YAML "
     "such as `title: …`, `x: [0, 10]`, `xlabel: …`, `ylabel: …`, `functions: [sin(x), exp(-x/4)*cos(2x)]`, "
-    "`series: [{label: data, points: [[0, 1], [1, 2]]}]`. It is drawn at the width of the page."
+    "`series: [{label: data, points: [[0, 1], [1, 2]]}]`. It is drawn at the width of the page (to show SVG "
+    "code as text instead, fence it as ```xml)."
 )
 
 

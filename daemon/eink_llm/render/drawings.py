@@ -32,6 +32,7 @@ from reportlab.lib import colors
 from reportlab.platypus.flowables import Flowable
 
 from eink_llm.render import fonts, svgsafe
+from eink_llm.render.bidi import display, shape_arabic
 from eink_llm.render.styles import Theme
 
 log = structlog.get_logger("eink_llm.render")
@@ -227,11 +228,41 @@ def svg_picture(source: str, *, colour_panel: bool = False) -> SvgPicture:
     if max(width, height) / min(width, height) > 100:
         raise svgsafe.Refused(f"the drawing is too thin to show ({width:g} × {height:g})")
     to_greys(drawing)
+    _with_fallback_fonts(drawing)
     if colour_panel:  # colour panels dither grey type into mush: text in black, as everywhere on them
         for shape in _walk(drawing):
             if isinstance(shape, _shapes().String):
                 shape.fillColor = colors.Color(0, 0, 0, alpha=float(getattr(shape.fillColor, "alpha", 1.0) or 1.0))
     return SvgPicture(drawing)
+
+
+def _with_fallback_fonts(drawing: Any) -> None:
+    """SVG text shaped and reordered (Arabic, Hebrew) and split into runs of fonts that have its letters (CJK…),
+    as the answer's own text is; each run keeps the original's place, anchor, size and colour."""
+    shapes = _shapes()
+    for group in list(_walk(drawing)):
+        contents = getattr(group, "contents", None)
+        if not contents:
+            continue
+        replaced: list[Any] = []
+        for item in contents:
+            if not isinstance(item, shapes.String) or not item.text:
+                replaced.append(item)
+                continue
+            text = display(shape_arabic(str(item.text)))
+            pieces = fonts.runs(text, item.fontName)
+            if len(pieces) == 1 and pieces[0][0] == item.fontName:
+                item.text = text
+                replaced.append(item)
+                continue
+            size = float(item.fontSize)
+            widths = [fonts.text_width(run, font, size) for font, run in pieces]
+            x = float(item.x) - {"middle": 0.5, "end": 1.0}.get(str(item.textAnchor), 0.0) * sum(widths)
+            for (font, run), width in zip(pieces, widths, strict=True):
+                piece = shapes.String(x, item.y, run, fontName=font, fontSize=size, fillColor=item.fillColor)
+                replaced.append(piece)
+                x += width
+        group.contents = replaced
 
 
 def _shapes() -> Any:
