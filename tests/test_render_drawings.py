@@ -21,7 +21,7 @@ from PIL import ImageChops
 
 from eink_llm.config import DEFAULT_SYSTEM_PROMPT
 from eink_llm.render import drawings, svgsafe
-from eink_llm.render.api import Rendered, render
+from eink_llm.render.api import Rendered, render, render_answer
 from eink_llm.render.plotexpr import compile_function
 from eink_llm.render.plots import parse_plot, ticks
 from tests.test_render import META, squash
@@ -413,6 +413,14 @@ def test_hostile_svgs_are_shown_as_source_quickly_and_reach_nothing(
             assert "Drawing shown as source:" in visible and "After the drawing." in visible, name
             assert squash(source)[:200] in squash(visible), name
     assert hits == []
+
+
+def test_an_answer_with_a_refused_drawing_is_still_an_answer() -> None:
+    """What the pipeline calls: the answer PDF (with its reply page), never an error for one bad drawing."""
+    markdown = "# Result\n\n" + fenced("svg", "<svg><image href='file:///etc/passwd'/></svg>") + fenced("plot", "x: 1")
+    pdf = render_answer(markdown, META)
+    visible = squash(str(page_objects(pdf)["visible"]))
+    assert visible.count("Drawingshownassource") == 2 and "Result" in visible and "Afterthedrawing." in visible
 
 
 @needs_svglib
