@@ -368,6 +368,14 @@ def _hostile(secret: Path, url: str) -> dict[str, tuple[str, str]]:
             '<rect width="1" height="1"/></g></g></svg>',
             "enlarge",
         ),
+        "deep nesting under many marked lines": (
+            f'<svg {ns}><defs><marker id="m"><rect width="1" height="1"/></marker></defs>'
+            + "<g>" * 250
+            + '<line x2="1"/>' * 4000
+            + "</g>" * 250
+            + "</svg>",
+            "nested",
+        ),
         "deep nesting": (f"<svg {ns}>" + "<g>" * 100 + "</g>" * 100 + "</svg>", "nested"),
         "long path": (f'<svg {ns}><path d="M0 0{" L1 1" * 20_000}"/></svg>', "too long"),
         "script": (f"<svg {ns}><script>alert(1)</script></svg>", "script"),

@@ -9,8 +9,9 @@ scaled by the stroke width (``markerUnits="strokeWidth"``, the default) and by t
 ``context-fill`` become the element's own stroke and fill. ``marker-mid`` is not drawn.
 
 It runs on the parsed tree before :func:`eink_llm.render.svgsafe.sanitise` checks it, so every copy is checked
-and counted like any other element; the copies made are capped at :data:`MAX_COPIED` elements, and anything
-odd about one marker (a bad number, an unknown path command) only leaves that arrowhead out.
+and counted like any other element; it does nothing on a tree with more elements than the checks allow, looks
+no further up than they allow deep, caps the copies at :data:`MAX_COPIED` elements, and anything odd about one
+marker (a bad number, an unknown path command) only leaves that arrowhead out.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import math
 import re
 from typing import Any
 
-from eink_llm.render.svgsafe import SVG_NS, Refused, local
+from eink_llm.render.svgsafe import MAX_DEPTH, MAX_ELEMENTS, SVG_NS, Refused, local
 
 MAX_COPIED = 5_000
 MAX_PATH_CHARS = 50_000
@@ -44,8 +45,9 @@ def _style(element: Any) -> dict[str, str]:
 
 def _prop(element: Any, name: str, *, inherit: bool = True) -> str | None:
     """A presentation property from the element's style or attribute, else (if inherited) its ancestors'."""
-    node = element
-    while node is not None:
+    node, levels = element, 0
+    while node is not None and levels <= MAX_DEPTH:  # deeper trees are refused by the checks that follow
+        levels += 1
         value = _style(node).get(name) or node.get(name)
         if value and value.strip() != "inherit":
             return str(value).strip()
@@ -245,11 +247,14 @@ def _placed(marker: Any, element: Any, at: Point, direction: float, start: bool)
 
 def expand(root: Any) -> None:
     """Insert a placed copy of each referenced marker after the element that references it (see module doc)."""
-    markers = {el.get("id"): el for el in root.iter() if isinstance(el.tag, str) and local(el.tag) == "marker"}
+    elements = [el for el in root.iter() if isinstance(el.tag, str)]
+    if len(elements) > MAX_ELEMENTS:
+        return  # refused by the checks that follow; not worth any work here
+    markers = {el.get("id"): el for el in elements if local(el.tag) == "marker"}
     if not markers:
         return
     copied = 0
-    for element in list(root.iter()):
+    for element in elements:
         if not isinstance(element.tag, str) or local(element.tag) not in ("line", "polyline", "polygon", "path"):
             continue
         wanted: list[tuple[str, str]] = []
