@@ -129,6 +129,17 @@ def test_an_svg_with_paths_text_groups_and_transforms_is_drawn_as_vectors() -> N
 
 
 @needs_svglib
+def test_a_link_in_an_svg_is_drawn_without_its_address() -> None:
+    svg = (
+        '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 99 20"><a href="https://example.org/x">'
+        '<text x="1" y="15">Ohm</text></a></svg>'
+    )
+    root = svgsafe.sanitise(svg)
+    assert not any(el.get("href") for el in root.iter())
+    assert drawings.svg_picture(svg).width > 0
+
+
+@needs_svglib
 def test_colours_become_greys_that_stay_apart() -> None:
     source = (
         '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 100 40">'

@@ -166,6 +166,9 @@ def _attributes(element: Any) -> None:
         if name.lower().startswith("on"):
             del element.attrib[key]
             continue
+        if name == "href" and local(element.tag) == "a":  # a link: nothing to fetch, and nowhere to follow it
+            del element.attrib[key]
+            continue
         if name == "href":
             _check_reference(value, f"href={value[:60]!r}")
         _check_urls(value, f"{name}={value[:60]!r}")
