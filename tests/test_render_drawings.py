@@ -20,6 +20,7 @@ import pytest
 from PIL import ImageChops
 
 from eink_llm.config import DEFAULT_SYSTEM_PROMPT
+from eink_llm.errors import DrawingRefused
 from eink_llm.render import drawings, svgsafe
 from eink_llm.render.api import Rendered, render, render_answer
 from eink_llm.render.plotexpr import compile_function
@@ -226,7 +227,7 @@ def test_markers_cannot_multiply_past_the_element_limit() -> None:
     ns = 'xmlns="http://www.w3.org/2000/svg"'
     heavy = '<defs><marker id="m">' + '<rect width="1" height="1"/>' * 50 + "</marker></defs>"
     lines = '<line x1="0" y1="0" x2="5" y2="5" marker-end="url(#m)" marker-start="url(#m)"/>' * 200
-    with pytest.raises(svgsafe.Refused, match="markers expand"):
+    with pytest.raises(DrawingRefused, match="markers expand"):
         svgsafe.sanitise(f"<svg {ns} viewBox='0 0 9 9'>{heavy}{lines}</svg>")
 
 
@@ -299,7 +300,7 @@ def test_plot_functions_follow_the_usual_rules(text: str, x: float, value: float
     ],
 )
 def test_plot_functions_outside_the_grammar_are_refused(text: str) -> None:
-    with pytest.raises(svgsafe.Refused):
+    with pytest.raises(DrawingRefused):
         compile_function(text)
 
 

@@ -31,6 +31,7 @@ import structlog
 from reportlab.lib import colors
 from reportlab.platypus.flowables import Flowable
 
+from eink_llm.errors import DrawingRefused
 from eink_llm.render import fonts, svgsafe
 from eink_llm.render.bidi import display, shape_arabic
 from eink_llm.render.styles import Theme
@@ -62,10 +63,6 @@ class Picture(Protocol):
     keep_aspect: bool  # svg: scaled as a whole; plot: laid out afresh for the box it gets
 
     def paint(self, canv: Any, width: float, height: float) -> None: ...
-
-
-class TooSlow(svgsafe.Refused):
-    pass
 
 
 def _svglib() -> Any | None:
@@ -110,7 +107,7 @@ def _renderer_class(svglib: Any) -> Any:
 
             def renderNode(self, node: Any, parent: Any = None) -> None:
                 if time.monotonic() > self.deadline:
-                    raise TooSlow(f"the drawing took longer than {SVG_TIME_LIMIT:g} s to convert")
+                    raise DrawingRefused(f"the drawing took longer than {SVG_TIME_LIMIT:g} s to convert")
                 super().renderNode(node, parent)
 
         cls = _state["renderer"] = Renderer
@@ -203,30 +200,30 @@ class SvgPicture:
 
 
 def svg_picture(source: str, *, colour_panel: bool = False) -> SvgPicture:
-    """The ```svg block as a picture; :class:`svgsafe.Refused` (with a one-line reason) when it is not drawn."""
+    """The ```svg block as a picture; :class:`DrawingRefused` (with a one-line reason) when it is not drawn."""
     svglib = _svglib()
     if svglib is None:
-        raise svgsafe.Refused("drawing support is not installed (pip install 'eink-llm[drawings]')")
+        raise DrawingRefused("drawing support is not installed (pip install 'eink-llm[drawings]')")
     fonts.ensure_fonts()  # svglib measures text with them
     root = svgsafe.sanitise(source)
     renderer = _renderer_class(svglib)(None, font_map=_Fonts())
     renderer.deadline = time.monotonic() + SVG_TIME_LIMIT
     try:
         drawing = renderer.render(root)
-    except svgsafe.Refused:
+    except DrawingRefused:
         raise
     except Exception as exc:  # anything svglib trips over in odd input
-        raise svgsafe.Refused(f"the drawing could not be converted ({type(exc).__name__})") from None
+        raise DrawingRefused(f"the drawing could not be converted ({type(exc).__name__})") from None
     if not (float(drawing.width) > 0 and float(drawing.height) > 0) and drawing.contents:
         try:
             _fit_contents(drawing)
         except Exception:  # nothing drawn at all: no bounds
-            raise svgsafe.Refused("the drawing has no size (give the <svg> a viewBox)") from None
+            raise DrawingRefused("the drawing has no size (give the <svg> a viewBox)") from None
     width, height = float(drawing.width), float(drawing.height)
     if not (0 < width <= svgsafe.MAX_NUMBER and 0 < height <= svgsafe.MAX_NUMBER):
-        raise svgsafe.Refused(f"the drawing has no usable size ({width:g} × {height:g})")
+        raise DrawingRefused(f"the drawing has no usable size ({width:g} × {height:g})")
     if max(width, height) / min(width, height) > 100:
-        raise svgsafe.Refused(f"the drawing is too thin to show ({width:g} × {height:g})")
+        raise DrawingRefused(f"the drawing is too thin to show ({width:g} × {height:g})")
     to_greys(drawing)
     _with_fallback_fonts(drawing)
     if colour_panel:  # colour panels dither grey type into mush: text in black, as everywhere on them
@@ -289,7 +286,7 @@ def _fit_contents(drawing: Any) -> None:
 
 
 def picture(language: str, source: str, theme: Theme) -> Picture:
-    """The fenced block as a picture, or :class:`svgsafe.Refused` with the reason it is shown as source."""
+    """The fenced block as a picture, or :class:`DrawingRefused` with the reason it is shown as source."""
     if language == "svg":
         return svg_picture(source, colour_panel=theme.colour_panel)
     from eink_llm.render import plots  # on first use: answers without plots do not pay for importing YAML

@@ -31,6 +31,7 @@ from reportlab.lib.styles import ParagraphStyle
 from reportlab.platypus import CondPageBreak, Flowable, Indenter, Paragraph, Spacer
 from reportlab.platypus.flowables import HRFlowable
 
+from eink_llm.errors import DrawingRefused
 from eink_llm.render import drawings, fonts, formulas
 from eink_llm.render.bidi import shape_arabic
 from eink_llm.render.flowables import Barred, CodeBlock
@@ -38,7 +39,6 @@ from eink_llm.render.mathblocks import MathBlock, inline_markup
 from eink_llm.render.mathsyntax import math_plugin, source_text
 from eink_llm.render.paragraphs import make_paragraph
 from eink_llm.render.styles import BLACK, Theme
-from eink_llm.render.svgsafe import Refused
 from eink_llm.render.tables import TableMixin, plain_text
 
 # One parser for the process: building one compiles its rule chains, and parse() keeps all its state in a
@@ -202,9 +202,9 @@ class Converter(TableMixin):
         """A ```svg or ```plot block as a drawing, or as its source under a one-line note saying why not."""
         try:
             if self.stats.drawings >= drawings.MAX_DRAWINGS:
-                raise Refused(f"an answer shows at most {drawings.MAX_DRAWINGS} drawings")
+                raise DrawingRefused(f"an answer shows at most {drawings.MAX_DRAWINGS} drawings")
             picture = drawings.picture(language, source, self.theme)
-        except Refused as refused:
+        except DrawingRefused as refused:
             self.stats.drawings_as_source.append(refused.reason)
             note = f"Drawing shown as source: {refused.reason}."
             self.emit(make_paragraph(f"<i>{text_markup(note)}</i>", self.theme.styles["note"], plain=note))

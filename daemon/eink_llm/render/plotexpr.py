@@ -21,7 +21,7 @@ import math
 import re
 from collections.abc import Callable
 
-from eink_llm.render.svgsafe import Refused
+from eink_llm.errors import DrawingRefused
 
 MAX_CHARS = 300
 MAX_DEPTH = 40
@@ -55,7 +55,7 @@ def _tokens(text: str) -> list[tuple[str, str]]:
             break
         match = _TOKEN.match(text, pos)
         if match is None:
-            raise Refused(f"the plot's function has a character it does not know ({text[pos:].strip()[:1]!r})")
+            raise DrawingRefused(f"the plot's function has a character it does not know ({text[pos:].strip()[:1]!r})")
         number, name, op = match.groups()
         if number is not None:
             out.append(("num", number))
@@ -76,7 +76,7 @@ def _split_name(name: str) -> list[tuple[str, str]]:
     for known in sorted([*FUNCTIONS, *CONSTANTS, "x"], key=len, reverse=True):
         if lowered.startswith(known) and len(lowered) > len(known):
             return [("name", known), *_split_name(lowered[len(known) :])]
-    raise Refused(f"the plot's function uses an unknown name ({name[:20]!r}); only x, constants and functions")
+    raise DrawingRefused(f"the plot's function uses an unknown name ({name[:20]!r}); only x, constants and functions")
 
 
 class _Parser:
@@ -92,14 +92,14 @@ class _Parser:
         token = self.peek()
         if token is None or (value is not None and token[1] != value):
             wanted = f"{value!r}" if value else "more"
-            raise Refused(f"the plot's function is incomplete (expected {wanted})")
+            raise DrawingRefused(f"the plot's function is incomplete (expected {wanted})")
         self.pos += 1
         return token
 
     def nested(self) -> None:
         self.depth += 1
         if self.depth > MAX_DEPTH:
-            raise Refused("the plot's function is nested too deeply")
+            raise DrawingRefused("the plot's function is nested too deeply")
 
     def expr(self) -> Fn:
         self.nested()
@@ -177,7 +177,7 @@ class _Parser:
             inner = self.expr()
             self.take("|")
             return _call(abs, inner)
-        raise Refused(f"the plot's function has {value!r} where a number, x or a function was expected")
+        raise DrawingRefused(f"the plot's function has {value!r} where a number, x or a function was expected")
 
 
 def _add(a: Fn, b: Fn) -> Fn:
@@ -209,19 +209,19 @@ def _call(function: Fn, argument: Fn) -> Fn:
 
 
 def compile_function(text: str) -> Fn:
-    """``text`` as a function of x that never raises (NaN where undefined); :class:`Refused` if it is not one."""
+    """``text`` as a function of x that never raises (NaN where undefined); :class:`DrawingRefused` if it is not one."""
     text = text.strip()
     for prefix in ("y=", "y =", "f(x)=", "f(x) ="):
         if text.lower().startswith(prefix):
             text = text[len(prefix) :].strip()
     if not text:
-        raise Refused("the plot has an empty function")
+        raise DrawingRefused("the plot has an empty function")
     if len(text) > MAX_CHARS:
-        raise Refused(f"the plot's function is too long (at most {MAX_CHARS} characters)")
+        raise DrawingRefused(f"the plot's function is too long (at most {MAX_CHARS} characters)")
     parser = _Parser(_tokens(text))
     function = parser.expr()
     if parser.peek() is not None:
-        raise Refused(f"the plot's function has something left over ({parser.peek()[1]!r})")  # type: ignore[index]
+        raise DrawingRefused(f"the plot's function has something left over ({parser.peek()[1]!r})")  # type: ignore[index]
 
     def safe(x: float) -> float:
         try:

@@ -18,7 +18,7 @@ The format is YAML (so JSON works too); every key is optional except that there 
 Curves are told apart without colour: solid, dashed, dotted, dash-dot… in black; point series by marker shape.
 A legend lists every labelled curve. Limits: :data:`MAX_SOURCE` characters, :data:`MAX_FUNCTIONS` functions,
 :data:`MAX_SERIES` series, :data:`MAX_POINTS` points in all; YAML anchors and aliases are refused. Anything
-wrong raises :class:`~eink_llm.render.svgsafe.Refused` with a one-line reason, and the block is shown as source.
+wrong raises :class:`~eink_llm.render.DrawingRefused` with a one-line reason, and the block is shown as source.
 """
 
 from __future__ import annotations
@@ -29,11 +29,11 @@ from typing import Any
 
 import yaml
 
+from eink_llm.errors import DrawingRefused
 from eink_llm.render import fonts
 from eink_llm.render.document import draw_line
 from eink_llm.render.plotexpr import Fn, compile_function
 from eink_llm.render.styles import Theme
-from eink_llm.render.svgsafe import Refused
 
 MAX_SOURCE = 20_000
 MAX_FUNCTIONS = 8
@@ -71,39 +71,39 @@ class Plot:
 
 def _load(source: str) -> dict[str, Any]:
     if len(source) > MAX_SOURCE:
-        raise Refused(f"the plot is too long ({len(source):,} characters; at most {MAX_SOURCE:,})")
+        raise DrawingRefused(f"the plot is too long ({len(source):,} characters; at most {MAX_SOURCE:,})")
     try:
         for n, event in enumerate(yaml.parse(source, Loader=yaml.SafeLoader)):
             if n > MAX_YAML_EVENTS:
-                raise Refused("the plot has too many entries")
+                raise DrawingRefused("the plot has too many entries")
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
-                raise Refused("the plot uses YAML anchors or aliases, which are not allowed")
+                raise DrawingRefused("the plot uses YAML anchors or aliases, which are not allowed")
         data = yaml.safe_load(source)
     except yaml.YAMLError as exc:
-        raise Refused(f"the plot is not valid YAML ({' '.join(str(exc).split())[:100]})") from None
+        raise DrawingRefused(f"the plot is not valid YAML ({' '.join(str(exc).split())[:100]})") from None
     if not isinstance(data, dict):
-        raise Refused("the plot is not a list of keys (title:, functions:, …)")
+        raise DrawingRefused("the plot is not a list of keys (title:, functions:, …)")
     return data
 
 
 def _number(value: object, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise Refused(f"the plot's {what} is not a number")
+        raise DrawingRefused(f"the plot's {what} is not a number")
     try:
         number = float(value)
     except ValueError:
-        raise Refused(f"the plot's {what} is not a number ({str(value)[:20]!r})") from None
+        raise DrawingRefused(f"the plot's {what} is not a number ({str(value)[:20]!r})") from None
     if not math.isfinite(number) or abs(number) > 1e12:
-        raise Refused(f"the plot's {what} is not a usable number")
+        raise DrawingRefused(f"the plot's {what} is not a usable number")
     return number
 
 
 def _range(value: object, what: str) -> tuple[float, float]:
     if not isinstance(value, list | tuple) or len(value) != 2:
-        raise Refused(f"the plot's {what} is not a pair [from, to]")
+        raise DrawingRefused(f"the plot's {what} is not a pair [from, to]")
     low, high = _number(value[0], what), _number(value[1], what)
     if not low < high:
-        raise Refused(f"the plot's {what} is empty ({low:g} to {high:g})")
+        raise DrawingRefused(f"the plot's {what} is empty ({low:g} to {high:g})")
     return low, high
 
 
@@ -116,14 +116,14 @@ def _functions(data: dict[str, Any]) -> list[tuple[Fn, str]]:
     if isinstance(items, str | dict):
         items = [items]
     if not isinstance(items, list):
-        raise Refused("the plot's functions are not a list")
+        raise DrawingRefused("the plot's functions are not a list")
     if len(items) > MAX_FUNCTIONS:
-        raise Refused(f"the plot has too many functions (at most {MAX_FUNCTIONS})")
+        raise DrawingRefused(f"the plot has too many functions (at most {MAX_FUNCTIONS})")
     out: list[tuple[Fn, str]] = []
     for item in items:
         text, label = (item.get("f", item.get("y")), item.get("label")) if isinstance(item, dict) else (item, None)
         if not isinstance(text, str | int | float) or isinstance(text, bool):
-            raise Refused("a function of the plot is not written as text, e.g. sin(x)")
+            raise DrawingRefused("a function of the plot is not written as text, e.g. sin(x)")
         out.append((compile_function(str(text)), _text(label if label is not None else text)))
     return out
 
@@ -133,20 +133,20 @@ def _series(data: dict[str, Any]) -> list[Curve]:
     if isinstance(items, dict):
         items = [items]
     if not isinstance(items, list) or len(items) > MAX_SERIES:
-        raise Refused(f"the plot's series are not a list of at most {MAX_SERIES}")
+        raise DrawingRefused(f"the plot's series are not a list of at most {MAX_SERIES}")
     curves: list[Curve] = []
     total = 0
     for n, item in enumerate(items):
         points = item.get("points") if isinstance(item, dict) else item
         if not isinstance(points, list):
-            raise Refused("a series of the plot has no list of points [[x, y], …]")
+            raise DrawingRefused("a series of the plot has no list of points [[x, y], …]")
         total += len(points)
         if total > MAX_POINTS:
-            raise Refused(f"the plot has too many points (at most {MAX_POINTS:,})")
+            raise DrawingRefused(f"the plot has too many points (at most {MAX_POINTS:,})")
         xs, ys = [], []
         for point in points:
             if not isinstance(point, list | tuple) or len(point) != 2:
-                raise Refused("a point of the plot is not a pair [x, y]")
+                raise DrawingRefused("a point of the plot is not a pair [x, y]")
             xs.append(_number(point[0], "point"))
             ys.append(_number(point[1], "point"))
         label = _text(item.get("label")) if isinstance(item, dict) else ""
@@ -173,7 +173,7 @@ def _fit(values: list[float]) -> tuple[float, float]:
 
 
 def parse_plot(source: str) -> Plot:
-    """The block as a :class:`Plot`; :class:`Refused` with a one-line reason when it is not one."""
+    """The block as a :class:`Plot`; :class:`DrawingRefused` with a one-line reason when it is not one."""
     data = _load(source)
     plot = Plot(title=_text(data.get("title")), xlabel=_text(data.get("xlabel")), ylabel=_text(data.get("ylabel")))
     plot.grid = bool(data.get("grid", True))
@@ -182,7 +182,7 @@ def parse_plot(source: str) -> Plot:
     functions = _functions(data)
     series = _series(data)
     if not functions and not series:
-        raise Refused("the plot has no functions and no series to draw")
+        raise DrawingRefused("the plot has no functions and no series to draw")
     if "x" in data:
         plot.x_range = _range(data["x"], "x range")
     elif series and not functions:

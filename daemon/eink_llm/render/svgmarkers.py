@@ -21,7 +21,8 @@ import math
 import re
 from typing import Any
 
-from eink_llm.render.svgsafe import MAX_DEPTH, MAX_ELEMENTS, SVG_NS, Refused, local
+from eink_llm.errors import DrawingRefused
+from eink_llm.render.svgsafe import MAX_DEPTH, MAX_ELEMENTS, SVG_NS, local
 
 MAX_COPIED = 5_000
 MAX_PATH_CHARS = 50_000
@@ -285,5 +286,5 @@ def expand(root: Any) -> None:
                 continue
             copied += sum(1 for _ in group.iter())
             if copied > MAX_COPIED:
-                raise Refused(f"the drawing's markers expand to too many elements (more than {MAX_COPIED:,})")
+                raise DrawingRefused(f"the drawing's markers expand to too many elements (more than {MAX_COPIED:,})")
             element.addnext(group)

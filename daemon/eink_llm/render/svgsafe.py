@@ -27,7 +27,7 @@ import math
 import re
 from typing import Any
 
-from eink_llm.errors import EinkError
+from eink_llm.errors import DrawingRefused
 
 MAX_SOURCE_CHARS = 200_000
 MAX_ELEMENTS = 5_000
@@ -63,14 +63,6 @@ _DECLARATION = re.compile(r"<!\s*(DOCTYPE|ENTITY|ELEMENT|ATTLIST)", re.IGNORECAS
 _SCALING = re.compile(r"(matrix|scale)\s*\(([^)]*)\)", re.IGNORECASE)
 
 
-class Refused(EinkError):
-    """An SVG that is not drawn; ``what`` says why in one line, shown above its source."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason, "The drawing's source is shown instead.")
-        self.reason = reason
-
-
 def _etree() -> Any:
     return importlib.import_module("lxml.etree")
 
@@ -83,11 +75,11 @@ def local(tag: object) -> str:
 
 
 def parse(source: str) -> Any:
-    """The SVG text as an lxml element, parsed with entities, DTDs and network off; :class:`Refused` if not."""
+    """The SVG text as an lxml element, parsed with entities, DTDs and network off; :class:`DrawingRefused` if not."""
     if len(source) > MAX_SOURCE_CHARS:
-        raise Refused(f"the drawing is too large ({len(source):,} characters; at most {MAX_SOURCE_CHARS:,})")
+        raise DrawingRefused(f"the drawing is too large ({len(source):,} characters; at most {MAX_SOURCE_CHARS:,})")
     if _DECLARATION.search(source):
-        raise Refused("the drawing declares a DOCTYPE or entities, which are not allowed")
+        raise DrawingRefused("the drawing declares a DOCTYPE or entities, which are not allowed")
     etree = _etree()
     parser = etree.XMLParser(
         resolve_entities=False,
@@ -102,22 +94,22 @@ def parse(source: str) -> Any:
     try:
         root = etree.fromstring(source.strip().encode("utf-8"), parser=parser)
     except Exception as exc:  # XMLSyntaxError, ValueError
-        raise Refused(f"the drawing is not well-formed SVG ({str(exc)[:120]})") from None
+        raise DrawingRefused(f"the drawing is not well-formed SVG ({str(exc)[:120]})") from None
     if root.getroottree().docinfo.internalDTD is not None:
-        raise Refused("the drawing declares a DOCTYPE or entities, which are not allowed")
+        raise DrawingRefused("the drawing declares a DOCTYPE or entities, which are not allowed")
     if root.tag not in ("svg", f"{{{SVG_NS}}}svg"):
-        raise Refused("the block does not hold an <svg> element")
+        raise DrawingRefused("the block does not hold an <svg> element")
     return root
 
 
 def _check_reference(value: str, where: str) -> None:
     if not value.strip().startswith("#"):
-        raise Refused(f"the drawing refers to something outside itself ({where}), which is not allowed")
+        raise DrawingRefused(f"the drawing refers to something outside itself ({where}), which is not allowed")
 
 
 def _check_urls(value: str, where: str) -> None:
     if "@import" in value.lower():
-        raise Refused("the drawing's style imports something from outside, which is not allowed")
+        raise DrawingRefused("the drawing's style imports something from outside, which is not allowed")
     for target in _URL.findall(value):
         _check_reference(target, where)
 
@@ -125,14 +117,14 @@ def _check_urls(value: str, where: str) -> None:
 def _check_numbers(name: str, value: str) -> None:
     if name in _NUMERIC_SKIP or len(value) > MAX_PATH_CHARS:
         if len(value) > MAX_PATH_CHARS:
-            raise Refused(f"an attribute of the drawing is too long ({len(value):,} characters)")
+            raise DrawingRefused(f"an attribute of the drawing is too long ({len(value):,} characters)")
         return
     if _NOT_A_NUMBER.search(value):
-        raise Refused(f"the drawing uses a number that is not finite (in {name})")
+        raise DrawingRefused(f"the drawing uses a number that is not finite (in {name})")
     for token in _NUMBER.findall(_HEX_COLOUR.sub("", value)):
         number = float(token)
         if not math.isfinite(number) or abs(number) > MAX_NUMBER:
-            raise Refused(f"the drawing uses a number too large to draw ({token[:20]} in {name})")
+            raise DrawingRefused(f"the drawing uses a number too large to draw ({token[:20]} in {name})")
 
 
 def _scale_of(transform: str) -> float:
@@ -153,9 +145,9 @@ def _check_viewbox(root: Any) -> None:
         return
     numbers = [float(n) for n in _NUMBER.findall(box)]
     if len(numbers) != 4 or numbers[2] <= 0 or numbers[3] <= 0:
-        raise Refused(f"the drawing's viewBox is not four numbers with a positive size ({box[:60]!r})")
+        raise DrawingRefused(f"the drawing's viewBox is not four numbers with a positive size ({box[:60]!r})")
     if max(numbers[2], numbers[3]) / min(numbers[2], numbers[3]) > 100:
-        raise Refused(f"the drawing's viewBox is too thin to show ({box[:60]!r})")
+        raise DrawingRefused(f"the drawing's viewBox is too thin to show ({box[:60]!r})")
 
 
 def _attributes(element: Any) -> None:
@@ -173,21 +165,23 @@ def _attributes(element: Any) -> None:
             _check_reference(value, f"href={value[:60]!r}")
         _check_urls(value, f"{name}={value[:60]!r}")
         if name == "d" and len(value) > MAX_PATH_CHARS:
-            raise Refused(f"a path of the drawing is too long ({len(value):,} characters; at most {MAX_PATH_CHARS:,})")
+            size = f"{len(value):,} characters; at most {MAX_PATH_CHARS:,}"
+            raise DrawingRefused(f"a path of the drawing is too long ({size})")
         _check_numbers(name, value)
 
 
 def _text_cost(text: Any, total: int, per_letter: int) -> tuple[int, int]:
-    """Characters of a <text> element added to the running totals; :class:`Refused` past the limits."""
+    """Characters of a <text> element added to the running totals; :class:`DrawingRefused` past the limits."""
     chars = sum(len(part) for part in text.itertext())
     total += chars
     if total > MAX_TEXT_CHARS:
-        raise Refused(f"the drawing has too much text (more than {MAX_TEXT_CHARS:,} characters)")
+        raise DrawingRefused(f"the drawing has too much text (more than {MAX_TEXT_CHARS:,} characters)")
     for node in text.iter():
         if any(len(_NUMBER.findall(str(node.get(key) or ""))) > 1 for key in _POSITIONS):
             per_letter += chars
             if per_letter > MAX_PER_LETTER_CHARS:
-                raise Refused(f"the drawing places too many letters one by one (more than {MAX_PER_LETTER_CHARS})")
+                limit = MAX_PER_LETTER_CHARS
+                raise DrawingRefused(f"the drawing places too many letters one by one (more than {limit})")
             break
     return total, per_letter
 
@@ -206,7 +200,7 @@ def _expanded_counts(root: Any) -> int:
         if key in memo:
             return memo[key]
         if key in active:
-            raise Refused("the drawing's <use> elements refer to each other in a loop")
+            raise DrawingRefused("the drawing's <use> elements refer to each other in a loop")
         active.add(key)
         total = 1
         for child in el:
@@ -226,11 +220,11 @@ def _expanded_counts(root: Any) -> int:
     try:
         return size(root)
     except RecursionError:
-        raise Refused("the drawing's <use> elements are chained too deeply") from None
+        raise DrawingRefused("the drawing's <use> elements are chained too deeply") from None
 
 
 def sanitise(source: str) -> Any:
-    """The SVG parsed, checked and cleaned, ready for svglib; :class:`Refused` says why it cannot be drawn."""
+    """The SVG parsed, checked and cleaned, ready for svglib; :class:`DrawingRefused` says why it cannot be drawn."""
     from eink_llm.render import svgmarkers  # it builds on this module
 
     root = parse(source)
@@ -244,12 +238,12 @@ def sanitise(source: str) -> Any:
         element, depth, scale = stack.pop()
         count += 1
         if count > MAX_ELEMENTS:
-            raise Refused(f"the drawing has too many elements (more than {MAX_ELEMENTS:,})")
+            raise DrawingRefused(f"the drawing has too many elements (more than {MAX_ELEMENTS:,})")
         if depth > MAX_DEPTH:
-            raise Refused(f"the drawing is nested too deeply (more than {MAX_DEPTH} levels)")
+            raise DrawingRefused(f"the drawing is nested too deeply (more than {MAX_DEPTH} levels)")
         name = local(element.tag)
         if name in FORBIDDEN:
-            raise Refused(f"the drawing contains <{name}>, which could load or run something from outside")
+            raise DrawingRefused(f"the drawing contains <{name}>, which could load or run something from outside")
         _attributes(element)
         if name == "style":
             _check_urls(element.text or "", "a style sheet")
@@ -257,7 +251,7 @@ def sanitise(source: str) -> Any:
             text_chars, letter_chars = _text_cost(element, text_chars, letter_chars)
         scale *= _scale_of(str(element.get("transform") or ""))
         if scale > MAX_SCALE:
-            raise Refused("the drawing's transforms enlarge it too much to draw")
+            raise DrawingRefused("the drawing's transforms enlarge it too much to draw")
         if "}" in element.tag and not element.tag.startswith(f"{{{SVG_NS}}}"):
             dropped.append(element)  # another namespace (Inkscape's, sodipodi's…): nothing to draw
             continue
@@ -270,7 +264,7 @@ def sanitise(source: str) -> Any:
         if parent is not None:
             parent.remove(element)
     if _expanded_counts(root) > MAX_ELEMENTS:
-        raise Refused(f"the drawing's <use> elements expand to too many elements (more than {MAX_ELEMENTS:,})")
+        raise DrawingRefused(f"the drawing's <use> elements expand to too many elements (more than {MAX_ELEMENTS:,})")
     if not root.get("font-family"):
         root.set("font-family", "sans-serif")  # the answer's own font, not a PDF base font (see drawings.py)
     return root
