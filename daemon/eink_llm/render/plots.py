@@ -18,7 +18,7 @@ The format is YAML (so JSON works too); every key is optional except that there 
 Curves are told apart without colour: solid, dashed, dotted, dash-dot… in black; point series by marker shape.
 A legend lists every labelled curve. Limits: :data:`MAX_SOURCE` characters, :data:`MAX_FUNCTIONS` functions,
 :data:`MAX_SERIES` series, :data:`MAX_POINTS` points in all; YAML anchors and aliases are refused. Anything
-wrong raises :class:`~eink_llm.render.DrawingRefused` with a one-line reason, and the block is shown as source.
+wrong raises :class:`~eink_llm.errors.DrawingRefused` with a one-line reason, and the block is shown as source.
 """
 
 from __future__ import annotations
