@@ -1,11 +1,14 @@
-"""Render docs/gallery/answer.md for every device and save each first page as docs/gallery/<device>.png, and
-the STATUS page (a made-up but typical moment) as docs/gallery/status/<device>.png.
+"""Render docs/gallery/answer.md for every device and save each first page as docs/gallery/<device>.png; the
+STATUS page (a made-up but typical moment) as docs/gallery/status/<device>.png; and docs/gallery/drawings.md (a
+circuit, a cycle diagram, a function plot) on the remarkable2, all its pages side by side, as
+docs/gallery/drawings.png.
 
     python scripts/render_gallery.py [--dpi 110] [--answer docs/gallery/answer.md] [--out docs/gallery]
 
 The PNGs show, at roughly the tablets' own sharpness, what an answer looks like on each screen; regenerate
 them after changing the renderer and look at them before committing. Needs pypdfium2 (a dependency) and,
-for the formulas, matplotlib; CJK, Hangul and emoji need system fonts (see docs/rendering.md).
+for the formulas, matplotlib, and for the SVG drawings, svglib (the drawings extra); CJK, Hangul and emoji
+need system fonts (see docs/rendering.md).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pypdfium2 as pdfium
+from PIL import Image
 
 from eink_llm.render import DEVICES, RenderMeta
 from eink_llm.render.api import render
@@ -65,6 +69,7 @@ def main() -> None:
         summary = f"{image.size[0]}x{image.size[1]} px, {pages} pages"
         print(f"{shown}: {summary}{'; ' + '; '.join(notes) if notes else ''}")
     status_pages(args.out / "status", args.dpi, args.font_size)
+    drawings_page(args.out, args.dpi, args.font_size)
 
 
 def status_snapshot() -> StatusSnapshot:
@@ -129,6 +134,35 @@ def status_pages(out: Path, dpi: float, font_size: float) -> None:
         image.save(target, optimize=True)
         shown = target.relative_to(ROOT) if target.is_relative_to(ROOT) else target
         print(f"{shown}: {image.size[0]}x{image.size[1]} px, {pages} page{'s' if pages > 1 else ''}")
+
+
+def drawings_page(out: Path, dpi: float, font_size: float) -> None:
+    """docs/gallery/drawings.md on the remarkable2: every page, side by side, in one PNG."""
+    meta = RenderMeta(
+        "three-drawings",
+        "conv_20250314_101500_7c2d4e6f",
+        1,
+        datetime(2025, 3, 14, 10, 15, tzinfo=UTC),
+        model="gallery",
+        transcription="Draw the circuit, sketch the Krebs cycle, and show the graph of a damped oscillation.",
+    )
+    markdown = (ROOT / "docs" / "gallery" / "drawings.md").read_text(encoding="utf-8")
+    result = render(markdown, meta, device="remarkable2", font_size=font_size)
+    doc = pdfium.PdfDocument(result.pdf)
+    try:
+        pages = [page.render(scale=dpi / 72, grayscale=True).to_pil().convert("L") for page in doc]
+    finally:
+        doc.close()
+    gap = 12
+    sheet = Image.new("L", (sum(p.width for p in pages) + gap * (len(pages) - 1), max(p.height for p in pages)), 160)
+    x = 0
+    for page in pages:
+        sheet.paste(page, (x, 0))
+        x += page.width + gap
+    target = out / "drawings.png"
+    sheet.save(target, optimize=True)
+    notes = [f"{result.stats.drawings} drawings"] + [f"shown as source: {r}" for r in result.stats.drawings_as_source]
+    print(f"{target.name}: {sheet.size[0]}x{sheet.size[1]} px, {len(pages)} pages; {'; '.join(notes)}")
 
 
 if __name__ == "__main__":

@@ -205,6 +205,9 @@ def _render(answer: Path, device: str, output: Path | None, font_size: float, qu
     notes = [f"{len(result.pdf) / 1024:.0f} KiB"]
     if result.stats.formulas:
         notes.append(f"{result.stats.formulas} formulas ({len(result.stats.formulas_as_source)} shown as TeX source)")
+    if result.stats.drawings or result.stats.drawings_as_source:
+        notes.append(f"{result.stats.drawings} drawings")
+        notes.extend(f"drawing shown as source: {reason}" for reason in result.stats.drawings_as_source)
     if result.missing_chars:
         notes.append("no font for: " + " ".join(result.missing_chars))
     print(f"{out}: " + ", ".join(notes))

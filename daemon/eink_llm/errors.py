@@ -120,6 +120,18 @@ class RenderError(EinkError):
     exit_code = EX_SOFTWARE
 
 
+class DrawingRefused(EinkError):
+    """A drawing in an answer (```svg, ```plot) that is not drawn; ``reason`` says why in one line. Never reaches
+    the user as an error: the renderer shows the block's source under that line instead."""
+
+    title = "A drawing could not be drawn"
+    exit_code = EX_SOFTWARE
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason, "The drawing's source is shown instead.")
+        self.reason = reason
+
+
 class StoreError(EinkError):
     """The SQLite database cannot be opened or written."""
 

@@ -26,6 +26,13 @@ DEFAULT_SYSTEM_PROMPT = (
     "Write in Markdown: short paragraphs, headings and lists where they help, tables only when they "
     "clarify. Your answer is printed on a small black-and-white screen, so be clear and concise and never "
     "use colour or images."
+    "\n\n"
+    "When a drawing answers better than words (a circuit, a cycle, a graph of a function), you may include one "
+    "as a fenced code block: ```svg with one self-contained SVG (a viewBox, black strokes, simple shapes, paths "
+    "and text; no images, links or scripts), or ```plot with YAML "
+    "such as `title: …`, `x: [0, 10]`, `xlabel: …`, `ylabel: …`, `functions: [sin(x), exp(-x/4)*cos(2x)]`, "
+    "`series: [{label: data, points: [[0, 1], [1, 2]]}]`. It is drawn at the width of the page (to show SVG "
+    "code as text instead, fence it as ```xml)."
 )
 
 

@@ -75,6 +75,11 @@ def body_width(device: Device, theme: Theme) -> float:
     return body.x1 - body.x0
 
 
+def body_height(device: Device, theme: Theme) -> float:
+    body = page_layout(device, theme).body
+    return body.y1 - body.y0
+
+
 def render_answer(
     markdown: str,
     meta: RenderMeta,
@@ -120,7 +125,7 @@ def _render(text: str, meta: RenderMeta, dev: Device, theme: Theme, width: float
         return Rendered(_build_or_raise([*top, empty, *end], meta, dev, theme))
     stats = Stats()
     try:
-        story = [*top, *markdown_flowables(text, theme, width, stats), *end]
+        story = [*top, *markdown_flowables(text, theme, width, stats, body_height(dev, theme)), *end]
         return Rendered(build_pdf(story, meta, dev, theme), stats)
     except RenderError:
         raise

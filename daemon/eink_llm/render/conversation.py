@@ -26,7 +26,7 @@ from reportlab.platypus.flowables import HRFlowable
 
 from eink_llm.errors import RenderError
 from eink_llm.render import fonts
-from eink_llm.render.api import DeviceSpec, body_width, warn_missing
+from eink_llm.render.api import DeviceSpec, body_height, body_width, warn_missing
 from eink_llm.render.boxes import asked_box
 from eink_llm.render.devices import DEFAULT_DEVICE, Device, resolve_device
 from eink_llm.render.document import DocumentInfo, build_document, date_text, one_line
@@ -136,7 +136,7 @@ def _story(
             answered = entry.answer is not None and bool(entry.answer.strip())
             story.append(Para(text_markup(f"Answered by {model}" if answered else f"Model: {model}"), small))
         story.extend(asked_box(entry.question, theme, width))
-        story.extend(_answer(entry, theme, width, plain=plain))
+        story.extend(_answer(entry, theme, width, body_height(dev, theme), plain=plain))
     return story
 
 
@@ -148,7 +148,7 @@ def _summary(label: str, entries: Sequence[ConversationEntry]) -> str:
     return " · ".join(part for part in (label, span) if part)
 
 
-def _answer(entry: ConversationEntry, theme: Theme, width: float, *, plain: bool) -> list[Flowable]:
+def _answer(entry: ConversationEntry, theme: Theme, width: float, height: float, *, plain: bool) -> list[Flowable]:
     body = theme.styles["body"]
     answer = fonts.clean_text(entry.answer) if entry.answer is not None else ""
     out: list[Flowable] = []
@@ -156,7 +156,7 @@ def _answer(entry: ConversationEntry, theme: Theme, width: float, *, plain: bool
         flowables: list[Flowable] | None = None
         if not plain:
             try:
-                flowables = _nested(markdown_flowables(answer, theme, width))
+                flowables = _nested(markdown_flowables(answer, theme, width, height=height))
             except Exception as exc:  # NestingTooDeep and the like: this answer as plain text
                 log.warning("answer_shown_as_plain_text", exchange=entry.sequence, error=f"{type(exc).__name__}")
         out.extend(flowables if flowables is not None else [CodeBlock(answer, theme)])

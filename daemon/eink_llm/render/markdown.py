@@ -12,7 +12,9 @@ What a PDF on e-ink cannot do is replaced by something it can:
 * images → ``[image: alt]`` (the model cannot send us the image anyway);
 * task-list checkboxes → ☐ / ☑ as the bullet;
 * TeX math (:mod:`eink_llm.render.mathsyntax`) → vector formulas (:mod:`eink_llm.render.formulas`), or the
-  TeX source in monospace where a formula cannot be drawn.
+  TeX source in monospace where a formula cannot be drawn;
+* ```svg and ```plot blocks → vector drawings (:mod:`eink_llm.render.drawings`), or their source under a
+  one-line note where a drawing cannot be made.
 
 Headings become PDF outline entries (bookmarks). Text in scripts DejaVu lacks is set in system fallback fonts,
 Arabic is shaped and right-to-left text reordered (see :mod:`eink_llm.render.paragraphs`).
@@ -29,7 +31,8 @@ from reportlab.lib.styles import ParagraphStyle
 from reportlab.platypus import CondPageBreak, Flowable, Indenter, Paragraph, Spacer
 from reportlab.platypus.flowables import HRFlowable
 
-from eink_llm.render import fonts, formulas
+from eink_llm.errors import DrawingRefused
+from eink_llm.render import drawings, fonts, formulas
 from eink_llm.render.bidi import shape_arabic
 from eink_llm.render.flowables import Barred, CodeBlock
 from eink_llm.render.mathblocks import MathBlock, inline_markup
@@ -67,6 +70,8 @@ class Stats:
     formulas: int = 0  # drawn as vector formulas
     formulas_as_source: list[str] = field(default_factory=list)  # shown as TeX source instead
     headings: int = 0
+    drawings: int = 0  # ```svg / ```plot blocks drawn as vectors
+    drawings_as_source: list[str] = field(default_factory=list)  # why each other one is shown as source
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +99,10 @@ def text_markup(text: str, face: str = fonts.SANS) -> str:
 class Converter(TableMixin):
     """Walks markdown-it's flat token stream once, keeping the nesting context on the Python stack."""
 
-    def __init__(self, theme: Theme, width: float) -> None:
+    def __init__(self, theme: Theme, width: float, height: float | None = None) -> None:
         self.theme = theme
         self.width = width  # width of the body frame, in points
+        self.height = height if height is not None else width * 1.3  # of the body frame: drawings fit in it
         self.out: list[Flowable] = []
         self.links: dict[str, int] = {}
         self.indent = 0.0  # current left indent, from nested lists and quotes
@@ -191,6 +197,24 @@ class Converter(TableMixin):
         else:
             self.stats.formulas += 1
             self.emit(MathBlock(rows, self.theme, tex))
+
+    def drawing(self, language: str, source: str) -> None:
+        """A ```svg or ```plot block as a drawing, or as its source under a one-line note saying why not."""
+        try:
+            if self.stats.drawings >= drawings.MAX_DRAWINGS:
+                raise DrawingRefused(f"an answer shows at most {drawings.MAX_DRAWINGS} drawings")
+            picture = drawings.picture(language, source, self.theme)
+        except DrawingRefused as refused:
+            self.stats.drawings_as_source.append(refused.reason)
+            note = f"Drawing shown as source: {refused.reason}."
+            self.emit(make_paragraph(f"<i>{text_markup(note)}</i>", self.theme.styles["note"], plain=note))
+            block = CodeBlock(fonts.clean_text(drawings.shown_source(source)), self.theme)
+            block.spaceBefore, block.spaceAfter = self.theme.font_size * 0.1, self.theme.font_size * 0.8
+            self.emit(block)
+            return
+        self.stats.drawings += 1
+        # room for the block's spacing and a quote bar's indent within one page
+        self.emit(drawings.DrawingBlock(picture, source, self.theme, self.height - self.theme.font_size * 1.5))
 
     def inline_pieces(
         self, token: Token, face: str, size: float, *, display_inline: bool = False
@@ -304,6 +328,10 @@ class Converter(TableMixin):
             elif kind == "math_block":
                 self.display_math(tok.content, tok.markup)
                 i += 1
+            elif kind == "fence" and tok.info.strip().lower() in drawings.LANGUAGES:
+                self.flush_bullet()
+                self.drawing(tok.info.strip().lower(), tok.content)
+                i += 1
             elif kind in ("fence", "code_block", "html_block"):
                 self.flush_bullet()
                 block = CodeBlock(fonts.clean_text(tok.content.rstrip("\n")), self.theme)
@@ -389,8 +417,10 @@ class NestingTooDeep(ValueError):
     """Raised instead of rendering an answer that markdown-it has truncated at its nesting limit."""
 
 
-def markdown_flowables(markdown: str, theme: Theme, width: float, stats: Stats | None = None) -> list[Flowable]:
-    """The answer body as flowables for a frame ``width`` points wide; ``stats`` (if given) is filled in.
+def markdown_flowables(
+    markdown: str, theme: Theme, width: float, stats: Stats | None = None, height: float | None = None
+) -> list[Flowable]:
+    """The answer body as flowables for a frame ``width`` (and ``height``) points; ``stats`` (if given) is filled.
 
     Raises :class:`NestingTooDeep` when the parse reached markdown-it's nesting limit, because everything
     deeper was dropped without a trace; the caller then shows the answer as plain text, losing nothing.
@@ -398,7 +428,7 @@ def markdown_flowables(markdown: str, theme: Theme, width: float, stats: Stats |
     tokens = parse(markdown)
     if any(t.level >= _MAX_NESTING - 1 for t in tokens):
         raise NestingTooDeep(f"Markdown nested deeper than {_MAX_NESTING} levels")
-    converter = Converter(theme, width)
+    converter = Converter(theme, width, height)
     if stats is not None:
         converter.stats = stats
     return converter.convert(tokens)
