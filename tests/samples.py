@@ -113,9 +113,10 @@ BOMB_LINE = "The quick brown fox jumps over the lazy dog. "
 def make_text_bomb_pdf(path: Path, pages: int = 20, chars_per_page: int = 1_000_000, line_repeats: int = 40) -> Path:
     """A PDF of a few kilobytes whose text layer holds ``pages`` × ``chars_per_page`` characters: every page shows
     the same Flate-compressed content stream, lines of :data:`BOMB_LINE` repeated ``line_repeats`` times (so
-    ~1,800 characters per text object), with a pen-like stroke on top so no page looks blank."""
+    ~1,800 characters per text object) as invisible text, like the text layer of a scan, with a pen-like stroke
+    on top so no page looks blank."""
     line = b"(" + BOMB_LINE.encode() * line_repeats + b") '\n"
-    text = b"BT /F1 9 Tf 40 760 Td 11 TL\n" + line * max(1, chars_per_page // (len(line) - 5)) + b"ET\n"
+    text = b"BT 3 Tr /F1 9 Tf 40 760 Td 11 TL\n" + line * max(1, chars_per_page // (len(line) - 5)) + b"ET\n"
     content = zlib.compress(b"4 w 60 700 m 300 740 l 540 700 l S\n" + text, 9)
     kids = b" ".join(b"%d 0 R" % (5 + number) for number in range(pages))
     page = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "

@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pypdfium2 as pdfium
 import pytest
 
+from eink_llm.backends.base import Capabilities, LLMRequest, Message, PageImage
+from eink_llm.ceiling import fit_request, model_ceiling
+from eink_llm.config import load_config
+from eink_llm.errors import RequestTooLargeError
 from eink_llm.reader import InputLimits, read_input
+from eink_llm.service import process_files
 from eink_llm.text_tokens import cut_to_tokens, estimate_tokens
 from tests import samples
+from tests.fakes import FakeLLMServer, all_routes
+from tests.harness import db_rows, outputs, pdf_text, write_config
 
 
 @pytest.fixture()
@@ -103,3 +112,137 @@ def test_cut_to_tokens_counts_like_the_history_budget() -> None:
     assert cut_to_tokens(dense, 30) == dense[:30]
     huge = "x" * 50_000_000
     assert len(cut_to_tokens(huge, 8000)) == 32_000
+
+
+# --- the ceiling on the whole request ----------------------------------------------------------------------
+
+ANTHROPIC = Capabilities(token_formula="anthropic")  # an image costs width × height / 750 tokens
+LEAN = "Answer the handwritten question."
+BACKGROUND = "Summary of the earlier part of this conversation:\n" + "older " * 400  # ~600 tokens
+
+
+def _request(*, text_tokens: int = 2000, exchanges: int = 3, answer_tokens: int = 500) -> LLMRequest:
+    history: list[Message] = []
+    for number in range(1, exchanges + 1):
+        history += [Message("user", f"question {number}"), Message("assistant", f"answer {number} " * answer_tokens)]
+    return LLMRequest(
+        system_prompt=f"{LEAN}\n\n{BACKGROUND}",
+        history=tuple(history),
+        pages=(PageImage(b"", "image/png", 750, 1000),),  # 1,000 tokens
+        text="typed " * (text_tokens * 4 // 6),
+    )
+
+
+def test_a_request_under_the_ceiling_is_sent_as_it_is() -> None:
+    request = _request()
+    fitted = fit_request(request, LEAN, ANTHROPIC, model_ceiling(128_000, 2048))
+    assert fitted.request == request and not fitted.dropped and fitted.note() is None
+    assert fitted.image_tokens == 1000
+    assert fitted.estimated_tokens == fitted.original_tokens > 1000 + 2000 + 600 + 3 * 1000
+    assert fitted.record()["limited_by"] == "context" and "dropped_text" not in fitted.record()
+
+
+def test_over_the_ceiling_the_typed_text_goes_first_then_background_then_oldest_exchanges() -> None:
+    request = _request()
+    whole = fit_request(request, LEAN, ANTHROPIC, model_ceiling(128_000, 0)).estimated_tokens
+    text_only = fit_request(request, LEAN, ANTHROPIC, model_ceiling(whole - 1, 0))
+    assert text_only.dropped_text and not text_only.dropped_background and not text_only.dropped_exchanges
+    assert text_only.request.text == "" and text_only.request.history == request.history
+    assert text_only.estimated_tokens <= whole - 1
+    assert "the typed text of your file was left out" in (text_only.note() or "")
+
+    # ~1,800 fewer: more than the background (~615 tokens) and one exchange (~1,145) together
+    ceiling = model_ceiling(text_only.estimated_tokens - 1800, 0)
+    fitted = fit_request(request, LEAN, ANTHROPIC, ceiling)
+    assert fitted.dropped_text and fitted.dropped_background and fitted.dropped_exchanges == 2
+    assert fitted.request.system_prompt == LEAN
+    assert [m.text for m in fitted.request.history if m.role == "user"] == ["question 3"]  # the newest is kept
+    assert fitted.estimated_tokens <= ceiling.tokens
+    note = fitted.note() or ""
+    assert "the typed text of your file, the summary and related older exchanges and 2 earlier exchanges" in note
+    assert "were left out" in note and "llm.context_tokens" in note
+    assert fitted.record()["dropped_exchanges"] == 2 and fitted.record()["original_tokens"] == whole
+
+
+def test_a_request_over_the_ceiling_with_only_its_pages_is_not_sent() -> None:
+    with pytest.raises(RequestTooLargeError) as info:
+        fit_request(_request(), LEAN, ANTHROPIC, model_ceiling(2048 + 900, 2048))
+    assert "1,000 of them for 1 page images" in info.value.what and "llm.context_tokens" in info.value.what
+    assert not info.value.retryable and "Export fewer pages" in info.value.todo
+
+
+# --- the ceiling in the daemon's pipeline (eink-llm process, a local OpenAI-format server) -----------------
+
+
+@pytest.fixture()
+def server() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer() as running:
+        yield running
+
+
+def _config(tmp_path: Path, server: FakeLLMServer, **llm: object) -> Path:
+    inbox = tmp_path / "inbox"
+    inbox.mkdir(exist_ok=True)
+    settings = {"backend": "openai", "base_url": server.base_url, "model": "vision-test", "api_key": "k", **llm}
+    return write_config(tmp_path / "c.yaml", inbox, tmp_path / "db.sqlite3", llm=settings)
+
+
+def _records(tmp_path: Path) -> list[dict[str, Any]]:
+    rows = db_rows(tmp_path / "db.sqlite3", "SELECT * FROM exchanges ORDER BY exchange_id")
+    return [{**dict(row), "metadata": json.loads(row["metadata"])} for row in rows]
+
+
+def test_a_follow_up_over_the_models_context_leaves_out_text_then_history_and_says_so(
+    tmp_path: Path, server: FakeLLMServer
+) -> None:
+    server.answer_fn = lambda body: "A long first answer. " * 300 if len(body["messages"]) == 2 else "Short."
+    config = load_config(_config(tmp_path, server, context_tokens=2500, max_output_tokens=500))
+    inbox = tmp_path / "inbox"
+    first = process_files(config, [samples.make_png(inbox / "first.png", (300, 400))])
+    assert first[0].answered and first[0].outcome is not None
+    conversation = first[0].outcome.conversation_id
+    typed = ["typed words " * 12] * 30  # ~1,100 tokens of typed text
+    follow = samples.make_text_pdf(inbox / f"{conversation} follow.pdf", [typed])
+    second = process_files(config, [follow])
+    assert second[0].answered, second[0].message
+
+    asked = server.requests[-1].body
+    assert [m["role"] for m in asked["messages"]] == ["system", "user"]  # the earlier exchange was left out
+    assert "typed words" not in json.dumps(asked)  # and so was the typed text
+    record = _records(tmp_path)[-1]["metadata"]["request"]
+    assert record["dropped_text"] and record["dropped_exchanges"] == 1 and record["limit"] == 2000
+    assert record["estimated_tokens"] <= 2000 < record["original_tokens"]
+    said = " ".join(pdf_text(outputs(inbox, "RESPONSE_")[-1]).split())
+    assert "the typed text of your file and 1 earlier exchange of this conversation were left out" in said, said
+    assert "llm.context_tokens" in said
+
+
+def test_a_question_too_large_for_the_model_even_alone_is_not_sent(tmp_path: Path, server: FakeLLMServer) -> None:
+    config = load_config(_config(tmp_path, server, context_tokens=600, max_output_tokens=500))
+    inbox = tmp_path / "inbox"
+    result = process_files(config, [samples.make_pdf(inbox / "q.pdf", pages=2)])
+    assert not result[0].answered and not server.requests
+    said = " ".join(pdf_text(outputs(inbox, "ERROR_")[0]).split())
+    assert "too large for the model" in said and "llm.context_tokens" in said and "Export fewer pages" in said
+    assert _records(tmp_path)[0]["metadata"]["error_type"] == "RequestTooLargeError"
+
+
+def test_a_question_over_what_is_left_of_the_budget_is_not_sent(tmp_path: Path, server: FakeLLMServer) -> None:
+    path = _config(tmp_path, server)
+    path.write_text(path.read_text() + "profiles:\n  default:\n    budget:\n      daily_tokens: 150\n")
+    inbox = tmp_path / "inbox"
+    result = process_files(load_config(path), [samples.make_pdf(inbox / "q.pdf", pages=2)])
+    assert not result[0].answered and not server.requests
+    said = " ".join(pdf_text(outputs(inbox, "ERROR_")[0]).split())
+    assert "150 tokens left in the daily budget" in said and "resets at" in said, said
+
+
+def test_ollamas_num_ctx_is_the_context_when_smaller(tmp_path: Path) -> None:
+    with FakeLLMServer(routes=all_routes()) as ollama:
+        options = {"num_ctx": "1200"}  # as YAML may give it
+        config = load_config(_config(tmp_path, ollama, backend="ollama", options=options, max_output_tokens=1000))
+        inbox = tmp_path / "inbox"
+        result = process_files(config, [samples.make_pdf(inbox / "q.pdf", pages=1)])
+        assert not result[0].answered and not ollama.requests
+        said = " ".join(pdf_text(outputs(inbox, "ERROR_")[0]).split())
+        assert "the model's context of 1,200 tokens" in said, said
