@@ -92,7 +92,7 @@ def read_pdf(name: str, data: bytes, limits: InputLimits) -> InputDocument:
         ) from None
     finally:
         _pdfium(document.close)
-    return InputDocument("pdf", tuple(pages), text.text(), count, origin, text.cut(count))
+    return InputDocument("pdf", tuple(pages), text.text(), count, origin, text.cut())
 
 
 class _TextLayer:
@@ -145,7 +145,7 @@ class _TextLayer:
     def text(self) -> str:
         return "\n\n".join(self.texts)
 
-    def cut(self, pages: int) -> TextCut | None:
+    def cut(self) -> TextCut | None:
         if not self.spent or not self.budget:
             return None
         text = self.text()
