@@ -48,8 +48,11 @@ def test_a_huge_text_layer_is_read_only_as_far_as_the_budget(tmp_path: Path, tex
     assert cut is not None and cut.cut_page == 1 and cut.unread_pages == (2, 3, 4, 5) and not cut.exact
     assert cut.kept_chars == len(document.text) and cut.kept_tokens == estimate_tokens(document.text)
     assert cut.read_chars > cut.kept_chars
-    # Only the first page's text was analysed at all, and only a small prefix of its million characters.
-    assert len(text_reads) <= 4 and sum(text_reads) < 100_000, text_reads
+    # Only the first page's text was analysed at all, and (with a PDFium that can hide page objects, 2024 on)
+    # only a small prefix of its million characters.
+    assert len(text_reads) <= 4, text_reads
+    if hasattr(pdfium.raw, "FPDFPageObj_SetIsActive"):
+        assert sum(text_reads) < 100_000, text_reads
     record = cut.record()
     assert record["original_chars_at_least"] == cut.read_chars and record["budget_tokens"] == 2000
     assert "first" in cut.note() and "pages 2–5" in cut.note() and "context.question_tokens" in cut.note()
