@@ -73,8 +73,9 @@ def make_pdf_page_size(path: Path, width_pt: float, height_pt: float) -> Path:
     return path
 
 
-def make_pdf_with_picture(path: Path, width_px: int, height_px: int) -> Path:
-    """An A4 page showing one embedded 1-bit picture of ``width_px`` × ``height_px`` (a scan, or a trap).
+def make_pdf_with_picture(path: Path, width_px: int, height_px: int, *, in_form: bool = False) -> Path:
+    """An A4 page showing one embedded 1-bit picture of ``width_px`` × ``height_px`` (a scan, or a trap), drawn
+    directly or (``in_form``) from inside a form XObject.
 
     The picture is plain black and Flate-compressed, so even a huge one stays small on disk; it is compressed
     row by row, so a huge one is never held in memory here either.
@@ -82,20 +83,74 @@ def make_pdf_with_picture(path: Path, width_px: int, height_px: int) -> Path:
     compressor = zlib.compressobj(9)
     row = bytes((width_px + 7) // 8)
     body = b"".join(compressor.compress(row) for _ in range(height_px)) + compressor.flush()
-    content = b"q 595 0 0 842 0 0 cm /Im0 Do Q"
+    draw = b"q 595 0 0 842 0 0 cm /Im0 Do Q"
+    content = b"/Fm0 Do" if in_form else draw
+    form = (
+        b"<< /Type /XObject /Subtype /Form /BBox [0 0 595 842] /Resources << /XObject << /Im0 5 0 R >> >> "
+        b"/Length %d >>\nstream\n%s\nendstream" % (len(draw), draw)
+    )
     path.write_bytes(
         _raw_pdf(
             [
                 b"<< /Type /Catalog /Pages 2 0 R >>",
                 b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-                b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /XObject << /Im0 5 0 R >> >> "
-                b"/Contents 4 0 R >>",
+                b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Resources << /XObject << /Im0 5 0 R "
+                b"/Fm0 6 0 R >> >> /Contents 4 0 R >>",
                 b"<< /Length %d >>\nstream\n%s\nendstream" % (len(content), content),
                 b"<< /Type /XObject /Subtype /Image /Width %d /Height %d /BitsPerComponent 1 /ColorSpace /DeviceGray "
                 b"/Filter /FlateDecode /Length %d >>\nstream\n%s\nendstream" % (width_px, height_px, len(body), body),
+                form,
             ]
         )
     )
+    return path
+
+
+#: The line :func:`make_text_bomb_pdf` repeats (45 characters).
+BOMB_LINE = "The quick brown fox jumps over the lazy dog. "
+
+
+def make_text_bomb_pdf(path: Path, pages: int = 20, chars_per_page: int = 1_000_000, line_repeats: int = 40) -> Path:
+    """A PDF of a few kilobytes whose text layer holds ``pages`` × ``chars_per_page`` characters: every page shows
+    the same Flate-compressed content stream, lines of :data:`BOMB_LINE` repeated ``line_repeats`` times (so
+    ~1,800 characters per text object) as invisible text, like the text layer of a scan, with a pen-like stroke
+    on top so no page looks blank."""
+    line = b"(" + BOMB_LINE.encode() * line_repeats + b") '\n"
+    text = b"BT 3 Tr /F1 9 Tf 40 760 Td 11 TL\n" + line * max(1, chars_per_page // (len(line) - 5)) + b"ET\n"
+    content = zlib.compress(b"4 w 60 700 m 300 740 l 540 700 l S\n" + text, 9)
+    kids = b" ".join(b"%d 0 R" % (5 + number) for number in range(pages))
+    page = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Resources << /Font << /F1 3 0 R >> >> "
+    page += b"/Contents 4 0 R >>"
+    path.write_bytes(
+        _raw_pdf(
+            [
+                b"<< /Type /Catalog /Pages 2 0 R >>",
+                b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, pages),
+                b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+                b"<< /Length %d /Filter /FlateDecode >>\nstream\n%s\nendstream" % (len(content), content),
+                *[page] * pages,
+            ]
+        )
+    )
+    return path
+
+
+def make_text_pdf(path: Path, pages: Sequence[Sequence[str]], strokes_first: int = 0) -> Path:
+    """A PDF whose page N carries the lines ``pages[N]`` as real text (after ``strokes_first`` short pen strokes,
+    each a page object of its own, as in a tablet export with typed text added last)."""
+    buffer = io.BytesIO()
+    pdf = canvas.Canvas(buffer, pagesize=(595, 842), invariant=True)
+    for lines in pages:
+        pdf.setLineWidth(1)
+        for stroke in range(strokes_first):
+            x, y = 20 + (stroke % 50) * 11, 800 - (stroke // 50) * 6
+            pdf.line(x, y, x + 8, y - 3)
+        pdf.setFont("Helvetica", 9)
+        for row, line in enumerate(lines):
+            pdf.drawString(20, 700 - 11 * (row % 60), line)
+        pdf.showPage()
+    pdf.save()
+    path.write_bytes(buffer.getvalue())
     return path
 
 

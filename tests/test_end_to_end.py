@@ -4,6 +4,7 @@ a real SQLite file, and a local server speaking the OpenAI wire format."""
 from __future__ import annotations
 
 import io
+import json
 import shutil
 import signal
 from collections.abc import Iterator
@@ -13,6 +14,7 @@ import pypdfium2 as pdfium
 import pytest
 from PIL import Image
 
+from eink_llm.text_tokens import estimate_tokens
 from tests import samples
 from tests.fakes import FakeLLMServer
 from tests.harness import DaemonProcess, db_rows, outputs, pdf_text, wait_until, write_config
@@ -362,3 +364,45 @@ def test_writing_on_an_answer_and_growing_a_notebook_continue_on_paper(
     assert not outputs(inbox, "ERROR_")
     rows = {(r["input_file"], r["sequence_number"]) for r in exchanges(tmp_path)}
     assert ("Notebook.pdf", 2) in rows and (answer.name, 2) in rows
+
+
+def test_a_small_pdf_with_megabytes_of_text_is_answered_within_the_text_budget(
+    tmp_path: Path, inbox: Path, server: FakeLLMServer
+) -> None:
+    """Issue 18: 20 pages sharing one compressed content stream hold 40 MB of text in a file of a few kB. Only
+    context.question_tokens of it (default 8,000) is read, sent and stored, and the answer says so."""
+    config = openai_config(tmp_path, inbox, server)
+    bomb = samples.make_text_bomb_pdf(tmp_path / "bomb.pdf", pages=20, chars_per_page=2_000_000)
+    assert bomb.stat().st_size < 50_000
+    with DaemonProcess(config, tmp_path) as daemon:
+        shutil.copy(bomb, inbox / "bomb.pdf")
+        answer = wait_until(lambda: outputs(inbox), timeout=90, what="the answer")[0]
+        row = wait_until(lambda: [r for r in exchanges(tmp_path) if r["status"] != "pending"], what="the record")[0]
+        assert daemon.stop() == 0
+    assert answer.name.startswith("RESPONSE_"), pdf_text(answer)
+
+    # What reached the model: the 20 pages as images, and at most the budget of their text (the words around it
+    # and the system prompt are all the margin there is).
+    (request,) = server.requests
+    assert len(request.images()) == 20
+    system, question = request.body["messages"]
+    asked = "".join(part.get("text", "") for part in question["content"])  # the text parts, not the images
+    assert samples.BOMB_LINE.strip() in asked
+    assert estimate_tokens(asked) <= 8000 + 50, estimate_tokens(asked)  # the words introducing it: ~30 tokens
+    assert estimate_tokens(system["content"] + asked) <= 8000 + 500  # with the system prompt
+
+    # The answer says the text was cut, and how much was kept.
+    said = " ".join(pdf_text(answer).split())
+    assert "The typed text in this file was too long" in said and "context.question_tokens" in said, said
+    assert "pages 2–20 left out" in said
+
+    # The record: small, with the original and kept sizes.
+    assert len(str(row["question_text"])) <= 8000 * 4
+    metadata = json.loads(str(row["metadata"]))
+    assert metadata["text"]["kept_tokens"] <= 8000 and metadata["text"]["budget_tokens"] == 8000
+    assert metadata["text"]["original_chars_at_least"] > metadata["text"]["kept_chars"] > 30_000
+    assert metadata["request"]["estimated_tokens"] < 128_000 - 2048
+    database = tmp_path / "state" / "db.sqlite3"
+    (index,) = db_rows(database, "SELECT sum(length(block)) AS size FROM exchange_search_data")
+    assert index["size"] < 200_000
+    assert float(row["processing_time"]) < 20  # type: ignore[arg-type]  # it took minutes, reading all 40 MB

@@ -93,7 +93,8 @@ def test_budget_spent_uses_the_fallback_then_says_when_it_resets(
     tmp_path: Path, servers: tuple[FakeLLMServer, FakeLLMServer]
 ) -> None:
     main, local = servers
-    capped = {"llm": {"model": "strong"}, "budget": {"daily_tokens": 1}, "fallback": ["local"]}
+    # Room for the first question (estimated ~520 tokens), not for a second after it (~980 billed).
+    capped = {"llm": {"model": "strong"}, "budget": {"daily_tokens": 900}, "fallback": ["local"]}
     inbox = setup(tmp_path, main, local, tutor=capped)
     loaded = load_config(tmp_path / "c.yaml")
     first = process_files(loaded, [samples.make_png(inbox / "math" / "a.png", (300, 400))])
@@ -102,7 +103,7 @@ def test_budget_spent_uses_the_fallback_then_says_when_it_resets(
     assert len(main.requests) == 1 and len(local.requests) == 1  # the second went to the fallback
 
     # without a fallback, the user gets an ERROR_ that says the budget is spent and when it resets
-    alone = {"llm": {"model": "strong"}, "budget": {"monthly_cost": 0.000001, "input_price_per_million": 5}}
+    alone = {"llm": {"model": "strong"}, "budget": {"monthly_cost": 0.004, "input_price_per_million": 5}}  # 800
     inbox2 = setup(tmp_path / "two", main, local, tutor=alone)
     loaded2 = load_config(tmp_path / "two" / "c.yaml")
     assert process_files(loaded2, [samples.make_png(inbox2 / "math" / "a.png", (300, 400))])[0].answered

@@ -503,6 +503,12 @@ def test_pdf_pictures_are_checked_before_pdfium_decodes_them(
     assert trap.stat().st_size < 100_000
     with pytest.raises(InputTooLargeError, match="20000×20000"):
         read_input(trap)
+    hidden = samples.make_pdf_with_picture(tmp_path / "form.pdf", 20_000, 20_000, in_form=True)
+    with pytest.raises(InputTooLargeError, match="20000×20000"):
+        read_input(hidden)  # inside a form XObject
+    render_calls.clear()
+    framed = samples.make_pdf_with_picture(tmp_path / "framed.pdf", 1000, 1400, in_form=True)
+    assert darkest(decode(read_input(framed).pages[0].data)) == 0
 
 
 # --- small parts -----------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 For one question: the folder's profile is asked first; a spent budget or a permanent failure moves on to the
 next profile of its ``fallback`` list, while a transient failure is raised at once (the pipeline retries the
 whole job later). Each request is built here from the context and the pages made economical for that
-backend (economy.py). Every outcome is reported to the circuit breaker of the AI service asked, so an outage
+backend (economy.py) and fitted under the ceiling of the model's context and the profile's budget (ceiling.py).
+Every outcome is reported to the circuit breaker of the AI service asked, so an outage
 of one service pauses only its own questions (retry.Breakers).
 
 After an exchange is recorded, :meth:`Asker.refresh_summary` lets the model update the conversation's rolling
@@ -19,11 +20,12 @@ import structlog
 
 from eink_llm import redact
 from eink_llm.backends.base import Backend, LLMRequest, LLMResponse, ModelOptions
-from eink_llm.budget import check_budget
+from eink_llm.budget import BudgetExceededError, budget_left, check_budget
+from eink_llm.ceiling import Ceiling, Fitted, budget_ceiling, fit_request, model_ceiling
 from eink_llm.config import Config, Profile
 from eink_llm.context import Context, summary_request
 from eink_llm.economy import prepare_encoded_pages
-from eink_llm.errors import BackendError, EinkError
+from eink_llm.errors import BackendError, EinkError, RequestTooLargeError
 from eink_llm.reader import InputDocument
 from eink_llm.resolve import Resolution
 from eink_llm.retry import Breakers, CircuitBreaker
@@ -60,8 +62,9 @@ class Asker:
 
     def answer(
         self, first: Profile, exchange: Exchange, document: InputDocument, resolution: Resolution, context: Context
-    ) -> tuple[LLMResponse, Profile, LLMRequest]:
-        """Ask the folder's profile; on a permanent failure or a spent budget, its fallbacks in order.
+    ) -> tuple[LLMResponse, Profile, Fitted]:
+        """Ask the folder's profile; on a permanent failure or a spent budget, its fallbacks in order. Returns the
+        answer, the profile that gave it, and the request as sent (:class:`Fitted`: what was left out to fit).
 
         A transient failure is raised at once: the whole job is retried later, starting again from the top.
         """
@@ -75,9 +78,20 @@ class Asker:
                 last = over
                 continue
             backend = self.backends[name]
-            request = self.build_request(exchange, document, resolution, context, profile, backend)
             try:
-                return self.ask(request, backend, self.breaker(profile)), profile, request
+                fitted = self.build_request(exchange, document, resolution, context, profile, backend)
+            except BudgetExceededError as exc:
+                log.warning("budget too small for this question", profile=name, detail=exc.what)
+                last = exc
+                continue
+            except RequestTooLargeError as exc:  # another profile's model may take more
+                log.warning("question too large for the model", profile=name, detail=exc.what)
+                last = exc
+                continue
+            if fitted.dropped:
+                log.info("request cut to fit", profile=name, **fitted.record())
+            try:
+                return self.ask(fitted.request, backend, self.breaker(profile)), profile, fitted
             except BackendError as exc:
                 if exc.retryable:
                     raise
@@ -95,9 +109,10 @@ class Asker:
         context: Context,
         profile: Profile,
         backend: Backend,
-    ) -> LLMRequest:
+    ) -> Fitted:
         """Context within budget, plus the pages (or only what is new on them) made economical for this backend:
-        cropped to the ink, blank pages dropped, scaled and encoded within its limits (economy.py)."""
+        cropped to the ink, blank pages dropped, scaled and encoded within its limits (economy.py); then the
+        whole request fitted under the ceiling of the model's context and the profile's budget (ceiling.py)."""
         llm = profile.llm
         caps = backend.capabilities
         if resolution.pages is None:
@@ -110,9 +125,11 @@ class Asker:
                 crop_to_ink=[page.crop_to_ink for page in resolution.pages],
             )
         system_prompt = context.system_prompt(llm.system_prompt)
+        lean_system_prompt = llm.system_prompt
         if self.config.context.transcribe:
             system_prompt = f"{system_prompt}\n\n{TRANSCRIBE}"
-        return LLMRequest(
+            lean_system_prompt = f"{lean_system_prompt}\n\n{TRANSCRIBE}"
+        request = LLMRequest(
             system_prompt=system_prompt,
             history=context.history,
             pages=pages,
@@ -121,6 +138,32 @@ class Asker:
             source_name=exchange.input_file,
             instruction=resolution.instruction,
         )
+        ceiling = self.ceiling(profile)
+        try:
+            return fit_request(request, lean_system_prompt, caps, ceiling)
+        except RequestTooLargeError as exc:
+            if ceiling.resets_at is None:
+                raise
+            raise BudgetExceededError(
+                exc.what,
+                f"It resets at {ceiling.resets_at:%Y-%m-%d %H:%M} UTC; export the page again after that, export "
+                f"fewer pages, or raise profiles.{profile.name}.budget in the config.",
+                resets_at=ceiling.resets_at,
+            ) from None
+
+    def ceiling(self, profile: Profile) -> Ceiling:
+        """The lower of the model's context (less the room kept for the answer) and what is left of the
+        profile's budget. For Ollama, ``options.num_ctx`` is the context when it is smaller."""
+        llm = profile.llm
+        context = llm.context_tokens
+        num_ctx = _whole_number(llm.options.get("num_ctx")) if llm.backend == "ollama" else None
+        if num_ctx is not None and 0 < num_ctx < context:
+            context = num_ctx
+        ceiling = model_ceiling(context, llm.max_output_tokens)
+        left = budget_left(self.store, profile, utc_now())
+        if left is not None and left.tokens < ceiling.tokens:
+            return budget_ceiling(left.tokens, left.label, profile.name, left.resets_at)
+        return ceiling
 
     def breaker(self, profile: Profile) -> CircuitBreaker:
         """The circuit breaker of the AI service a profile uses (its backend and address)."""
@@ -175,3 +218,13 @@ class Asker:
             through=through,
             tokens=response.usage.total_tokens,
         )
+
+
+def _whole_number(value: object) -> int | None:
+    """An option that should be a whole number (YAML may give it as text), else ``None``."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None

@@ -15,35 +15,28 @@ Summary and relevant exchanges go into the system prompt as background. The summ
 itself (:func:`summary_request`, the original design's ``update_context_summary``) once the conversation has
 outgrown the budget; the pipeline asks after recording an exchange.
 
-Token counts are estimated locally, never by a network call: about four characters a token for alphabetic
-scripts, one token a character for CJK (as BPE tokenizers roughly count them).
+Token counts are estimated locally, never by a network call (:mod:`~eink_llm.text_tokens`): about four characters
+a token for alphabetic scripts, one token a character for CJK (as BPE tokenizers roughly count them).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from eink_llm.backends.base import LLMRequest, Message, ModelOptions
 from eink_llm.store import Conversation, Exchange, Store
+from eink_llm.text_tokens import estimate_tokens as estimate_tokens  # where it was; still imported from here
 
-CHARS_PER_TOKEN = 4
 SUMMARY_SHARE = 0.25
 RELEVANT_SHARE = 0.25
 MAX_RELEVANT = 4
-_DENSE = re.compile(r"[\u1100-\u11ff\u2e80-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef\U00020000-\U0002fa1f]")
 
 SUMMARY_PROMPT = (
     "You keep a running summary of a conversation between a user, who writes by hand on an e-ink tablet, and an "
     "assistant. Write the updated summary only: the user's goals and questions, the facts, results and decisions "
     "so far, and anything the assistant promised. Plain sentences or a short list; no preamble."
 )
-
-
-def estimate_tokens(text: str) -> int:
-    dense = len(_DENSE.findall(text))
-    return dense + (len(text) - dense + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
 
 
 def question_as_read(exchange: Exchange) -> str:

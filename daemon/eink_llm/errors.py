@@ -113,6 +113,13 @@ class BackendError(EinkError):
         self.status = status
 
 
+class RequestTooLargeError(BackendError):
+    """Even without the input's typed text and the earlier conversation, the question is estimated over the
+    model's context window (or the profile's budget): it is not sent. Trying again will not help."""
+
+    title = "Your question is too large for the model"
+
+
 class RenderError(EinkError):
     """The answer could not be turned into a PDF."""
 

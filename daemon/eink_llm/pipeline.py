@@ -21,6 +21,7 @@ Crash safety comes from where each step commits (see docs/architecture.md):
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import time
@@ -35,7 +36,8 @@ import structlog
 from eink_llm import naming, redact
 from eink_llm.asking import Asker
 from eink_llm.atomic import atomic_write
-from eink_llm.backends.base import Backend, LLMRequest, LLMResponse
+from eink_llm.backends.base import Backend, LLMResponse
+from eink_llm.ceiling import Fitted
 from eink_llm.config import Config, Profile
 from eink_llm.context import Context, build_context
 from eink_llm.errors import EinkError, InputChangedError, OutputError
@@ -89,7 +91,8 @@ class Pipeline:
         self.backends = backends
         retry = config.retry
         self.breakers = breakers or Breakers(retry.outage_after_failures, retry.probe_interval_seconds)
-        self.limits = config.input.limits()
+        #: The reader's limits, with the text layer's budget (context.question_tokens) that it stops reading at.
+        self.limits = dataclasses.replace(config.input.limits(), max_text_tokens=config.context.question_tokens)
         self.resolver = Resolver(config, store)
         #: Every profile's effective settings, merged and validated once (not per job).
         self.profiles = {name: config.profile(name) for name in config.profile_names()}
@@ -115,19 +118,20 @@ class Pipeline:
             return self._nothing_new(job, resolution)
         exchange = self._reserve(job, document, resolution)
         response: LLMResponse | None = None
-        request: LLMRequest | None = None
+        fitted: Fitted | None = None
         context: Context | None = None
         transcription: str | None = None
         pdf: bytes | None = None
         if failure is None and document is not None:
             try:
                 context = self._context(exchange, resolution.question_text(document))
-                response, profile, request = self.asker.answer(profile, exchange, document, resolution, context)
+                response, profile, fitted = self.asker.answer(profile, exchange, document, resolution, context)
                 reply = split_reply(response.text) if self.config.context.transcribe else None
                 answer, transcription = (reply.answer, reply.transcription) if reply else (response.text, None)
+                note = _notes(resolution.note, _text_cut_note(document, resolution, fitted), fitted.note())
                 pdf = render_answer(
                     answer,
-                    self._meta(job, exchange, model=response.model, note=resolution.note, transcription=transcription),
+                    self._meta(job, exchange, model=response.model, note=note, transcription=transcription),
                     device=profile.output.device,
                     font_size=profile.output.font_size,
                     reply_page=profile.output.reply_page,
@@ -169,7 +173,7 @@ class Pipeline:
             processing_time=round(time.monotonic() - started, 3),
             profile=profile.name,
             cost=profile.budget.cost(response.usage.input_tokens, response.usage.output_tokens) if response else 0.0,
-            metadata=self._metadata(document, failure, request, self.backends.get(profile.name), resolution, context),
+            metadata=self._metadata(document, failure, fitted, self.backends.get(profile.name), resolution, context),
         )
         self.store.complete_exchange(exchange, result, resolution.prints)
         log.info(
@@ -382,7 +386,7 @@ class Pipeline:
     def _metadata(
         document: InputDocument | None,
         failure: EinkError | None,
-        request: LLMRequest | None,
+        fitted: Fitted | None,
         backend: Backend | None,
         resolution: Resolution,
         context: Context | None,
@@ -399,6 +403,15 @@ class Pipeline:
             }
         if document is not None:
             data["pages"] = document.page_count
+            if document.text or document.text_cut:
+                data["text"] = (
+                    document.text_cut.record()
+                    if document.text_cut
+                    else {"original_chars": len(document.text), "kept_chars": len(document.text)}
+                )
+        if fitted is not None:
+            data["request"] = fitted.record()
+        request = fitted.request if fitted is not None else None
         if request is not None and backend is not None:
             data["pages_sent"] = len(request.pages)
             data["page_bytes_sent"] = sum(len(p.data) for p in request.pages)
@@ -414,3 +427,15 @@ class Pipeline:
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def _text_cut_note(document: InputDocument, resolution: Resolution, fitted: Fitted) -> str | None:
+    """Says the typed text was cut, when it was and what was left of it was sent (not left out to fit)."""
+    if document.text_cut is None or not resolution.question_text(document) or fitted.dropped_text:
+        return None
+    return document.text_cut.note()
+
+
+def _notes(*notes: str | None) -> str | None:
+    """The notes at the top of an answer, one per line."""
+    return "\n".join(note for note in notes if note) or None

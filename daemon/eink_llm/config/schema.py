@@ -135,6 +135,14 @@ class LLMConfig(_Section):
         default=120.0, gt=0, le=3600, description="How long one request to the model may take."
     )
     max_output_tokens: int = Field(default=2048, ge=1, description="Upper bound on the length of an answer.")
+    context_tokens: int = Field(
+        default=128_000,
+        ge=1,
+        description="The model's context window (estimated tokens): a question, its page images, the "
+        "conversation sent with it and max_output_tokens for the answer must fit, or the typed text and then "
+        "older conversation are left out. 128,000 suits current cloud models; set your local model's size "
+        "(with Ollama, options.num_ctx is used when it is smaller).",
+    )
     temperature: float | None = Field(
         default=None, ge=0, le=2, description="Sampling temperature; empty keeps the model's default."
     )
@@ -220,6 +228,12 @@ class ContextConfig(_Section):
         ge=0,
         description="Budget for what a follow-up is told about the conversation so far (estimated tokens): its "
         "rolling summary, the most recent exchanges in full, and the most relevant older ones.",
+    )
+    question_tokens: int = Field(
+        default=8000,
+        ge=0,
+        description="Budget for an input's own typed text (its PDF text layer, estimated tokens, all pages "
+        "together): longer text is cut, and the answer says so. 0 sends no typed text, only the page images.",
     )
     memory: bool = Field(
         default=False,

@@ -38,9 +38,56 @@ class InputLimits:
     render_dpi: int = 150
     #: Pages are scaled down so that their longer side is at most this many pixels.
     max_long_edge_px: int = 1568
+    #: The text layer is cut to this many estimated tokens (``context.question_tokens``), all pages together;
+    #: reading stops once it is reached. 0 reads no text at all.
+    max_text_tokens: int = 8000
 
 
 DEFAULT_LIMITS = InputLimits()
+
+
+@dataclass(frozen=True, slots=True)
+class TextCut:
+    """How a text layer longer than ``max_text_tokens`` was cut (for the answer's note and the exchange's record).
+
+    The pages are read in order until the budget is spent: ``cut_page`` is the page whose text was cut short (or
+    ``None`` when the budget ran out exactly between pages), and the pages after it are not read at all. So the
+    original size is known exactly only when every page was read to its end (``exact``); otherwise
+    ``read_chars``, the characters seen, is a lower bound.
+    """
+
+    budget_tokens: int
+    kept_chars: int
+    kept_tokens: int
+    read_chars: int
+    exact: bool
+    cut_page: int | None
+    unread_pages: tuple[int, ...]
+
+    def record(self) -> dict[str, object]:
+        """For the exchange's metadata."""
+        return {
+            "budget_tokens": self.budget_tokens,
+            "kept_chars": self.kept_chars,
+            "kept_tokens": self.kept_tokens,
+            "original_chars" if self.exact else "original_chars_at_least": self.read_chars,
+            "cut_page": self.cut_page,
+            "unread_pages": list(self.unread_pages),
+        }
+
+    def note(self) -> str:
+        """A few words for the top of the answer."""
+        original = f" of {self.read_chars:,}" if self.exact else ""  # not all read: its length is not known
+        left_out = [f"the rest of page {self.cut_page}"] if self.cut_page else []
+        if self.unread_pages:
+            first, last = self.unread_pages[0], self.unread_pages[-1]
+            left_out.append(f"page {first}" if first == last else f"pages {first}–{last}")
+        where = f" ({' and '.join(left_out)} left out)" if left_out else ""
+        return (
+            f"The typed text in this file was too long, so only its first {self.kept_chars:,}{original} "
+            f"characters (about {self.kept_tokens:,} tokens; context.question_tokens sets the limit) were sent to "
+            f"the AI{where}. The pages themselves were sent as images, as always."
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +97,7 @@ class InputDocument:
     ``text`` is the PDF's own text, pages separated by a blank line; it is empty for images and for scanned or
     handwritten pages, which have no text layer. ``origin`` is set when the PDF is one of our own answers (or a
     conversation export) coming back, whatever the tablet renamed it to: it names the conversation and exchange.
+    ``text`` is cut to ``max_text_tokens``; ``text_cut`` says how, when it was.
     """
 
     kind: Literal["pdf", "image"]
@@ -59,6 +107,7 @@ class InputDocument:
     origin: PdfOrigin | None = None
     #: The daemon's own status page (its metadata says so, whatever its name): never a question.
     status_page: bool = False
+    text_cut: TextCut | None = None
 
 
 def check_file_size(name: str, size: int, limits: InputLimits) -> None:
