@@ -142,7 +142,9 @@ def test_an_outage_shows_the_service_down_and_when_it_is_tried_next(
 
 
 def test_a_spent_budget_shows_when_it_resets(tmp_path: Path, inbox: Path) -> None:
-    config_path = config(tmp_path, inbox, profiles={"default": {"budget": {"monthly_tokens": 10}}})
+    # The first request fits what is left (the ceiling sends none over it); its answer, with its output tokens
+    # (the echo backend's ~1,170 in all), spends the budget.
+    config_path = config(tmp_path, inbox, profiles={"default": {"budget": {"monthly_tokens": 1000}}})
     with daemon(tmp_path, config_path) as running:
         samples.make_png(inbox / "first.png")
         wait_until(lambda: outputs(inbox, "RESPONSE_"), timeout=30, what="the first answer")
