@@ -79,6 +79,12 @@ class InputTooLargeError(InputError):
     title = "Your page is too large"
 
 
+class InputBeyondLimitsError(InputTooLargeError):
+    """Decoding the file needed more memory or time than the reading cage allows (input.max_decode_*)."""
+
+    title = "Your page needs more than eink-llm allows for reading one file"
+
+
 class BackendError(EinkError):
     """The language model could not answer.
 

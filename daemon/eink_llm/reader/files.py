@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import stat
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from eink_llm.errors import CorruptInputError, InputError, InputTooLargeError, UnsupportedInputError
 from eink_llm.naming import INFO_INPUT
@@ -26,7 +26,8 @@ from eink_llm.reader.limits import (
 )
 from eink_llm.reader.pdf import read_pdf
 
-_Kind = Literal["pdf", "png", "jpeg", "webp", "tiff"]
+#: A format the reader decodes, as sniffed from the first bytes.
+Kind = Literal["pdf", "png", "jpeg", "webp", "tiff"]
 
 
 def sha256_file(path: Path) -> str:
@@ -35,15 +36,23 @@ def sha256_file(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
-def read_input(path: Path, limits: InputLimits = DEFAULT_LIMITS) -> InputDocument:
-    """Read ``path`` (a PDF or an image) into grayscale pages, or raise an :class:`InputError` saying why not."""
+class Decoder(Protocol):
+    """What turns a file's bytes into pages: :class:`~eink_llm.reader.cage.Cage` (a separate process with hard
+    limits, what the daemon uses) or :func:`decode_bytes` in this process."""
+
+    def decode(self, name: str, data: bytes, kind: Kind, limits: InputLimits) -> InputDocument: ...
+
+
+def read_input(path: Path, limits: InputLimits = DEFAULT_LIMITS, decoder: Decoder | None = None) -> InputDocument:
+    """Read ``path`` (a PDF or an image) into grayscale pages, or raise an :class:`InputError` saying why not.
+
+    The bytes are read and their format sniffed here; the decoding itself, where hostile files do their harm,
+    runs in ``decoder`` (the reading cage), or in this process when none is given (tests, tools)."""
     name = path.name
     data = _read_bytes(path, limits)
     kind = _sniff(data)
-    if kind == "pdf":
-        return read_pdf(name, data, limits)
     if kind is not None:
-        return read_image(name, data, kind, limits)
+        return decoder.decode(name, data, kind, limits) if decoder else decode_bytes(name, data, kind, limits)
     looks_like = _describe_unknown(data)
     if path.suffix.lower() == ".pdf":
         raise UnsupportedInputError(
@@ -53,6 +62,13 @@ def read_input(path: Path, limits: InputLimits = DEFAULT_LIMITS) -> InputDocumen
     raise UnsupportedInputError(
         f"{name} is not a PDF or an image eink-llm can read: it is {looks_like}.", EXPORT_SUPPORTED
     )
+
+
+def decode_bytes(name: str, data: bytes, kind: Kind, limits: InputLimits) -> InputDocument:
+    """Decode a file's bytes of a sniffed ``kind`` in this process (the reading cage runs this inside)."""
+    if kind == "pdf":
+        return read_pdf(name, data, limits)
+    return read_image(name, data, kind, limits)
 
 
 def records_input(answer: Path, sha256: str, limits: InputLimits) -> bool:
@@ -104,7 +120,7 @@ def _read_bytes(path: Path, limits: InputLimits) -> bytes:
     return data
 
 
-def _sniff(data: bytes) -> _Kind | None:
+def _sniff(data: bytes) -> Kind | None:
     """The format the bytes are in, from their magic numbers."""
     head = data[:16]
     if head.startswith(b"\x89PNG\r\n\x1a\n"):

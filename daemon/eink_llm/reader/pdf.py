@@ -23,10 +23,10 @@ from typing import Any, TypeVar
 import pypdfium2 as pdfium
 from PIL import Image
 
-from eink_llm.backends.base import PageImage
 from eink_llm.errors import CorruptInputError, EncryptedInputError, InputError, InputTooLargeError
-from eink_llm.reader.limits import EXPORT_AGAIN, FEWER_PAGES, InputDocument, InputLimits, describe, encode
+from eink_llm.reader.limits import EXPORT_AGAIN, FEWER_PAGES, InputDocument, InputLimits, describe, fit
 from eink_llm.reader.origin import PdfOrigin, find_origin, read_info
+from eink_llm.reader.pagetree import page_count
 
 #: Held around every pypdfium2 call in the process. Any other module that calls pdfium must hold it too.
 PDFIUM_LOCK = threading.Lock()
@@ -45,18 +45,18 @@ def _pdfium(call: Callable[[], _T]) -> _T:
 
 def read_pdf(name: str, data: bytes, limits: InputLimits) -> InputDocument:
     document = _pdfium(lambda: _open_pdf(name, data))
-    pages: list[PageImage] = []
+    pages: list[Image.Image] = []
     texts: list[str] = []
     index = -1
     try:
-        count: int = _pdfium(lambda: len(document))
+        count: int = _pdfium(lambda: page_count(document, limits.max_pages))  # the real kids, not /Count
         if count == 0:
             raise CorruptInputError(f"{name} is a PDF without any pages.", EXPORT_AGAIN)
         if count > limits.max_pages:
             raise InputTooLargeError(f"{name} has {count} pages; the limit is {limits.max_pages}.", FEWER_PAGES)
         for index in range(count):
             image, text = _pdfium(functools.partial(_render_pdf_page, name, document, index, limits))
-            pages.append(encode(image, limits))  # outside the lock: encoding is the slow part
+            pages.append(fit(image, limits))  # outside the lock
             if text:
                 texts.append(text)
         origin = _origin(document, data)
