@@ -122,7 +122,11 @@ class _Child:
         return self.process.pid
 
     def alive(self) -> bool:
-        return self.status is None and self.process.poll() is None
+        """Whether it still runs. Reaped here with ``wait4`` rather than ``Popen.poll`` (which would drop the
+        resource usage that tells a CPU-time breach from a memory one)."""
+        if self.status is None:
+            self._reap(os.WNOHANG)
+        return self.status is None
 
     def decode(self, name: str, data: bytes, kind: Kind, limits: InputLimits) -> InputDocument:
         if not self.ready:
@@ -196,8 +200,8 @@ class _Child:
         if self.status is not None:
             return
         with contextlib.suppress(ProcessLookupError):
-            self.process.kill()
-        self._reap()
+            os.kill(self.process.pid, signal.SIGKILL)  # not yet reaped (status is None): still our child's pid
+        self._reap(0)
 
     def stop(self) -> None:
         """Close its request pipe (it exits at once when idle); kill it if it does not."""
@@ -208,15 +212,16 @@ class _Child:
                 if pipe is not None:
                     pipe.close()
         deadline = time.monotonic() + STOP_SECONDS
-        while self.process.poll() is None and time.monotonic() < deadline:
+        while self.alive() and time.monotonic() < deadline:
             time.sleep(0.01)
         self.kill()
 
-    def _reap(self) -> None:
+    def _reap(self, options: int) -> None:
         try:
-            _pid, status, usage = os.wait4(self.process.pid, 0)
-        except ChildProcessError:  # already reaped by poll()
-            self.status = self.process.returncode if self.process.returncode is not None else -1
+            pid, status, usage = os.wait4(self.process.pid, options)
+        except ChildProcessError:  # reaped elsewhere (cannot happen while only this class waits for it)
+            pid, status, usage = self.process.pid, 0, None
+        if pid == 0:  # WNOHANG: still running
             return
         self.status, self.usage = status, usage
         self.process.returncode = os.waitstatus_to_exitcode(status)
@@ -445,7 +450,8 @@ def _ending(child: _Child) -> str:
     if status is None:
         how = "still running"
     elif os.WIFSIGNALED(status):
-        how = f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
+        number = os.WTERMSIG(status)
+        how = f"killed by {signal.Signals(number).name if number in signal.valid_signals() else number}"
     else:
         how = f"exited with status {os.WEXITSTATUS(status)}"
     usage = child.usage
