@@ -88,6 +88,7 @@ def test_a_changed_memory_limit_starts_a_process_with_it(tmp_path: Path, cage: C
     assert after and after != before
     limit = next(line for line in Path(f"/proc/{after[0]}/limits").read_text().splitlines() if "address space" in line)
     assert str(400 * 1024 * 1024) in limit
+    assert Path(f"/proc/{after[0]}/oom_score_adj").read_text().strip() == "1000"  # the OOM killer takes it first
 
 
 def test_typed_errors_come_back_as_they_were(tmp_path: Path, cage: Cage) -> None:

@@ -1,7 +1,7 @@
 """The reading process: ``python -m eink_llm.reader.cage_child MEMORY_BYTES PARENT_PID``.
 
 Started by :mod:`eink_llm.reader.cage`, never by hand. It sets its own hard limits first (address space, no core
-files, killed when the daemon dies), says it is ready, then answers requests on stdin, one at a time, until
+files, killed when the daemon dies, the OOM killer's first choice), says it is ready, then answers requests on stdin, one at a time, until
 stdin ends (the daemon closed the pipe or died): a file's bytes and limits in, its decoded pages or a typed
 error out (:mod:`~eink_llm.reader.cage_wire`). Before each file the CPU-time limit is set to what has been used
 so far plus that file's allowance, so a file that spins gets SIGXCPU and this process dies, not the daemon.
@@ -11,12 +11,14 @@ Nothing here trusts the file: a breach ends this process, which is what the limi
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import math
 import os
 import resource
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from PIL import Image
@@ -35,6 +37,7 @@ def main(argv: list[str]) -> int:
     _die_with_parent(parent)
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # a crash must not write a core file of up to the limit
     resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    _first_to_go()
     requests = sys.stdin.buffer
     # The results go out on a private copy of stdout; fd 1 itself points at stderr from now on, so a library
     # that prints can never corrupt a message.
@@ -58,6 +61,13 @@ def _die_with_parent(parent: int) -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
     if os.getppid() != parent:
         os._exit(0)
+
+
+def _first_to_go() -> None:
+    """If the whole service runs short of memory (its unit's ``MemoryMax``), the kernel's OOM killer must pick
+    this process, never the daemon: the most a process may ask for itself without privileges."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/oom_score_adj").write_text("1000")
 
 
 def _allow_cpu(seconds: float) -> None:
