@@ -13,7 +13,7 @@ import pytest
 
 from eink_llm.errors import CorruptInputError, InputBeyondLimitsError
 from eink_llm.reader import InputLimits, read_input
-from eink_llm.reader.cage import Cage
+from eink_llm.reader.cage import Cage, ReaderUnavailableError
 from tests import hostile, samples
 from tests.harness import wait_until
 
@@ -151,3 +151,30 @@ def _cpu_ticks(pid: int) -> int:
     except OSError:
         return 0
     return int(fields[11]) + int(fields[12])
+
+
+def test_closing_while_a_file_is_read_is_no_breach(tmp_path: Path) -> None:
+    """Stopping the daemon mid-file ends that reading process too, and its worker hears "stopping", not that the
+    file broke a limit (which would become an ERROR_ for a file that may be fine)."""
+    limits = InputLimits(max_decode_cpu_seconds=30, max_decode_seconds=60)
+    busy = hostile.make_many_operations(tmp_path / "busy.pdf")
+    cage = Cage(2, limits)
+    read_input(samples.make_pdf(tmp_path / "q.pdf", pages=1), limits, cage)
+    pids = cage.pids()
+    before = {pid: _cpu_ticks(pid) for pid in pids}
+    outcome: list[BaseException] = []
+
+    def read_busy() -> None:
+        try:
+            read_input(busy, limits, cage)
+        except Exception as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=read_busy)
+    thread.start()
+    wait_until(lambda: any(_cpu_ticks(pid) > ticks + 10 for pid, ticks in before.items()), 20, what="busy")
+    cage.close()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], ReaderUnavailableError), outcome
+    assert not any(_alive(pid) for pid in pids)

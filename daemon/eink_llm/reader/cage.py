@@ -257,6 +257,12 @@ class Cage:
             except _Broken as exc:
                 failed = child
                 failed.kill()
+                if self._closed:
+                    raise ReaderUnavailableError(
+                        "eink-llm was stopping while your page was being read.",
+                        "Nothing needs doing: it is read again at the next start.",
+                        detail=_ending(failed),
+                    ) from None
                 if not failed.ready:
                     raise ReaderUnavailableError(
                         "eink-llm's reading process stopped before it was ready, so your page could not be read.",
@@ -272,12 +278,26 @@ class Cage:
             return [child.pid for child in self._children if child.alive()]
 
     def close(self) -> None:
-        """End every reading process (idle ones at once; one still reading is killed)."""
+        """End every reading process: idle ones are asked to stop (their pipe is closed); one still reading is
+        killed, and its worker, which owns its pipes, gets a :class:`ReaderUnavailableError`, not a breach."""
         with self._lock:
             self._closed = True
-            children = list(self._children)
-        for child in children:
+            children = set(self._children)
+        drained: list[_Child | None] = []
+        while True:
+            try:
+                drained.append(self._idle.get_nowait())
+            except queue.Empty:
+                break
+        for _ in drained:
+            self._idle.put(None)  # a late decode() starts nothing: the starter is shut down below
+        idle = {child for child in drained if child is not None}
+        for child in idle:
             child.stop()
+        for child in children - idle:
+            with contextlib.suppress(ProcessLookupError):
+                if child.status is None:
+                    os.kill(child.pid, signal.SIGKILL)
         self._starter.shutdown(wait=True)
 
     def __enter__(self) -> Cage:

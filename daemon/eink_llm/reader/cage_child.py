@@ -3,8 +3,9 @@
 Started by :mod:`eink_llm.reader.cage`, never by hand. It sets its own hard limits first (address space, no core
 files, killed when the daemon dies, the OOM killer's first choice), says it is ready, then answers requests on
 stdin, one at a time, until stdin ends (the daemon closed the pipe or died): a file's bytes and limits in, its
-decoded pages or a typed error out (:mod:`~eink_llm.reader.cage_wire`). Before each file the CPU-time limit is set to what has been used
-so far plus that file's allowance, so a file that spins gets SIGXCPU and this process dies, not the daemon.
+decoded pages or a typed error out (:mod:`~eink_llm.reader.cage_wire`). Before each file the CPU-time limit is
+set to what has been used so far plus that file's allowance, so a file that spins gets SIGXCPU and this process
+dies, not the daemon.
 
 Nothing here trusts the file: a breach ends this process, which is what the limits are for.
 """
