@@ -93,10 +93,22 @@ def make_many_operations(path: Path, operations: int = 2_000_000) -> Path:
     return path
 
 
-def make_lying_page_count(path: Path, claimed: int = 1_000_000) -> Path:
-    """A one-page PDF (with a pen stroke) whose page tree says it has ``claimed`` pages."""
+def make_lying_page_count(path: Path, claimed: int = 1_000_000, pages: int = 1) -> Path:
+    """A PDF of ``pages`` real pages (each with a pen stroke) whose page tree says it has ``claimed`` pages."""
     content = _stream(b"", b"4 w 60 500 m 380 440 l S 60 460 m 300 420 l S")
-    path.write_bytes(_one_page(content, count=claimed))
+    if pages == 1:
+        path.write_bytes(_one_page(content, count=claimed))
+        return path
+    first_page = 4  # objects: 1 catalog, 2 page tree, 3 content, then the pages
+    kids = b" ".join(b"%d 0 R" % (first_page + n) for n in range(pages))
+    page = b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 447 596] /Contents 3 0 R >>"
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [%s] /Count %d >>" % (kids, claimed),
+        content,
+        *([page] * pages),
+    ]
+    path.write_bytes(_raw_pdf(objects))
     return path
 
 
