@@ -178,3 +178,18 @@ def test_closing_while_a_file_is_read_is_no_breach(tmp_path: Path) -> None:
     assert not thread.is_alive()
     assert len(outcome) == 1 and isinstance(outcome[0], ReaderUnavailableError), outcome
     assert not any(_alive(pid) for pid in pids)
+
+
+def test_renew_replaces_every_process(tmp_path: Path) -> None:
+    """What a reload does: fresh processes under the new limits, the old ones ended."""
+    path = samples.make_pdf(tmp_path / "q.pdf", pages=1)
+    with Cage(2, LIMITS) as cage:
+        read_input(path, LIMITS, cage)
+        old = cage.pids()
+        bigger = InputLimits(max_decode_memory_bytes=400 * 1024 * 1024)
+        cage.renew(bigger)
+        new = cage.pids()
+        assert len(new) == 2 and not set(new) & set(old)
+        assert not any(_alive(pid) for pid in old)
+        assert read_input(path, bigger, cage).page_count == 1
+        assert sorted(cage.pids()) == sorted(new)  # the renewed ones are used, not replaced again

@@ -290,6 +290,7 @@ class Daemon:
                 log.warning("this option takes effect at the next restart", option=key)
         self._backends.extend(backends.values())
         self.loaded, self.config = loaded, config
+        self._cage.renew(config.input.limits())  # fresh reading processes under the new limits
         self._pipeline = Pipeline(config, store, backends, self._pipeline.breakers, decoder=self._cage)
         if config.watch != self._watcher_config:
             self._watcher.stop()

@@ -97,6 +97,7 @@ class _Child:
 
     def __init__(self, memory_bytes: int) -> None:
         self.memory_bytes = memory_bytes
+        self.generation = 0
         self.ready = False
         self.usage: Any = None  # resource usage, once reaped
         self.status: int | None = None
@@ -242,6 +243,8 @@ class Cage:
         self._lock = threading.Lock()
         self._children: set[_Child] = set()
         self._closed = False
+        self._generation = 0  # raised by renew(): older processes are replaced
+        self._memory_bytes = limits.max_decode_memory_bytes
         for _ in range(size):
             self._idle.put(self._start_or_none(limits.max_decode_memory_bytes))
 
@@ -249,7 +252,12 @@ class Cage:
         """Decode in a reading process; a breach of its limits is an :class:`InputBeyondLimitsError`."""
         child = self._idle.get()
         try:
-            if child is None or not child.alive() or child.memory_bytes != limits.max_decode_memory_bytes:
+            if (
+                child is None
+                or not child.alive()
+                or child.memory_bytes != limits.max_decode_memory_bytes
+                or child.generation != self._generation
+            ):
                 self._retire(child)
                 child = self._start(limits.max_decode_memory_bytes)
             try:
@@ -272,6 +280,22 @@ class Cage:
                 raise _breach(name, exc.reason, failed, limits) from None
         finally:
             self._give_back(child)
+
+    def renew(self, limits: InputLimits) -> None:
+        """After a reload: replace every process with a fresh one under ``limits`` (idle ones now, warm for the
+        next file; one still reading when it is given back)."""
+        with self._lock:
+            self._generation += 1
+            self._memory_bytes = limits.max_decode_memory_bytes
+        drained: list[_Child | None] = []
+        while True:
+            try:
+                drained.append(self._idle.get_nowait())
+            except queue.Empty:
+                break
+        for child in drained:
+            self._retire(child)
+            self._idle.put(None if self._closed else self._start_or_none(limits.max_decode_memory_bytes))
 
     def pids(self) -> list[int]:
         with self._lock:
@@ -318,6 +342,7 @@ class Cage:
                 detail=str(exc),
             ) from None
         with self._lock:
+            child.generation = self._generation
             self._children.add(child)
             if self._closed:
                 child.stop()
@@ -339,10 +364,9 @@ class Cage:
 
     def _give_back(self, child: _Child | None) -> None:
         """Return a process to the pool; a dead one is replaced at once, so the next file finds a warm one."""
-        if child is not None and not child.alive():
-            memory = child.memory_bytes
+        if child is not None and (not child.alive() or child.generation != self._generation):
             self._retire(child)
-            child = None if self._closed else self._start_or_none(memory)
+            child = None if self._closed else self._start_or_none(self._memory_bytes)
         if self._closed and child is not None:
             self._retire(child)
         self._idle.put(child)
