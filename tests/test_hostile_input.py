@@ -214,3 +214,24 @@ def test_process_command_reads_in_the_cage(tmp_path: Path) -> None:
     assert error is not None and error.name.startswith("ERROR_")
     assert "input.max_decode_memory_mb" in pdf_text(error).replace("\n", " ")
     assert response is not None and response.name.startswith("RESPONSE_")
+
+
+def test_reload_replaces_the_reading_processes(tmp_path: Path) -> None:
+    """SIGHUP: the reading processes are replaced by fresh ones (under the new limits) and the old ones end."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    config = cage_config(tmp_path, inbox)
+    with DaemonProcess(config, tmp_path) as daemon:
+        assert daemon.process is not None
+        pid = daemon.process.pid
+        old = set(wait_until(lambda: len(descendants(pid)) == 2 and descendants(pid), 30, what="reading processes"))
+        daemon.process.send_signal(signal.SIGHUP)
+        new = wait_until(
+            lambda: len(set(descendants(pid)) - old) == 2 and set(descendants(pid)) - old, 30, what="new ones"
+        )
+        wait_until(lambda: not any(status_kb(child, "VmRSS") for child in old), 10, what="the old ones to end")
+        assert set(descendants(pid)) == new
+        good = samples.make_pdf(inbox / "after-reload.pdf", pages=1)
+        answer = wait_until(lambda: answer_for(inbox, good.stem), 60, what="the answer")
+        assert answer.name.startswith("RESPONSE_")
+        daemon.stop()

@@ -23,7 +23,7 @@ global lock made two workers take turns; two processes each have their own PDFiu
 
 **Never outliving the daemon.** Each process asks for SIGKILL when its parent dies (``PR_SET_PDEATHSIG``; the
 pool starts them all from one long-lived thread, because that signal follows the starting *thread*), exits
-when its request pipe ends, and :meth:`Cage.close` ends them on stop.
+when its request pipe ends, and :meth:`Cage.close` ends them on stop; :meth:`Cage.renew` replaces them on reload.
 """
 
 from __future__ import annotations
