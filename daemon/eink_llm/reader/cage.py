@@ -182,7 +182,10 @@ class _Child:
         got = 0
         while got < size:
             self._wait(poller, deadline)
-            count = self._reader.readinto(view[got:])  # what the pipe holds now, straight into place
+            try:
+                count = self._reader.readinto(view[got:])  # what the pipe holds now, straight into place
+            except OSError:
+                raise _Broken("died") from None
             if not count:
                 raise _Broken("died")
             got += count
