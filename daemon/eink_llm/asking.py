@@ -24,7 +24,7 @@ from eink_llm.budget import BudgetExceededError, budget_left, check_budget
 from eink_llm.ceiling import Ceiling, Fitted, budget_ceiling, fit_request, model_ceiling
 from eink_llm.config import Config, Profile
 from eink_llm.context import Context, summary_request
-from eink_llm.economy import prepare_encoded_pages
+from eink_llm.economy import prepare_pages
 from eink_llm.errors import BackendError, EinkError, RequestTooLargeError
 from eink_llm.reader import InputDocument
 from eink_llm.resolve import Resolution
@@ -116,9 +116,9 @@ class Asker:
         llm = profile.llm
         caps = backend.capabilities
         if resolution.pages is None:
-            pages = prepare_encoded_pages(document.pages, caps, min_stroke_px=llm.min_stroke_px)
+            pages = prepare_pages(document.images, caps, min_stroke_px=llm.min_stroke_px)
         else:
-            pages = prepare_encoded_pages(
+            pages = prepare_pages(
                 [page.image for page in resolution.pages],
                 caps,
                 min_stroke_px=llm.min_stroke_px,

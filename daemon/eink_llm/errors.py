@@ -87,6 +87,12 @@ class InputChangedError(InputError):
     title = "Your page changed before it was answered"
 
 
+class InputBeyondLimitsError(InputTooLargeError):
+    """Decoding the file needed more memory or time than the reading cage allows (input.max_decode_*)."""
+
+    title = "Your page needs more than eink-llm allows for reading one file"
+
+
 class BackendError(EinkError):
     """The language model could not answer.
 

@@ -42,7 +42,7 @@ from eink_llm.config import Config, Profile
 from eink_llm.context import Context, build_context
 from eink_llm.errors import EinkError, InputChangedError, OutputError
 from eink_llm.image_tokens import estimate_image_tokens
-from eink_llm.reader import InputDocument, read_input
+from eink_llm.reader import Decoder, InputDocument, read_input
 from eink_llm.render import RenderMeta, get_device, render_answer, render_error
 from eink_llm.resolve import Resolution, Resolver
 from eink_llm.retry import Breakers, CircuitBreaker, next_attempt, should_retry
@@ -84,9 +84,13 @@ class Pipeline:
         store: Store,
         backends: Mapping[str, Backend],
         breakers: Breakers | None = None,
+        *,
+        decoder: Decoder | None = None,
     ) -> None:
-        """``backends`` maps every profile name to its backend (see ``service.open_backends``)."""
+        """``backends`` maps every profile name to its backend (see ``service.open_backends``). ``decoder`` is the
+        reading cage (``reader.cage.Cage``) the service owns; without one, inputs are decoded in this process."""
         self.config = config
+        self.decoder = decoder
         self.store = store
         self.backends = backends
         retry = config.retry
@@ -205,7 +209,7 @@ class Pipeline:
 
     def _read(self, job: Job) -> tuple[InputDocument | None, EinkError | None]:
         try:
-            return read_input(job.path, self.limits, root=job.root, sha256=job.sha256), None
+            return read_input(job.path, self.limits, self.decoder, root=job.root, sha256=job.sha256), None
         except EinkError as exc:
             return None, exc
         except Exception as exc:  # the reader converts what it knows; anything else is still the input's fault

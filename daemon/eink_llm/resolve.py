@@ -26,7 +26,6 @@ starts and the answer says so in a note at its top.
 
 from __future__ import annotations
 
-import io
 import os
 import unicodedata
 from collections.abc import Sequence
@@ -37,7 +36,6 @@ import structlog
 from PIL import Image
 
 from eink_llm import confined, inkdiff, naming
-from eink_llm.backends.base import PageImage
 from eink_llm.config import Config
 from eink_llm.economy import is_blank
 from eink_llm.reader import InputDocument, records_input
@@ -66,9 +64,10 @@ _NOTHING_NEW = {
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """One image to send: a whole page, the new ink cut out of one, or a page shown only for context."""
+    """One image to send: a whole page, the new ink cut out of one, or a page shown only for context. The image is
+    grayscale and still decoded: the economy stage encodes it once, for the backend it goes to."""
 
-    image: PageImage
+    image: Image.Image
     role: Literal["page", "new-ink", "context"]
     page_number: int  # 1-based, in the input
 
@@ -117,7 +116,7 @@ class Resolver:
 
     def resolve(self, job: Job, document: InputDocument | None) -> Resolution:
         """The rules of the module docstring, for one job (``document`` is ``None`` when it could not be read)."""
-        images = _decode(document) if document is not None else []
+        images = list(document.images) if document is not None else []  # decoded once, by the reader
         prints = tuple(inkdiff.make_print(image) for image in images)
         handled = self._handled_before(job, document)
         if handled is not None:  # our own answer keeps no prints: written on later, it is no notebook version
@@ -142,7 +141,7 @@ class Resolver:
             if document is not None and (record is not None or document.origin is not None):
                 # Ours, but written before we kept our PDFs, or never known here (another server, a lost
                 # database): all of it goes, and its printed text (our earlier answer) never as a question.
-                whole = tuple(Page(page, "page", number) for number, page in enumerate(document.pages, start=1))
+                whole = tuple(Page(page, "page", number) for number, page in enumerate(document.images, start=1))
                 which = f"your answer from exchange {sequence} of this conversation" if record else "an answer of yours"
                 instruction = (
                     f"I wrote on {which}. The printed text on these pages is your earlier answer, not a new "
@@ -192,7 +191,7 @@ class Resolver:
         ours = document is not None and (document.origin is not None or naming.find_answer_ref(job.path.name))
         pages = None
         if ours and document is not None:
-            pages = tuple(Page(page, "page", number) for number, page in enumerate(document.pages, start=1))
+            pages = tuple(Page(page, "page", number) for number, page in enumerate(document.images, start=1))
         if named is not None and named.conversation_id is not None:
             return Resolution(named.conversation_id, "file-name", pages=pages)
         return Resolution(None, "new", note=named.note if named else None, pages=pages)
@@ -253,20 +252,6 @@ class Resolver:
         return None
 
 
-def _decode(document: InputDocument) -> list[Image.Image]:
-    images = []
-    for page in document.pages:
-        with Image.open(io.BytesIO(page.data)) as image:
-            images.append(image.convert("L"))
-    return images
-
-
-def _encode(image: Image.Image) -> PageImage:
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG", optimize=False, compress_level=3)
-    return PageImage(buffer.getvalue(), "image/png", image.width, image.height)
-
-
 def _new_content(
     images: Sequence[Image.Image], known: Sequence[Image.Image], *, notebook: bool, sequence: int | None = None
 ) -> tuple[tuple[Page, ...], str]:
@@ -280,13 +265,13 @@ def _new_content(
         if change.kind == "new" or change.ink is None:
             if is_blank(images[change.index]):  # an empty page added to a notebook asks nothing
                 continue
-            pages.append(Page(_encode(images[change.index]), "page", number))
+            pages.append(Page(images[change.index], "page", number))
             lines.append(f"Image {len(pages)}: page {number}, a new page.")
             continue
-        pages.append(Page(_encode(change.ink.crop), "new-ink", number))
+        pages.append(Page(change.ink.crop, "new-ink", number))
         lines.append(f"Image {len(pages)}: only my new handwriting on page {number}, cut out of the page.")
         if change.ink.touches_old:
-            pages.append(Page(_encode(change.ink.context), "context", number))
+            pages.append(Page(change.ink.context, "context", number))
             lines.append(
                 f"Image {len(pages)}: the whole of page {number}, for context only: what was there before is "
                 "faded to grey, my new writing is black."

@@ -31,6 +31,7 @@ from eink_llm.errors import EinkError, InputError
 from eink_llm.logsetup import register_secrets
 from eink_llm.pipeline import Outcome, Pipeline
 from eink_llm.reader import sha256_file
+from eink_llm.reader.cage import Cage
 from eink_llm.retry import Breakers
 from eink_llm.status_page import StatusKeeper
 from eink_llm.store import Store, utc_now
@@ -130,11 +131,13 @@ class Daemon:
         store = Store.open(self.loaded.database_path)
         backends = open_backends(self.config)
         self._backends.extend(backends.values())
+        # One warm reading process per worker; it outlives reloads (its limits follow the config per file).
+        self._cage = Cage(self.config.service.workers, self.config.input.limits())
         try:
             requeued = store.requeue_running()
             if requeued:
                 log.info("resuming jobs interrupted by a stop or crash", jobs=requeued)
-            self._pipeline = Pipeline(self.config, store, backends)
+            self._pipeline = Pipeline(self.config, store, backends, decoder=self._cage)
             self._status = StatusKeeper(store, self.config, lambda: self._pipeline.breakers)
             self._watcher = self._new_watcher(store)
             self._install_signals()
@@ -163,6 +166,7 @@ class Daemon:
         finally:
             close_backends(self._backends)  # retired ones too: closing one mid-request would fail that answer
             store.close()
+            self._cage.close()  # after the store: a job still reading now cannot record a misleading ERROR_
 
     def reload(self) -> None:
         """Ask the main loop to re-read the config (what SIGHUP does)."""
@@ -293,7 +297,8 @@ class Daemon:
                 log.warning("this option takes effect at the next restart", option=key)
         self._backends.extend(backends.values())
         self.loaded, self.config = loaded, config
-        self._pipeline = Pipeline(config, store, backends, self._pipeline.breakers)
+        self._cage.renew(config.input.limits())  # fresh reading processes under the new limits
+        self._pipeline = Pipeline(config, store, backends, self._pipeline.breakers, decoder=self._cage)
         self._status.configure(config)
         reserved = [config.status_page.name] if config.status_page.enabled else []
         if (config.watch, reserved) != self._watcher_config:
@@ -362,11 +367,11 @@ def process_files(loaded: LoadedConfig, files: Sequence[Path]) -> list[ProcessRe
     config = loaded.config
     results: dict[int, Path] = {}
     done: list[ProcessResult] = []
-    with Store.open(loaded.database_path) as store:
+    with Store.open(loaded.database_path) as store, Cage(1, config.input.limits()) as cage:
         backends = open_backends(config)
         try:
             # One-shot: no outage mode, so an unreachable model ends in an ERROR_ PDF after max_attempts.
-            pipeline = Pipeline(config, store, backends, Breakers(threshold=2**31))
+            pipeline = Pipeline(config, store, backends, Breakers(threshold=2**31), decoder=cage)
             for file in files:
                 path = file.expanduser().resolve()
                 if not path.is_file():

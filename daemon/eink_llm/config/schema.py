@@ -211,6 +211,22 @@ class InputConfig(_Section):
     max_long_edge_px: int = Field(
         default=1568, ge=256, le=8000, description="Pages are scaled down so their long edge is at most this."
     )
+    max_decode_memory_mb: int = Field(
+        default=1024,
+        ge=200,
+        le=65536,
+        description="Memory (address space, MB) the separate process that reads one input may use; a file that "
+        "needs more gets an ERROR_ PDF and only that process is restarted.",
+    )
+    max_decode_cpu_seconds: float = Field(
+        default=60, gt=0, le=3600, description="CPU time the reading process may spend on one input (seconds)."
+    )
+    max_decode_seconds: float = Field(
+        default=90,
+        gt=0,
+        le=7200,
+        description="Wall-clock time one input may take to read (seconds); past it the reading process is killed.",
+    )
 
     def limits(self) -> InputLimits:
         return InputLimits(
@@ -219,6 +235,9 @@ class InputConfig(_Section):
             max_page_pixels=int(self.max_page_megapixels * 1_000_000),
             render_dpi=self.render_dpi,
             max_long_edge_px=self.max_long_edge_px,
+            max_decode_memory_bytes=self.max_decode_memory_mb * 1024 * 1024,
+            max_decode_cpu_seconds=self.max_decode_cpu_seconds,
+            max_decode_seconds=self.max_decode_seconds,
         )
 
 

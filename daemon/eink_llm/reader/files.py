@@ -12,7 +12,7 @@ import hashlib
 import os
 import stat
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from eink_llm import confined
 from eink_llm.errors import (
@@ -35,7 +35,8 @@ from eink_llm.reader.limits import (
 )
 from eink_llm.reader.pdf import read_pdf
 
-_Kind = Literal["pdf", "png", "jpeg", "webp", "tiff"]
+#: A format the reader decodes, as sniffed from the first bytes.
+Kind = Literal["pdf", "png", "jpeg", "webp", "tiff"]
 
 
 def sha256_file(path: Path) -> str:
@@ -46,14 +47,28 @@ def sha256_file(path: Path) -> str:
         return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
+class Decoder(Protocol):
+    """What turns a file's bytes into pages: :class:`~eink_llm.reader.cage.Cage` (a separate process with hard
+    limits, what the daemon uses) or :func:`decode_bytes` in this process."""
+
+    def decode(self, name: str, data: bytes, kind: Kind, limits: InputLimits) -> InputDocument: ...
+
+
 def read_input(
-    path: Path, limits: InputLimits = DEFAULT_LIMITS, *, root: Path | None = None, sha256: str | None = None
+    path: Path,
+    limits: InputLimits = DEFAULT_LIMITS,
+    decoder: Decoder | None = None,
+    *,
+    root: Path | None = None,
+    sha256: str | None = None,
 ) -> InputDocument:
     """Read ``path`` (a PDF or an image) into grayscale pages, or raise an :class:`InputError` saying why not.
 
     ``root`` is the watched folder: no link is followed below it (see :mod:`eink_llm.confined`; without it, the
     file's own folder). ``sha256``, the hash the file was queued with, must match the bytes read, else
-    :class:`InputChangedError` (the file changed after it was queued, and is not answered under this job)."""
+    :class:`InputChangedError` (the file changed after it was queued, and is not answered under this job).
+    The bytes are read and their format sniffed here; the decoding itself, where hostile files do their harm,
+    runs in ``decoder`` (the reading cage), or in this process when none is given (tests, tools)."""
     name = path.name
     data = _read_bytes(path, limits, root=root)
     if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
@@ -62,10 +77,8 @@ def read_input(
             "Nothing needs doing: the changed file is answered on its own once it has finished syncing.",
         )
     kind = _sniff(data)
-    if kind == "pdf":
-        return read_pdf(name, data, limits)
     if kind is not None:
-        return read_image(name, data, kind, limits)
+        return decoder.decode(name, data, kind, limits) if decoder else decode_bytes(name, data, kind, limits)
     looks_like = _describe_unknown(data)
     if path.suffix.lower() == ".pdf":
         raise UnsupportedInputError(
@@ -75,6 +88,13 @@ def read_input(
     raise UnsupportedInputError(
         f"{name} is not a PDF or an image eink-llm can read: it is {looks_like}.", EXPORT_SUPPORTED
     )
+
+
+def decode_bytes(name: str, data: bytes, kind: Kind, limits: InputLimits) -> InputDocument:
+    """Decode a file's bytes of a sniffed ``kind`` in this process (the reading cage runs this inside)."""
+    if kind == "pdf":
+        return read_pdf(name, data, limits)
+    return read_image(name, data, kind, limits)
 
 
 def records_input(answer: Path, sha256: str, limits: InputLimits, *, root: Path | None = None) -> bool:
@@ -151,7 +171,7 @@ def _read_up_to(fd: int, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _sniff(data: bytes) -> _Kind | None:
+def _sniff(data: bytes) -> Kind | None:
     """The format the bytes are in, from their magic numbers."""
     head = data[:16]
     if head.startswith(b"\x89PNG\r\n\x1a\n"):

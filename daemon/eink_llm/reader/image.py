@@ -16,7 +16,6 @@ from typing import Literal
 
 from PIL import Image, ImageOps
 
-from eink_llm.backends.base import PageImage
 from eink_llm.errors import CorruptInputError, InputError, InputTooLargeError, UnsupportedInputError
 from eink_llm.reader.limits import (
     EXPORT_AGAIN,
@@ -25,7 +24,7 @@ from eink_llm.reader.limits import (
     InputDocument,
     InputLimits,
     describe,
-    encode,
+    fit,
 )
 
 ImageKind = Literal["png", "jpeg", "webp", "tiff"]
@@ -51,13 +50,13 @@ def read_image(name: str, data: bytes, kind: ImageKind, limits: InputLimits) -> 
             if frames > limits.max_pages:
                 count = f"{frames} or more" if frames >= _MAX_FRAMES_COUNTED else str(frames)
                 raise InputTooLargeError(f"{name} has {count} pages; the limit is {limits.max_pages}.", FEWER_PAGES)
-            pages: list[PageImage] = []
+            pages: list[Image.Image] = []
             for index in range(frames):
                 if index:
                     image.seek(index)
                 # Each frame's size comes from its own header: check it before decoding a single pixel.
                 _check_pixels(name, image.size, pixel_limit, page=index + 1 if frames > 1 else None)
-                pages.append(encode(_decode_frame(name, image, limits), limits))
+                pages.append(fit(_decode_frame(name, image, limits), limits))
     except InputError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

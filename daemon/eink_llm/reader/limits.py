@@ -1,7 +1,7 @@
 """What every input format shares: the limits, the result type, the user-facing advice, and the PNG encoder.
 
 Both readers (:mod:`~eink_llm.reader.pdf`, :mod:`~eink_llm.reader.image`) end in the same place — grayscale
-pages scaled to the backend's long edge, encoded once as PNG — and speak to the user in the same words, so
+pages scaled to the backend's long edge — and speak to the user in the same words, so
 those live here rather than being repeated in each.
 """
 
@@ -41,6 +41,11 @@ class InputLimits:
     #: The text layer is cut to this many estimated tokens (``context.question_tokens``), all pages together;
     #: reading stops once it is reached. 0 reads no text at all.
     max_text_tokens: int = 8000
+    #: The reading cage (:mod:`~eink_llm.reader.cage`): the address space of the process that decodes one input,
+    #: its CPU time per input, and its wall-clock time per input (the daemon kills it past that).
+    max_decode_memory_bytes: int = 1024 * 1024 * 1024
+    max_decode_cpu_seconds: float = 60.0
+    max_decode_seconds: float = 90.0
 
 
 DEFAULT_LIMITS = InputLimits()
@@ -92,22 +97,31 @@ class TextCut:
 
 @dataclass(frozen=True, slots=True)
 class InputDocument:
-    """A readable input: its pages as grayscale PNGs (in page order) and its text layer.
+    """A readable input: its pages as grayscale images (in page order) and its text layer.
 
-    ``text`` is the PDF's own text, pages separated by a blank line; it is empty for images and for scanned or
-    handwritten pages, which have no text layer. ``origin`` is set when the PDF is one of our own answers (or a
-    conversation export) coming back, whatever the tablet renamed it to: it names the conversation and exchange.
-    ``text`` is cut to ``max_text_tokens``; ``text_cut`` says how, when it was.
+    ``images`` are 8-bit grayscale (``L``) pages already fitted to ``max_long_edge_px``: decoded once by the
+    reader and carried through every later stage (page prints, what is new, the pages made cheap for the model),
+    never encoded and decoded again in between. ``text`` is the PDF's own text, pages separated by a blank line;
+    it is empty for images and for scanned or handwritten pages, which have no text layer. ``origin`` is set when
+    the PDF is one of our own answers (or a conversation export) coming back, whatever the tablet renamed it to:
+    it names the conversation and exchange. ``text`` is cut to ``max_text_tokens``; ``text_cut`` says how, when
+    it was.
     """
 
     kind: Literal["pdf", "image"]
-    pages: tuple[PageImage, ...]
+    images: tuple[Image.Image, ...]
     text: str
     page_count: int
     origin: PdfOrigin | None = None
     #: The daemon's own status page (its metadata says so, whatever its name): never a question.
     status_page: bool = False
     text_cut: TextCut | None = None
+
+    @property
+    def pages(self) -> tuple[PageImage, ...]:
+        """The pages as grayscale PNGs, encoded anew on every access: for tools and tests. The pipeline uses
+        :attr:`images`."""
+        return tuple(encode(image) for image in self.images)
 
 
 def check_file_size(name: str, size: int, limits: InputLimits) -> None:
@@ -126,20 +140,22 @@ def bytes_text(size: int) -> str:
     return f"{size} bytes"
 
 
-def encode(image: Image.Image, limits: InputLimits) -> PageImage:
-    """Downscale so the long edge fits, then encode as a grayscale PNG (lossless: handwriting edges stay crisp).
-
-    Level 6 without ``optimize``: optimize cost ~150 ms a page for ~4 % fewer bytes, and the economy stage
-    re-encodes every page for its backend anyway."""
+def fit(image: Image.Image, limits: InputLimits) -> Image.Image:
+    """Downscale so the long edge fits ``max_long_edge_px`` (a page already within it comes back as it is)."""
     long_edge = max(image.size)
-    if long_edge > limits.max_long_edge_px:
-        factor = limits.max_long_edge_px / long_edge
-        size = (
-            min(limits.max_long_edge_px, max(1, round(image.width * factor))),
-            min(limits.max_long_edge_px, max(1, round(image.height * factor))),
-        )
-        # reducing_gap: a fast integer reduce first, then LANCZOS; visually the same, much faster on big photos.
-        image = image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    if long_edge <= limits.max_long_edge_px:
+        return image
+    factor = limits.max_long_edge_px / long_edge
+    size = (
+        min(limits.max_long_edge_px, max(1, round(image.width * factor))),
+        min(limits.max_long_edge_px, max(1, round(image.height * factor))),
+    )
+    # reducing_gap: a fast integer reduce first, then LANCZOS; visually the same, much faster on big photos.
+    return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+
+
+def encode(image: Image.Image) -> PageImage:
+    """A page as a grayscale PNG (lossless: handwriting edges stay crisp). Level 6 without ``optimize``."""
     buffer = io.BytesIO()
     image.save(buffer, "PNG", compress_level=6)
     return PageImage(buffer.getvalue(), "image/png", image.width, image.height)

@@ -24,18 +24,10 @@ from typing import Any, TypeVar
 import pypdfium2 as pdfium
 from PIL import Image
 
-from eink_llm.backends.base import PageImage
 from eink_llm.errors import CorruptInputError, EncryptedInputError, InputError, InputTooLargeError
-from eink_llm.reader.limits import (
-    EXPORT_AGAIN,
-    FEWER_PAGES,
-    InputDocument,
-    InputLimits,
-    TextCut,
-    describe,
-    encode,
-)
+from eink_llm.reader.limits import EXPORT_AGAIN, FEWER_PAGES, InputDocument, InputLimits, TextCut, describe, fit
 from eink_llm.reader.origin import PdfOrigin, find_origin, is_status_page, read_info
+from eink_llm.reader.pagetree import page_count
 from eink_llm.text_tokens import cut_to_tokens, estimate_tokens, most_chars
 
 #: Held around every pypdfium2 call in the process. Any other module that calls pdfium must hold it too.
@@ -60,11 +52,11 @@ def _pdfium(call: Callable[[], _T]) -> _T:
 
 def read_pdf(name: str, data: bytes, limits: InputLimits) -> InputDocument:
     document = _pdfium(lambda: _open_pdf(name, data))
-    pages: list[PageImage] = []
+    pages: list[Image.Image] = []
     text = _TextLayer(limits.max_text_tokens)
     index = -1
     try:
-        count: int = _pdfium(lambda: len(document))
+        count: int = _pdfium(lambda: page_count(document, limits.max_pages))  # the real kids, not /Count
         if count == 0:
             raise CorruptInputError(f"{name} is a PDF without any pages.", EXPORT_AGAIN)
         if count > limits.max_pages:
@@ -74,7 +66,7 @@ def read_pdf(name: str, data: bytes, limits: InputLimits) -> InputDocument:
             image, page_text, page_chars, whole = _pdfium(
                 functools.partial(_render_pdf_page, name, document, index, limits, want)
             )
-            pages.append(encode(image, limits))  # outside the lock: encoding is the slow part
+            pages.append(fit(image, limits))  # outside the lock
             text.add(index + 1, page_text, page_chars, whole, want)
         origin, status_page = _origin(document, data)
     except InputError:
