@@ -28,7 +28,9 @@ def servers() -> Iterator[tuple[FakeLLMServer, FakeLLMServer]]:
         yield main, local
 
 
-def setup(tmp_path: Path, main: FakeLLMServer, local: FakeLLMServer, **profiles: dict[str, object]) -> Path:
+def write_profiles_config(
+    tmp_path: Path, main: FakeLLMServer, local: FakeLLMServer, **profiles: dict[str, object]
+) -> Path:
     inbox = tmp_path / "inbox"
     (inbox / "math").mkdir(parents=True)
     (inbox / "local").mkdir()
@@ -51,7 +53,7 @@ def setup(tmp_path: Path, main: FakeLLMServer, local: FakeLLMServer, **profiles:
 
 def test_profiles_route_by_subfolder(tmp_path: Path, servers: tuple[FakeLLMServer, FakeLLMServer]) -> None:
     main, local = servers
-    inbox = setup(tmp_path, main, local)
+    inbox = write_profiles_config(tmp_path, main, local)
     loaded = load_config(tmp_path / "c.yaml")
     files = [
         samples.make_png(inbox / "top.png", (300, 400)),
@@ -72,7 +74,7 @@ def test_permanent_failure_falls_back_to_the_next_profile(
     tmp_path: Path, servers: tuple[FakeLLMServer, FakeLLMServer]
 ) -> None:
     main, local = servers
-    inbox = setup(tmp_path, main, local, tutor={"llm": {"model": "strong"}, "fallback": ["local"]})
+    inbox = write_profiles_config(tmp_path, main, local, tutor={"llm": {"model": "strong"}, "fallback": ["local"]})
     main.script(Fault.status(404))  # e.g. the model name is wrong
     results = process_files(load_config(tmp_path / "c.yaml"), [samples.make_png(inbox / "math" / "q.png", (300, 400))])
     assert results[0].answered
@@ -83,7 +85,7 @@ def test_permanent_failure_falls_back_to_the_next_profile(
 
 def test_transient_failure_does_not_fall_back(tmp_path: Path, servers: tuple[FakeLLMServer, FakeLLMServer]) -> None:
     main, local = servers
-    inbox = setup(tmp_path, main, local, tutor={"llm": {"model": "strong"}, "fallback": ["local"]})
+    inbox = write_profiles_config(tmp_path, main, local, tutor={"llm": {"model": "strong"}, "fallback": ["local"]})
     main.script(Fault.status(503))
     results = process_files(load_config(tmp_path / "c.yaml"), [samples.make_png(inbox / "math" / "q.png", (300, 400))])
     assert results[0].answered and not local.requests  # retried on its own backend, not handed off
@@ -95,7 +97,7 @@ def test_budget_spent_uses_the_fallback_then_says_when_it_resets(
     main, local = servers
     # Room for the first question (estimated ~520 tokens), not for a second after it (~980 billed).
     capped = {"llm": {"model": "strong"}, "budget": {"daily_tokens": 900}, "fallback": ["local"]}
-    inbox = setup(tmp_path, main, local, tutor=capped)
+    inbox = write_profiles_config(tmp_path, main, local, tutor=capped)
     loaded = load_config(tmp_path / "c.yaml")
     first = process_files(loaded, [samples.make_png(inbox / "math" / "a.png", (300, 400))])
     second = process_files(loaded, [samples.make_png(inbox / "math" / "b.png", (320, 400))])
@@ -104,7 +106,7 @@ def test_budget_spent_uses_the_fallback_then_says_when_it_resets(
 
     # without a fallback, the user gets an ERROR_ that says the budget is spent and when it resets
     alone = {"llm": {"model": "strong"}, "budget": {"monthly_cost": 0.004, "input_price_per_million": 5}}  # 800
-    inbox2 = setup(tmp_path / "two", main, local, tutor=alone)
+    inbox2 = write_profiles_config(tmp_path / "two", main, local, tutor=alone)
     loaded2 = load_config(tmp_path / "two" / "c.yaml")
     assert process_files(loaded2, [samples.make_png(inbox2 / "math" / "a.png", (300, 400))])[0].answered
     over = process_files(loaded2, [samples.make_png(inbox2 / "math" / "b.png", (320, 400))])
@@ -138,7 +140,7 @@ def test_a_profile_may_trade_legibility_for_fewer_image_tokens(
     (85 tokens) with the floor lowered to 1 px; the pen it shows is thinner but not below that floor. The
     estimate is recorded with the exchange."""
     main, local = servers
-    inbox = setup(tmp_path, main, local, cheap={"llm": {"min_stroke_px": 1}})
+    inbox = write_profiles_config(tmp_path, main, local, cheap={"llm": {"min_stroke_px": 1}})
     (inbox / "cheap").mkdir()
     config = tmp_path / "c.yaml"
     text = config.read_text().replace("model: general", "model: gpt-4o")
