@@ -124,9 +124,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check_config(loaded: LoadedConfig) -> int:
+    """The same start-up checks as ``run`` (same problems, same exit code), without creating anything."""
+    from eink_llm import startup
+
+    report = startup.require(loaded)
     source = str(loaded.source) if loaded.source else "built-in defaults (no config file found)"
     print(f"# eink-llm configuration from {source}; valid.")
     print(f"# database: {loaded.database_path}")
+    for note in report.notes:
+        print(f"# note: {note}")
     print(yaml.safe_dump(masked_dump(loaded.config), sort_keys=False, allow_unicode=True), end="")
     return 0
 

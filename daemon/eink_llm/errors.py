@@ -138,3 +138,13 @@ class HistoryArgumentError(EinkError):
 
     title = "The command cannot be run like this"
     exit_code = EX_USAGE
+
+
+class StartupError(ConfigError):
+    """The start-up checks found problems (every one is listed); the exit code is that of the first."""
+
+    title = "The daemon cannot start"
+
+    def __init__(self, what: str, todo: str = "", *, exit_code: int = EX_CONFIG) -> None:
+        super().__init__(what, todo)
+        self.exit_code = exit_code

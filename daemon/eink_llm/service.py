@@ -22,7 +22,7 @@ from types import FrameType
 
 import structlog
 
-from eink_llm import naming
+from eink_llm import naming, startup
 from eink_llm.atomic import remove_stale_temps
 from eink_llm.backends import create_backend
 from eink_llm.backends.base import Backend
@@ -43,11 +43,6 @@ STATUS_SECONDS = 5.0
 PRUNE_SECONDS = 6 * 3600.0
 IDLE_POLL_SECONDS = 1.0
 EX_WATCH_FAILED = 1
-
-
-class WatchFolderError(EinkError):
-    title = "A watched folder is missing"
-    exit_code = 66
 
 
 def notify(message: str) -> None:
@@ -125,6 +120,7 @@ class Daemon:
     # --- lifecycle -------------------------------------------------------------------------------------
 
     def run(self) -> int:
+        startup.require(self.loaded, create_folders=True)
         self._prepare_folders(self.loaded)
         store = Store.open(self.loaded.database_path)
         backends = open_backends(self.config)
@@ -171,18 +167,11 @@ class Daemon:
 
     @staticmethod
     def _prepare_folders(loaded: LoadedConfig) -> None:
+        """Remove temp files an interrupted write left (the start-up checks made sure the folders exist)."""
         for folder in loaded.config.watch.folders:
             if folder.path.is_dir():
                 for stale in remove_stale_temps(folder.path):
                     log.info("removed a temp file left by an interrupted write", path=str(stale))
-            elif loaded.source is None:  # the built-in default (./inbox): make it, so a first run just works
-                folder.path.mkdir(parents=True, exist_ok=True)
-                log.info("created the default inbox folder", path=str(folder.path))
-            else:
-                raise WatchFolderError(
-                    f"The watched folder {folder.path} does not exist.",
-                    "Create it, mount it, or fix watch.folders in the config.",
-                )
 
     def _install_signals(self) -> None:
         def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -271,6 +260,7 @@ class Daemon:
         notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
         try:
             loaded = load_config(self.loaded.source)
+            startup.require(loaded, create_folders=True)
             self._prepare_folders(loaded)
             backends = open_backends(loaded.config)
         except EinkError as exc:
@@ -351,6 +341,7 @@ def process_files(loaded: LoadedConfig, files: Sequence[Path]) -> list[ProcessRe
     reported instead.
     """
     config = loaded.config
+    startup.require(loaded, folders=False)
     results: dict[int, Path] = {}
     done: list[ProcessResult] = []
     with Store.open(loaded.database_path) as store:

@@ -5,9 +5,11 @@ A test keeps ``config.example.yaml`` valid and in step with this schema.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
@@ -329,22 +331,23 @@ class Config(_Section):
         "`default` is the top-level llm/output sections; define it here to give it a budget or a fallback.",
     )
 
-    def profile(self, name: str) -> Profile:
+    def profile(self, name: str, marks: Marks | None = None) -> Profile:
         """Effective settings of a profile. Raises ConfigError for an unknown name or invalid overrides."""
         if name != DEFAULT_PROFILE and name not in self.profiles:
-            known = ", ".join(sorted({DEFAULT_PROFILE, *self.profiles}))
+            known = sorted({DEFAULT_PROFILE, *self.profiles})
             raise ConfigError(
-                f"There is no profile named {name!r}.", f"Use one of: {known}, or define it under profiles:."
+                f"There is no profile named {name!r}.{did_you_mean(name, known)}",
+                f"Use one of: {', '.join(known)}, or define it under profiles:.",
             )
         spec = self.profiles.get(name, ProfileConfig())
         try:
             llm = LLMConfig.model_validate({**self.llm.model_dump(exclude_unset=True), **spec.llm})
         except ValidationError as exc:
-            raise config_error(exc, prefix=("profiles", name, "llm")) from None
+            raise config_error(exc, prefix=("profiles", name, "llm"), model=LLMConfig, marks=marks) from None
         try:
             output = OutputConfig.model_validate({**self.output.model_dump(exclude_unset=True), **spec.output})
         except ValidationError as exc:
-            raise config_error(exc, prefix=("profiles", name, "output")) from None
+            raise config_error(exc, prefix=("profiles", name, "output"), model=OutputConfig, marks=marks) from None
         return Profile(name, llm, output, tuple(spec.fallback), spec.budget)
 
     def profile_names(self) -> list[str]:
@@ -368,24 +371,131 @@ class Config(_Section):
         folder = self.folder_for(path)
         return folder.profile_for(path) if folder else DEFAULT_PROFILE
 
+    def profile_references(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Every place a profile is named: (key path, name)."""
+        refs: list[tuple[tuple[str | int, ...], str]] = []
+        for index, folder in enumerate(self.watch.folders):
+            refs.append((("watch", "folders", index, "profile"), folder.profile))
+            refs += [(("watch", "folders", index, "subfolders", sub), p) for sub, p in folder.subfolders.items()]
+        for name, spec in self.profiles.items():
+            refs += [(("profiles", name, "fallback", i), p) for i, p in enumerate(spec.fallback)]
+        return refs
+
+    def profile_problems(self, marks: Marks | None = None) -> list[str]:
+        """Every unknown profile name, where it was used, and every profile whose overrides are invalid."""
+        problems = []
+        known = {DEFAULT_PROFILE, *self.profiles}
+        for where, name in self.profile_references():
+            if name not in known:
+                problems.append(
+                    f"{_loc(where)}{place(where, marks)}: there is no profile named {name!r}."
+                    f"{did_you_mean(name, known)} Profiles: {', '.join(sorted(known))}; define others under profiles:."
+                )
+        for name in self.profile_names():
+            try:
+                self.profile(name, marks)
+            except ConfigError as exc:
+                problems.append(exc.what.removeprefix("The configuration is not valid:\n  "))
+        return problems
+
     def check_profiles(self) -> None:
-        """Every profile named anywhere exists and validates (called at load time, so errors show at once)."""
-        named = {f.profile for f in self.watch.folders}
-        named |= {p for f in self.watch.folders for p in f.subfolders.values()}
-        named |= {p for spec in self.profiles.values() for p in spec.fallback}
-        for name in sorted(named | set(self.profiles)):
-            self.profile(name)
+        """Every profile named anywhere exists and validates; all problems in one ConfigError."""
+        problems = self.profile_problems()
+        if problems:
+            raise ConfigError(
+                "The configuration is not valid:\n  " + "\n  ".join(problems),
+                "Fix these entries; config.example.yaml documents every option.",
+            )
 
 
-def config_error(exc: ValidationError, prefix: tuple[str, ...] = ()) -> ConfigError:
-    lines = [f"{_loc((*prefix, *err['loc']))}: {err['msg']}" for err in exc.errors()]
+Marks = Mapping[tuple[str | int, ...], tuple[int, int]]
+
+
+def config_error(
+    exc: ValidationError,
+    prefix: tuple[str | int, ...] = (),
+    *,
+    model: type[BaseModel] | None = None,
+    marks: Marks | None = None,
+) -> ConfigError:
+    """Every validation problem on one line each: key path, line and column in the file, and help (the option
+    meant by a misspelt key; a section left empty because its keys were not indented under it)."""
+    model = model or Config
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        lines.append(f"{_loc((*prefix, *loc))}{place((*prefix, *loc), marks)}: {_explain(err, loc, model)}")
     return ConfigError(
         "The configuration is not valid:\n  " + "\n  ".join(lines),
         "Fix these entries; config.example.yaml documents every option.",
     )
 
 
-def _loc(loc: tuple[int | str, ...]) -> str:
+def place(loc: tuple[str | int, ...], marks: Marks | None) -> str:
+    """`` (line 3, column 5)`` for the deepest part of ``loc`` written in the file, else empty."""
+    if not marks:
+        return ""
+    parts = _clean(loc)
+    for end in range(len(parts), 0, -1):
+        mark = marks.get(parts[:end])
+        if mark:
+            return f" (line {mark[0]}, column {mark[1]})"
+    return ""
+
+
+def did_you_mean(word: str, choices: Iterable[str]) -> str:
+    """`` Did you mean 'model'?`` for a near miss among ``choices``, else empty."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def _explain(err: Any, loc: tuple[str | int, ...], model: type[BaseModel]) -> str:
+    parts = _clean(loc)
+    if err["type"] == "extra_forbidden" and parts:
+        known = _fields_at(model, parts[:-1])
+        key = str(parts[-1])
+        hint = did_you_mean(key, known) if known else ""
+        if not hint and len(parts) == 1:  # a top-level key that belongs in a section: not indented
+            owners = [name for name, info in Config.model_fields.items() if key in _fields_of(info.annotation)]
+            if owners:
+                hint = f" It is an option of {owners[0]}: indent it under {owners[0]}: (two spaces)."
+        return f"unknown option.{hint}" if hint else "unknown option (not one this version knows)."
+    if err["type"] in {"model_type", "dict_type", "model_attributes_type"} and err.get("input") is None and parts:
+        return (
+            f"this section is empty. Its options must be indented under `{parts[-1]}:` (two spaces in front), "
+            "not written at the start of the line."
+        )
+    return str(err["msg"])
+
+
+def _clean(loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
     # pydantic adds union-member tags ("function-after[...]", "bool") to locations; users want the key path.
-    parts = [str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p in {"bool", "str"}))]
-    return ".".join(parts) or "(top level)"
+    return tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p in {"bool", "str"})))
+
+
+def _fields_of(annotation: Any) -> list[str]:
+    """The option names of a section type (``LLMConfig``, ``list[FolderConfig]``), else none."""
+    for candidate in (annotation, *get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return list(candidate.model_fields)
+    return []
+
+
+def _fields_at(model: type[BaseModel], parts: tuple[str | int, ...]) -> list[str]:
+    """The option names valid at key path ``parts`` below ``model`` (list indexes and dict keys skipped)."""
+    current: Any = model
+    for part in parts:
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            if not isinstance(part, str) or part not in current.model_fields:
+                return []
+            current = current.model_fields[part].annotation
+            continue
+        inner = [a for a in get_args(current) if isinstance(a, type) and issubclass(a, BaseModel)]
+        if not inner:
+            return []
+        current = inner[-1]
+    return _fields_of(current)
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    return ".".join(str(p) for p in _clean(loc)) or "(top level)"
