@@ -3,17 +3,20 @@ config errors say where (line, column) and what was meant."""
 
 from __future__ import annotations
 
+import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.harness import clean_env
+from tests import samples
+from tests.harness import clean_env, outputs, wait_until
 
 BROKEN = {
     "unknown-backend": ("llm: {backend: opneai, model: m}\n", "Did you mean “openai”?"),
-    "unknown-device": ("output: {device: remarkabel2}\n", "remarkabel2"),
+    "unknown-device": ("output: {device: remarkabel2}\n", "Did you mean 'remarkable2'?"),
     "missing-folder-parent": ("watch: {folders: [/nonexistent-disk/tablet]}\n", "/nonexistent-disk"),
     "folder-is-a-file": ("watch: {folders: [afile]}\n", "is a file, not a folder"),
     "openai-without-model": ("llm: {backend: openai}\n", "needs llm.model"),
@@ -102,3 +105,27 @@ def test_unindented_keys_get_a_helpful_message(tmp_path: Path) -> None:
     assert "valid dictionary or instance" not in result.stderr
     assert "llm (line 1, column 1): this section is empty" in result.stderr, result.stderr
     assert "backend (line 2, column 1): unknown option. It is an option of llm: indent it" in result.stderr
+
+
+def test_the_example_config_copied_as_the_readme_says_answers_a_page(tmp_path: Path) -> None:
+    """README: copy config.example.yaml to ~/.config/eink-llm/config.yaml, then `eink-llm run`."""
+    home = tmp_path / "home"
+    target = home / ".config" / "eink-llm" / "config.yaml"
+    target.parent.mkdir(parents=True)
+    shutil.copy(Path(__file__).parent.parent / "config.example.yaml", target)
+    env = {k: v for k, v in clean_env(home).items() if k not in {"XDG_CONFIG_HOME", "XDG_STATE_HOME"}}
+    log_path = tmp_path / "daemon.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "eink_llm", "run"], cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT
+        )
+        try:
+            inbox = home / ".config" / "eink-llm" / "inbox"  # relative to the config file, created at start
+            wait_until(lambda: inbox.is_dir() or process.poll() is not None, timeout=30, what="the inbox")
+            assert process.poll() is None, log_path.read_text()
+            samples.make_png(inbox / "question.png", (300, 400))
+            wait_until(lambda: outputs(inbox, "RESPONSE_"), timeout=60, what="an answer")
+        finally:
+            process.send_signal(signal.SIGTERM)
+            process.wait(30)
+    assert (home / ".local" / "state" / "eink-llm" / "eink-llm.sqlite3").exists()

@@ -5,7 +5,7 @@ says exactly what ``run`` would, with the same exit code, and lists every proble
 their overrides, each profile's backend (built, then closed) and its required settings, page sizes, the
 bundled fonts, the watched folders and the database location.
 
-The rule for watched folders (docs/configuration.md): relative paths are relative to the config file, ``~``
+The rule for watched folders (README, config.example.yaml): relative paths are relative to the config file, ``~``
 is expanded; a missing folder whose parent exists is created at start (``check-config`` only says it will
 be); a missing parent is refused, since that usually means a disk or share that is not mounted.
 """

@@ -36,7 +36,11 @@ class _Section(BaseModel):
 
 
 class FolderConfig(_Section):
-    path: Path = Field(description="Folder to watch (recursively). Relative paths are relative to the config file.")
+    path: Path = Field(
+        description="Folder to watch (recursively). Relative paths are relative to the config file, `~` is "
+        "expanded. A missing folder is created at start when its parent exists; a missing parent (usually an "
+        "unmounted disk) is refused.",
+    )
     user: str | None = Field(
         default=None, description="Stored as the user_id of conversations started from this folder."
     )
