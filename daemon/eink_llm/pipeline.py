@@ -22,6 +22,7 @@ Crash safety comes from where each step commits (see docs/architecture.md):
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -66,6 +67,12 @@ class UnexpectedError(EinkError):
     """A bug or an unforeseen condition: still reported to the user, never allowed to stop the daemon."""
 
     title = "Something unexpected went wrong"
+
+
+class UnreadableInputError(UnexpectedError):
+    """The reader failed in a way it does not know: still the input's fault."""
+
+    input_fault = True
 
 
 class InputVanishedError(EinkError):
@@ -172,7 +179,11 @@ class Pipeline:
             metadata=self._metadata(document, failure, request, self.backends.get(profile.name), resolution, context),
         )
         self.store.complete_exchange(exchange, result, resolution.prints)
-        log.info(
+        # An answer is news (info); an ERROR_ is a warning when the page was at fault, else an error (ours or
+        # the AI service's), so `logging.level: warning` still shows every page that got an ERROR_.
+        level = "info" if failure is None else "warning" if failure.input_fault else "error"
+        log.log(
+            getattr(logging, level.upper()),
             "exchange",
             conversation=exchange.conversation_id,
             exchange=exchange.sequence_number,
@@ -205,7 +216,7 @@ class Pipeline:
         except EinkError as exc:
             return None, exc
         except Exception as exc:  # the reader converts what it knows; anything else is still the input's fault
-            return None, UnexpectedError(
+            return None, UnreadableInputError(
                 f"The file {job.path.name} could not be read.",
                 "Export the page again as PDF or PNG.",
                 detail=f"{type(exc).__name__}: {exc}",
