@@ -10,6 +10,7 @@ removes a stale one left by a crash.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import secrets
 from pathlib import Path
@@ -47,6 +48,37 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
             "Check that the folder exists, is writable by the daemon and the disk is not full.",
             detail=f"{type(exc).__name__}: {exc}",
         ) from None
+
+
+def remove_if_unchanged(path: Path, sha256: str, max_bytes: int = 64 * 1024 * 1024) -> bool:
+    """Remove a file we wrote (an ERROR_ page a retry has replaced), but only while it is byte for byte what we
+    wrote: one the user wrote on, or anything else now at that name, is left alone. True if removed.
+
+    The file is first moved aside under a temp name (which sync clients skip), checked there, and moved back
+    if it changed, so a write by the user between the check and the removal is not lost.
+    """
+    aside = temp_name_for(path)
+    try:
+        os.rename(path, aside)
+    except OSError:
+        return False
+    try:
+        digest = hashlib.sha256()
+        with aside.open("rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+                if handle.tell() > max_bytes:
+                    break
+        if digest.hexdigest() == sha256:
+            aside.unlink()
+            _fsync_dir(path.parent)
+            return True
+    except OSError:
+        pass
+    with contextlib.suppress(OSError):
+        if not path.exists():
+            os.rename(aside, path)
+    return False
 
 
 def _fsync_dir(folder: Path) -> None:

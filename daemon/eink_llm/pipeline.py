@@ -34,7 +34,7 @@ import structlog
 
 from eink_llm import naming
 from eink_llm.asking import Asker
-from eink_llm.atomic import atomic_write
+from eink_llm.atomic import atomic_write, remove_if_unchanged
 from eink_llm.backends.base import Backend, LLMRequest, LLMResponse
 from eink_llm.config import Config, Profile
 from eink_llm.context import Context, build_context
@@ -61,6 +61,7 @@ class Outcome:
     exchange: int | None = None
     error: EinkError | None = None
     note: str | None = None  # why a skipped job needed no answer
+    reopened: int | None = None  # ink on an ERROR_ page: the failed job it put back in the queue
 
 
 class UnexpectedError(EinkError):
@@ -115,6 +116,8 @@ class Pipeline:
 
         document, failure = self._read(job)
         resolution = self._resolve(job, document)
+        if resolution.retry_job is not None:
+            return self._retry_requested(job, resolution)
         if resolution.nothing_new:  # an unreadable file too, when an earlier ERROR_ page already answered it
             return self._nothing_new(job, resolution)
         exchange = self._reserve(job, document, resolution)
@@ -198,6 +201,7 @@ class Pipeline:
             **({"error": failure.user_message(), "detail": failure.detail} if failure else {}),
         )
         if failure is None:
+            self._replace_error_page(job, exchange, output)
             self._refresh_summary(exchange, profile)
         return Outcome(
             job.job_id,
@@ -238,6 +242,33 @@ class Pipeline:
             self.asker.refresh_summary(exchange, profile)
         except Exception:
             log.exception("could not update the conversation summary", conversation=exchange.conversation_id)
+
+    def _replace_error_page(self, job: Job, exchange: Exchange, output: Path) -> None:
+        """A retry answered: the ERROR_ page of the earlier attempt goes, if it is still as we wrote it."""
+        previous = exchange.output_file
+        if not previous or previous == output.name or not previous.startswith("ERROR_"):
+            return
+        page = job.path.parent / previous
+        digest = self.store.output_digest(page)
+        if digest and remove_if_unchanged(page, digest):
+            log.info("the answer replaces the error page", removed=previous, output=output.name)
+
+    def _retry_requested(self, job: Job, resolution: Resolution) -> Outcome:
+        """Ink on one of our ERROR_ pages: try its input again, and finish this file (the page itself)."""
+        assert resolution.retry_job is not None
+        reopened = self.store.reopen_job(resolution.retry_job)
+        note = "ink on an error page: its page is tried again" if reopened else "ink on an error page"
+        self.store.finish_job(job.job_id, note)
+        log.info(
+            "retrying a failed page on request", error_page=str(job.path), job=resolution.retry_job, reopened=reopened
+        )
+        return Outcome(
+            job.job_id,
+            "skipped",
+            conversation_id=resolution.conversation_id,
+            note=note,
+            reopened=resolution.retry_job if reopened else None,
+        )
 
     def _nothing_new(self, job: Job, resolution: Resolution) -> Outcome:
         note = resolution.why_nothing_new
@@ -330,14 +361,20 @@ class Pipeline:
     def _error_pdf(
         self, job: Job, exchange: Exchange, failure: EinkError, profile: Profile, *, note: str | None = None
     ) -> bytes:
+        todo = failure.todo
+        if failure.input_fault:
+            todo += " Sending this same file again will not help: change the page, or export it differently."
+        else:
+            todo += " This was not your page's fault: sending the same file again (or `eink-llm retry`) tries again."
         return render_error(
             self._meta(job, exchange, model=profile.llm.model or "", note=note),
             title=failure.title,
             what=failure.what,
-            todo=failure.todo,
+            todo=todo.strip(),
             detail=failure.detail,
             device=profile.output.device,
             font_size=profile.output.font_size,
+            retry_box=not failure.input_fault,
         )
 
     def _meta(
@@ -389,6 +426,7 @@ class Pipeline:
             )
         if failure is not None:
             data["error_type"] = type(failure).__name__
+            data["input_fault"] = failure.input_fault
             if failure.detail:
                 data["error_detail"] = failure.detail
         return data

@@ -14,9 +14,9 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
@@ -340,6 +340,64 @@ def process_files(loaded: LoadedConfig, files: Sequence[Path]) -> list[ProcessRe
     A file whose content was already handled at that path is not answered again; its earlier outcome is
     reported instead.
     """
+
+    def queue(store: Store, config: Config, results: dict[int, Path], done: list[ProcessResult]) -> None:
+        for file in files:
+            path = file.expanduser().resolve()
+            if not path.is_file():
+                done.append(ProcessResult(path, None, f"{file}: no such file"))
+                continue
+            stat = path.stat()
+            sha = sha256_file(path)
+            if store.is_own_output(sha):
+                done.append(ProcessResult(path, None, f"{file}: this is an answer eink-llm wrote; skipped"))
+                continue
+            job_id = _enqueue(store, config, path, sha, stat.st_size, stat.st_mtime_ns)
+            if job_id is None:
+                done.append(_earlier_result(store, path, sha))
+            else:
+                results[job_id] = path
+
+    return _one_shot(loaded, queue)
+
+
+def retry_files(loaded: LoadedConfig, files: Sequence[Path]) -> list[ProcessResult]:
+    """``eink-llm retry FILE…``: try failed pages again. FILE is the page or its ERROR_ file; the exchange keeps
+    its number, and the answer replaces the ERROR_ page (while that is unchanged)."""
+
+    def queue(store: Store, config: Config, results: dict[int, Path], done: list[ProcessResult]) -> None:
+        for file in files:
+            path = file.expanduser().resolve()
+            if not path.is_file():
+                done.append(ProcessResult(path, None, f"{file}: no such file"))
+                continue
+            sha = sha256_file(path)
+            job = store.failed_job_for_output(path, sha) or store.find_job(path, sha)
+            if job is None:
+                done.append(ProcessResult(path, None, f"{file}: never queued; use `eink-llm process` for it"))
+            elif store.reopen_job(job.job_id):
+                results[job.job_id] = job.path
+            else:
+                done.append(ProcessResult(job.path, None, f"{file}: it has not failed ({job.state}); nothing to retry"))
+
+    return _one_shot(loaded, queue)
+
+
+def retry_failed(loaded: LoadedConfig, since: datetime | None) -> list[ProcessResult]:
+    """``eink-llm retry --failed``: every page whose ERROR_ was not its own fault (since ``since``)."""
+
+    def queue(store: Store, _config: Config, results: dict[int, Path], _done: list[ProcessResult]) -> None:
+        for job in store.retryable_failures(since):
+            if store.reopen_job(job.job_id):
+                results[job.job_id] = job.path
+
+    return _one_shot(loaded, queue)
+
+
+def _one_shot(
+    loaded: LoadedConfig, queue: Callable[[Store, Config, dict[int, Path], list[ProcessResult]], None]
+) -> list[ProcessResult]:
+    """Open the store and backends, let ``queue`` pick jobs, and run them to the end in this thread."""
     config = loaded.config
     startup.require(loaded, folders=False)
     results: dict[int, Path] = {}
@@ -349,21 +407,7 @@ def process_files(loaded: LoadedConfig, files: Sequence[Path]) -> list[ProcessRe
         try:
             # One-shot: no outage mode, so an unreachable model ends in an ERROR_ PDF after max_attempts.
             pipeline = Pipeline(config, store, backends, Breakers(threshold=2**31))
-            for file in files:
-                path = file.expanduser().resolve()
-                if not path.is_file():
-                    done.append(ProcessResult(path, None, f"{file}: no such file"))
-                    continue
-                stat = path.stat()
-                sha = sha256_file(path)
-                if store.is_own_output(sha):
-                    done.append(ProcessResult(path, None, f"{file}: this is an answer eink-llm wrote; skipped"))
-                    continue
-                job_id = _enqueue(store, config, path, sha, stat.st_size, stat.st_mtime_ns)
-                if job_id is None:
-                    done.append(_earlier_result(store, path, sha))
-                else:
-                    results[job_id] = path
+            queue(store, config, results, done)
             _drain(pipeline, results, done)
         finally:
             close_backends(backends.values())
@@ -376,6 +420,13 @@ def _drain(pipeline: Pipeline, jobs: dict[int, Path], done: list[ProcessResult])
     while remaining:
         job = pipeline.store.claim_job(only=list(remaining))
         if job is None:
+            for job_id in list(remaining):  # a running daemon took it: report what became of it
+                other = pipeline.store.get_job(job_id)
+                if other.state in {"done", "failed"}:
+                    remaining.pop(job_id)
+                    done.append(_earlier_result(pipeline.store, other.path, other.sha256))
+            if not remaining:
+                break
             due = pipeline.store.next_due()
             wait = (due - utc_now()).total_seconds() if due else IDLE_POLL_SECONDS
             time.sleep(min(max(wait, 0.05), 30.0))
@@ -385,6 +436,8 @@ def _drain(pipeline: Pipeline, jobs: dict[int, Path], done: list[ProcessResult])
             log.info("the AI is unavailable; waiting to try again", path=str(job.path))
             continue
         remaining.pop(job.job_id)
+        if outcome.reopened is not None:  # ink on an ERROR_ page: its failed page is answered here too
+            remaining[outcome.reopened] = pipeline.store.get_job(outcome.reopened).path
         if outcome.output:
             message = str(outcome.output)
         elif outcome.error:
@@ -407,4 +460,5 @@ def _earlier_result(store: Store, path: Path, sha: str) -> ProcessResult:
         exchange.conversation_id,
         exchange.sequence_number,
     )
-    return ProcessResult(path, outcome, f"already answered earlier: {output}")
+    said = "answered" if exchange.status == "ok" else "failed"
+    return ProcessResult(path, outcome, f"already {said} earlier: {output}")

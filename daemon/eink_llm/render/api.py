@@ -30,8 +30,8 @@ from reportlab.platypus import Flowable, Spacer
 
 from eink_llm.errors import RenderError
 from eink_llm.fingerprint import seal
-from eink_llm.render import fonts, metadata
-from eink_llm.render.boxes import asked_box, note_box
+from eink_llm.render import boxes, fonts, metadata
+from eink_llm.render.boxes import RETRY_BOX_TEXT, asked_box, note_box
 from eink_llm.render.devices import DEFAULT_DEVICE, DEVICES, Device, resolve_device
 from eink_llm.render.document import RenderMeta, build_pdf, date_text, page_layout
 from eink_llm.render.flowables import CodeBlock
@@ -161,8 +161,10 @@ def render_error(
     detail: str | None = None,
     device: DeviceSpec = DEFAULT_DEVICE,
     font_size: float = 11.0,
+    retry_box: bool = False,
 ) -> bytes:
-    """A PDF that explains a failure: what happened, what to do, and the technical detail."""
+    """A PDF that explains a failure: what happened, what to do, and the technical detail; ``retry_box`` adds a
+    box to write in when trying again may help (ink there retries the question)."""
     try:
         dev = resolve_device(device)
     except Exception:  # the failure being reported may be this very setting
@@ -172,11 +174,11 @@ def render_error(
     except Exception:
         size = 11.0
     try:
-        return _error_pdf(meta, title, what, todo, detail, dev, size)
+        return _error_pdf(meta, title, what, todo, detail, dev, size, retry_box)
     except Exception as exc:
         first_failure = exc
     try:
-        return _bare_error_pdf(meta, title, what, todo, detail, dev)
+        return _bare_error_pdf(meta, title, what, f"{todo} {RETRY_BOX_TEXT}" if retry_box else todo, detail, dev)
     except Exception as exc:
         raise RenderError(
             "Even the error page could not be laid out.",
@@ -186,7 +188,7 @@ def render_error(
 
 
 def _error_pdf(
-    meta: RenderMeta, title: str, what: str, todo: str, detail: str | None, dev: Device, size: float
+    meta: RenderMeta, title: str, what: str, todo: str, detail: str | None, dev: Device, size: float, retry: bool
 ) -> bytes:
     fonts.ensure_fonts()
     theme = make_theme(dev, size)
@@ -210,6 +212,8 @@ def _error_pdf(
     if isinstance(transcription, str) and transcription.strip():
         story.append(Spacer(1, theme.font_size))
         story.extend(asked_box(transcription, theme, body_width(dev, theme)))
+    if retry:
+        story.extend(boxes.retry_box(theme, body_width(dev, theme)))
     return build_pdf(story, meta, dev, theme)
 
 
