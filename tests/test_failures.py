@@ -184,6 +184,11 @@ def test_a_byte_identical_copy_of_an_annotated_answer_is_not_answered_again(
     shutil.copy(annotated, response)  # written on in place, synced back
     (second,) = process_files(loaded, [response])
     assert second.outcome is not None and second.outcome.exchange == 2, second.message
+    assert second.outcome.output is not None
+    ex002 = pdfium.PdfDocument(second.outcome.output.read_bytes())
+    assert ex002.get_metadata_dict()["Title"] == "question"  # the notebook's name, not RESPONSE_…_ex001_question
+    ex002.close()
+    assert "RESPONSE_" not in pdf_text(second.outcome.output)  # nor in the footer
     copy = inbox / f"Copy of {response.name}"  # a sync conflict copy: the same bytes under another name
     shutil.copy(annotated, copy)
     requests = len(server.requests)

@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "render":  # needs no config
-            configure_logging("auto", "warning")
+            configure_logging("console", "warning")  # a preview for a person: readable lines, never JSON
             return _render(args.answer, args.device, args.output, args.font_size, args.question)
         loaded = load_config(args.config)
         logging_config = loaded.config.logging

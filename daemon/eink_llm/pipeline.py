@@ -387,7 +387,8 @@ class Pipeline:
         transcription: str | None = None,
     ) -> RenderMeta:
         return RenderMeta(
-            title=job.path.stem,
+            # The notebook's name, never the name of the answer it came back as (RESPONSE_…_ex001_Notebook).
+            title=naming.sanitize_stem(job.path.stem) or job.path.stem,
             conversation_id=exchange.conversation_id,
             exchange=exchange.sequence_number,
             created_at=datetime.fromisoformat(exchange.created_at),

@@ -144,7 +144,13 @@ class HistoryStore(Database):
     ) -> list[ConversationListing]:
         """Conversations, most recent activity first, with the start of their first exchange for a title."""
         rows = self._history_read(
-            "SELECT c.conversation_id, c.status, c.total_exchanges, c.created_at, c.last_activity,"
+            # An active conversation none of whose exchanges was answered (its only page got an ERROR_) is
+            # listed as failed: there is nothing in it to continue.
+            "SELECT c.conversation_id, CASE WHEN c.status = 'active' AND NOT EXISTS (SELECT 1 FROM exchanges x"
+            " WHERE x.conversation_id = c.conversation_id AND x.status IN ('ok', 'pending'))"
+            " AND EXISTS (SELECT 1 FROM exchanges x WHERE x.conversation_id = c.conversation_id"
+            " AND x.status = 'error') THEN 'failed' ELSE c.status END AS status,"
+            " c.total_exchanges, c.created_at, c.last_activity,"
             f" substr(f.transcription, 1, {TITLE_SOURCE_CHARS}) AS transcription,"
             f" substr(f.question_text, 1, {TITLE_SOURCE_CHARS}) AS question, f.input_file"
             " FROM conversations c LEFT JOIN exchanges f"
@@ -166,6 +172,16 @@ class HistoryStore(Database):
             )
             for r in rows
         ]
+
+    def conversation_ids_starting(self, prefix: str, limit: int = 10) -> list[str]:
+        """Conversation ids that start with ``prefix`` (``conv_`` may be left out), at most ``limit``."""
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self._history_read(
+            "SELECT conversation_id FROM conversations WHERE conversation_id LIKE ? ESCAPE '\\'"
+            " OR conversation_id LIKE ? ESCAPE '\\' ORDER BY conversation_id LIMIT ?",
+            (escaped + "%", "conv\\_" + escaped + "%", limit),
+        )
+        return [str(r["conversation_id"]) for r in rows]
 
     def conversation_counts(self) -> dict[str, int]:
         """How many conversations there are in each status."""
