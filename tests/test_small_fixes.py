@@ -94,3 +94,25 @@ def test_quick_start_mentions_the_math_extra() -> None:
     readme = (ROOT / "README.md").read_text()
     quick = readme[readme.index("## Quick start") : readme.index("## Point it at a real model")]
     assert "[math]" in quick
+
+
+def test_stats_show_echo_in_one_row(tmp_path: Path) -> None:
+    database = tmp_path / "h.sqlite3"
+    with Store.open(database) as store:
+        for number, (status, model) in enumerate((("ok", "echo"), ("ok", "echo"), ("error", None))):
+            job_id = store.enqueue(
+                tmp_path / f"q{number}.pdf", root=tmp_path, sha256=f"{number}" * 64, size=1, mtime_ns=1
+            )
+            job = store.claim_job(only=[job_id] if job_id else [])
+            assert job is not None
+            exchange = store.reserve_exchange(
+                job, conversation_id=f"conv_20260101_09000{number}_aaaaaaaa", new_conversation=True, input_type="pdf"
+            )
+            result = ExchangeResult(status=status, output_file=None, backend="echo", model=model, processing_time=0.1)
+            store.complete_exchange(exchange, result)
+    (tmp_path / "c.yaml").write_text(f"storage: {{database: {database}}}\n")
+    stats = eink("conversations", "stats", "-c", str(tmp_path / "c.yaml"), home=tmp_path)
+    assert stats.returncode == 0, stats.stderr
+    rows = [line for line in stats.stdout.splitlines() if line.lstrip().startswith("echo")]
+    assert len(rows) == 1, stats.stdout
+    assert " 3 " in rows[0], stats.stdout

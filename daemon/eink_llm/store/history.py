@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from eink_llm.errors import StoreError
@@ -225,6 +225,7 @@ class HistoryStore(Database):
             )
             for r in rows
         ]
+        per_model = _merge_unnamed_models(per_model)
         total = Usage(
             None,
             None,
@@ -272,3 +273,33 @@ class HistoryStore(Database):
                 high = at.get(low + 1, at[low])
                 result[key][p] = at[low] + (high - at[low]) * (position - low)
         return result
+
+
+def _merge_unnamed_models(rows: list[Usage]) -> list[Usage]:
+    """Exchanges that failed before any model answered record no model (``echo`` answers as model ``echo``,
+    but its failed pages have none): counted in their backend's row when that backend has exactly one named
+    model, instead of a second row for the same backend."""
+    named: dict[str | None, list[Usage]] = {}
+    for row in rows:
+        if row.model is not None:
+            named.setdefault(row.backend, []).append(row)
+    merged: list[Usage] = []
+    absorbed: dict[int, Usage] = {}
+    for row in rows:
+        targets = named.get(row.backend, [])
+        if row.model is None and len(targets) == 1:
+            target = targets[0]
+            base = absorbed.get(id(target), target)
+            absorbed[id(target)] = replace(
+                base,
+                exchanges=base.exchanges + row.exchanges,
+                ok=base.ok + row.ok,
+                errors=base.errors + row.errors,
+                input_tokens=base.input_tokens + row.input_tokens,
+                output_tokens=base.output_tokens + row.output_tokens,
+                cost=base.cost + row.cost,
+            )
+            continue
+        merged.append(row)
+    out = [absorbed.get(id(row), row) for row in merged]
+    return sorted(out, key=lambda u: (-u.exchanges, u.backend or "", u.model or ""))
