@@ -116,3 +116,37 @@ def test_stats_show_echo_in_one_row(tmp_path: Path) -> None:
     rows = [line for line in stats.stdout.splitlines() if line.lstrip().startswith("echo")]
     assert len(rows) == 1, stats.stdout
     assert " 3 " in rows[0], stats.stdout
+
+
+def test_a_single_link_never_takes_a_page_of_its_own() -> None:
+    """A page filled to the bottom, then one link: its address goes inline rather than onto a new page."""
+    from datetime import UTC, datetime
+
+    import pypdfium2 as pdfium
+
+    from eink_llm.render import RenderMeta, render_answer
+
+    meta = RenderMeta(title="q", conversation_id="conv_x", exchange=1, created_at=datetime.now(UTC), model="m")
+
+    def pages(text: str) -> tuple[int, str]:
+        """How many pages, and the text of the last one."""
+        document = pdfium.PdfDocument(render_answer(text, meta, device="remarkable2", font_size=11, reply_page=False))
+        try:
+            return len(document), document[len(document) - 1].get_textpage().get_text_range()
+        finally:
+            document.close()
+
+    checked = 0
+    for words in range(360, 700, 3):  # bodies from well within one page to just about full
+        body = "Word " * words
+        plain, _ = pages(body + "end.")
+        if plain != 1:
+            break
+        linked, last = pages(body + "end [a link](https://example.com/page).")
+        # a second page only when the words themselves need it, never for the link's address alone
+        assert linked == 1 or not last.lstrip().startswith(("Links", "[1]")), (words, last)
+        assert "https://example.com/page" in last
+        checked += 1
+    assert checked > 5
+    many = "".join(f"See [site {n}](https://example.com/{n}). " for n in range(5))
+    assert "Links" in pages(many)[1]  # several links: still the list at the end

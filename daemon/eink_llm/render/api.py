@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import pypdfium2 as pdfium
 import structlog
 from reportlab.lib.units import mm
 from reportlab.pdfgen.canvas import Canvas
@@ -121,7 +122,10 @@ def _render(text: str, meta: RenderMeta, dev: Device, theme: Theme, width: float
     stats = Stats()
     try:
         story = [*top, *markdown_flowables(text, theme, width, stats), *end]
-        return Rendered(build_pdf(story, meta, dev, theme), stats)
+        pdf = build_pdf(story, meta, dev, theme)
+        if 0 < stats.links <= INLINE_LINKS_UP_TO:
+            pdf = _fewer_pages(pdf, text, meta, dev, theme, width, reply)
+        return Rendered(pdf, stats)
     except RenderError:
         raise
     except Exception as exc:  # RecursionError, reportlab LayoutError, ...: try the plain layout below
@@ -134,6 +138,39 @@ def _render(text: str, meta: RenderMeta, dev: Device, theme: Theme, width: float
     end = reply_flowables(theme, meta.exchange) if reply else []  # fresh flowables: the first ones were used
     pdf = _build_or_raise([*top, note, CodeBlock(text, theme), *end], meta, dev, theme, first_failure)
     return Rendered(pdf, plain_fallback=True)
+
+
+#: With this many links or fewer, the addresses may go inline when the list at the end would need a page.
+INLINE_LINKS_UP_TO = 3
+
+
+def _fewer_pages(
+    pdf: bytes, text: str, meta: RenderMeta, dev: Device, theme: Theme, width: float, reply: bool
+) -> bytes:
+    """The answer with its few addresses in brackets after the links, when the list at the end would start a
+    page of its own (or the inline form saves a page): a short list of links must not take a whole page."""
+    pages, alone = _list_alone(pdf, reply)
+    top = [*note_box(meta.note, theme, width), *asked_box(meta.transcription, theme, width)]
+    end = reply_flowables(theme, meta.exchange) if reply else []
+    story = [*top, *markdown_flowables(text, theme, width, Stats(), inline_links=True), *end]
+    inline = build_pdf(story, meta, dev, theme)
+    fewer = _list_alone(inline, reply)[0] < pages
+    return inline if alone or fewer else pdf
+
+
+def _list_alone(pdf: bytes, reply: bool) -> tuple[int, bool]:
+    """The page count, and whether the last page of the answer (before the reply page) starts with the list of
+    links, i.e. holds nothing else of the answer."""
+    document = pdfium.PdfDocument(pdf)
+    try:
+        count = len(document)
+        index = count - 1 - (1 if reply and count > 1 else 0)
+        if index < 1:
+            return count, False
+        page_text = document[index].get_textpage().get_text_range().lstrip()
+        return count, page_text.startswith(("Links", "[1]"))
+    finally:
+        document.close()
 
 
 def _build_or_raise(

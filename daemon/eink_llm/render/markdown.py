@@ -67,6 +67,7 @@ class Stats:
     formulas: int = 0  # drawn as vector formulas
     formulas_as_source: list[str] = field(default_factory=list)  # shown as TeX source instead
     headings: int = 0
+    links: int = 0  # distinct addresses listed under "Links" (or shown inline)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,9 +95,11 @@ def text_markup(text: str, face: str = fonts.SANS) -> str:
 class Converter(TableMixin):
     """Walks markdown-it's flat token stream once, keeping the nesting context on the Python stack."""
 
-    def __init__(self, theme: Theme, width: float) -> None:
+    def __init__(self, theme: Theme, width: float, *, inline_links: bool = False) -> None:
         self.theme = theme
         self.width = width  # width of the body frame, in points
+        #: Addresses in brackets after the link text instead of a list at the end (see api._render).
+        self.inline_links = inline_links
         self.out: list[Flowable] = []
         self.links: dict[str, int] = {}
         self.indent = 0.0  # current left indent, from nested lists and quotes
@@ -228,8 +231,14 @@ class Converter(TableMixin):
                 parts.append("<u>" if noted else "")
             elif kind == "link_close":
                 href, noted = link_stack.pop() if link_stack else ("", False)
-                if noted:
+                if noted and self.inline_links:
+                    self.links.setdefault(href, len(self.links) + 1)
+                    self.stats.links = len(self.links)
+                    shown = text_markup(fonts.clean_text(_MD.normalizeLinkText(href)))
+                    parts.append(f"</u> <font size={self.theme.font_size * 0.85:.1f}>({shown})</font>")
+                elif noted:
                     number = self.links.setdefault(href, len(self.links) + 1)
+                    self.stats.links = len(self.links)
                     parts.append(f"</u><super>[{number}]</super>")
             elif kind == "image":
                 alt = " ".join(plain_text(child).split())
@@ -243,7 +252,7 @@ class Converter(TableMixin):
 
     def convert(self, tokens: list[Token]) -> list[Flowable]:
         self.blocks(tokens, 0, None)
-        if self.links:
+        if self.links and not self.inline_links:
             self.out.append(
                 HRFlowable(
                     width="100%",
@@ -389,7 +398,9 @@ class NestingTooDeep(ValueError):
     """Raised instead of rendering an answer that markdown-it has truncated at its nesting limit."""
 
 
-def markdown_flowables(markdown: str, theme: Theme, width: float, stats: Stats | None = None) -> list[Flowable]:
+def markdown_flowables(
+    markdown: str, theme: Theme, width: float, stats: Stats | None = None, *, inline_links: bool = False
+) -> list[Flowable]:
     """The answer body as flowables for a frame ``width`` points wide; ``stats`` (if given) is filled in.
 
     Raises :class:`NestingTooDeep` when the parse reached markdown-it's nesting limit, because everything
@@ -398,7 +409,7 @@ def markdown_flowables(markdown: str, theme: Theme, width: float, stats: Stats |
     tokens = parse(markdown)
     if any(t.level >= _MAX_NESTING - 1 for t in tokens):
         raise NestingTooDeep(f"Markdown nested deeper than {_MAX_NESTING} levels")
-    converter = Converter(theme, width)
+    converter = Converter(theme, width, inline_links=inline_links)
     if stats is not None:
         converter.stats = stats
     return converter.convert(tokens)
