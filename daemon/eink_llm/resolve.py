@@ -21,6 +21,11 @@ names for each):
 
 An archived conversation is never resumed, and neither is an id this server does not know: a new conversation
 starts and the answer says so in a note at its top.
+
+Before the rules, **ink on one of our ERROR_ pages** asks for its page to be tried again (the failed job is put
+back; this file is no question). After them, **the same content in the same conversation is answered once**:
+an input whose bytes, or the exact ink of every page, an answered exchange of that conversation already had
+(a sync conflict's ``Copy of RESPONSE_…``) needs no answer.
 """
 
 from __future__ import annotations
@@ -148,7 +153,7 @@ class Resolver:
         """The exchange of this conversation that answered these very bytes, or every page of this input (an exact
         match of their ink, as a sync conflict's byte-identical or re-rendered copy has); else ``None``."""
         assert resolution.conversation_id is not None
-        answered = self.store.answered_inputs(resolution.conversation_id)
+        answered = self.store.answered_inputs(resolution.conversation_id, limit=20)
         for _job_id, sha256, sequence in answered:
             if sha256 == job.sha256:
                 return sequence

@@ -192,10 +192,13 @@ class QueueStore(Database):
         return [_job(r) for r in rows]
 
 
-#: A failed job with an ERROR_ exchange whose failure was not the input's fault (see EinkError.input_fault).
+#: A failed job with an ERROR_ exchange whose failure was not the input's fault (see EinkError.input_fault;
+#: exchanges recorded before that flag existed are judged by their error type).
 _RETRYABLE = (
     "state = 'failed' AND EXISTS (SELECT 1 FROM exchanges e WHERE e.job_id = jobs.job_id AND e.status = 'error'"
-    " AND COALESCE(json_extract(e.metadata, '$.input_fault'), 0) = 0)"
+    " AND COALESCE(json_extract(e.metadata, '$.input_fault'), json_extract(e.metadata, '$.error_type') IN"
+    " ('InputError', 'UnsupportedInputError', 'CorruptInputError', 'EncryptedInputError', 'InputTooLargeError',"
+    " 'UnreadableInputError'), 0) = 0)"
 )
 
 
