@@ -21,7 +21,7 @@ import structlog
 
 from eink_llm.backends import create_backend, missing_settings
 from eink_llm.config import DEFAULT_PROFILE, LoadedConfig, Profile
-from eink_llm.config.schema import Marks, place
+from eink_llm.config.messages import Marks, place
 from eink_llm.errors import EX_CONFIG, EX_IOERR, EX_NOINPUT, ConfigError, EinkError, StartupError
 from eink_llm.render import get_device
 from eink_llm.render.fonts import ensure_fonts
