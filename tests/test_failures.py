@@ -17,7 +17,7 @@ from eink_llm.config import load_config
 from eink_llm.service import process_files, retry_files
 from tests import samples
 from tests.fakes import FakeLLMServer, Fault
-from tests.harness import clean_env, db_rows, outputs, pdf_text, write_config
+from tests.harness import DaemonProcess, clean_env, db_rows, outputs, pdf_text, wait_until, write_config
 
 
 def _process(config: Path, home: Path, *files: Path) -> list[dict[str, object]]:
@@ -206,3 +206,34 @@ def test_a_byte_identical_copy_of_an_annotated_answer_is_not_answered_again(
         timeout=60,
     )
     assert "Not answered again" in status.stdout and copy.name in status.stdout, status.stdout
+
+
+def test_on_the_running_daemon_a_reexport_and_ink_on_the_error_page_both_retry(
+    tmp_path: Path, server: FakeLLMServer
+) -> None:
+    """The watcher's path: the service fails twice, then is back; a byte-identical re-export answers the first
+    page in place of its ERROR_, and ink on the second page's ERROR_ answers that one."""
+    config, inbox = _config(tmp_path, server)
+    server.outage(Fault.status(503))
+    with DaemonProcess(config, tmp_path) as daemon:
+        first = samples.make_png(inbox / "first.png", (300, 400))
+        samples.make_png(inbox / "second.png", (320, 400))
+        wait_until(lambda: len(outputs(inbox, "ERROR_")) == 2, timeout=60, what="two ERROR_ pages")
+        server.clear_outage()
+        first_error = next(p for p in outputs(inbox, "ERROR_") if "first" in p.name)
+        second_error = next(p for p in outputs(inbox, "ERROR_") if "second" in p.name)
+
+        data = first.read_bytes()
+        first.unlink()
+        first.write_bytes(data)  # exported again: the same bytes, a new file
+        wait_until(lambda: not first_error.exists(), timeout=60, what="the ERROR_ replaced")
+        (answer,) = outputs(inbox, "RESPONSE_")
+        assert "_ex001_first" in answer.name
+
+        samples.rasterized_with_ink(second_error, tmp_path / "inked.pdf", 0, [(200, 900, 600, 1100)])
+        os.replace(tmp_path / "inked.pdf", second_error)  # written on, synced back
+        wait_until(lambda: len(outputs(inbox, "RESPONSE_")) == 2, timeout=60, what="the second page answered")
+        assert second_error.exists()  # the user's ink is never removed
+        assert daemon.stop() == 0
+    rows = db_rows(tmp_path / "db.sqlite3", "SELECT input_file, sequence_number, status FROM exchanges ORDER BY 1")
+    assert [(r[0], r[1], r[2]) for r in rows] == [("first.png", 1, "ok"), ("second.png", 1, "ok")]
