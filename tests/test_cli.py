@@ -50,14 +50,15 @@ def test_config_errors_are_one_clear_message_without_traceback(tmp_path: Path) -
     assert "Traceback" not in invalid.stderr
 
 
-def test_run_refuses_a_missing_watched_folder(tmp_path: Path) -> None:
+def test_run_refuses_a_watched_folder_whose_parent_is_missing(tmp_path: Path) -> None:
+    """A missing parent usually means an unmounted disk: refused (a missing folder alone is created)."""
     config = tmp_path / "c.yaml"
     config.write_text(
-        f"watch: {{folders: [{tmp_path / 'absent'}]}}\nstorage: {{database: {tmp_path / 'db.sqlite3'}}}\n"
+        f"watch: {{folders: [{tmp_path / 'disk' / 'absent'}]}}\nstorage: {{database: {tmp_path / 'db.sqlite3'}}}\n"
     )
     result = eink("run", "-c", str(config), cwd=tmp_path)
     assert result.returncode == 66
-    assert "does not exist" in result.stderr
+    assert "nor its parent folder" in result.stderr and "mount it" in result.stderr
 
 
 def test_process_a_missing_file_fails(tmp_path: Path) -> None:

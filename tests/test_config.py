@@ -67,9 +67,9 @@ def test_every_error_is_reported_at_once_with_its_path(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config_file(path)
     message = info.value.what
-    assert "watch.settle_seconds:" in message
-    assert "watch.colour: Extra inputs are not permitted" in message
-    assert "llm.timeout_seconds:" in message
+    assert "watch.settle_seconds (line 2, column 3):" in message
+    assert "watch.colour (line 3, column 3): unknown option" in message
+    assert "llm.timeout_seconds (line 5, column 3):" in message
 
 
 def test_bad_yaml_is_one_clear_line(tmp_path: Path) -> None:

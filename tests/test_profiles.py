@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageDraw
 
+from eink_llm import startup
 from eink_llm.budget import period_starts
 from eink_llm.config import load_config
 from eink_llm.economy import ink_mask, stroke_width
@@ -126,10 +127,10 @@ def test_unknown_profiles_and_bad_overrides_are_config_errors(tmp_path: Path) ->
     inbox.mkdir()
     path = write_config(tmp_path / "c.yaml", inbox, tmp_path / "db", profiles={"a": {"fallback": ["ghost"]}})
     with pytest.raises(ConfigError, match="no profile named 'ghost'"):
-        load_config(path)
+        startup.require(load_config(path))
     path = write_config(tmp_path / "c.yaml", inbox, tmp_path / "db", profiles={"a": {"llm": {"timeout_seconds": -1}}})
     with pytest.raises(ConfigError, match=r"profiles\.a\.llm\.timeout_seconds"):
-        load_config(path)
+        startup.require(load_config(path))
 
 
 def test_a_profile_may_trade_legibility_for_fewer_image_tokens(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import os
 import secrets
 from pathlib import Path
@@ -128,6 +129,54 @@ def _output_error(path: Path, exc: OSError) -> OutputError:
         detail=detail,
         errno=code,
     )
+
+
+def remove_if_unchanged(
+    path: Path, sha256: str, max_bytes: int = 64 * 1024 * 1024, *, root: Path | None = None
+) -> bool:
+    """Remove a file we wrote (an ERROR_ page a retry has replaced), but only while it is byte for byte what we
+    wrote: one the user wrote on, or anything else now at that name, is left alone. True if removed.
+
+    The file is first moved aside under a temp name (which sync clients skip), checked there, and moved back
+    if it changed, so a write by the user between the check and the removal is not lost. Everything goes
+    through the folder's descriptor, reached from ``root`` without following a link (as :func:`atomic_write`).
+    """
+    aside = _temp_name(path.name)
+    try:
+        if root is not None:
+            folder = confined.open_folder(root, path.parent)
+        else:
+            folder = os.open(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC)
+    except OSError:
+        return False
+    try:
+        try:
+            os.rename(path.name, aside, src_dir_fd=folder, dst_dir_fd=folder)
+        except OSError:
+            return False
+        try:
+            fd = os.open(aside, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | _CLOEXEC, dir_fd=folder)
+            with os.fdopen(fd, "rb") as handle:
+                digest = hashlib.sha256()
+                while chunk := handle.read(1 << 20):
+                    digest.update(chunk)
+                    if handle.tell() > max_bytes:
+                        break
+            if digest.hexdigest() == sha256:
+                os.unlink(aside, dir_fd=folder)
+                with contextlib.suppress(OSError):
+                    os.fsync(folder)
+                return True
+        except OSError:
+            pass
+        with contextlib.suppress(OSError):
+            os.stat(path.name, dir_fd=folder, follow_symlinks=False)  # something new took the name: keep both
+            return False
+        with contextlib.suppress(OSError):
+            os.rename(aside, path.name, src_dir_fd=folder, dst_dir_fd=folder)
+        return False
+    finally:
+        os.close(folder)
 
 
 def is_our_temp(name: str) -> bool:

@@ -7,6 +7,7 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
@@ -14,6 +15,9 @@ from eink_llm import __version__, redact
 from eink_llm.config import LoadedConfig, load_config, masked_dump
 from eink_llm.errors import EX_SOFTWARE, EX_USAGE, EinkError
 from eink_llm.logsetup import configure_logging
+
+if TYPE_CHECKING:
+    from eink_llm.service import ProcessResult
 
 EXIT_NOT_ALL_ANSWERED = 1
 
@@ -34,6 +38,16 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("run", parents=[common], help="watch the folders and answer until stopped")
     process = commands.add_parser("process", parents=[common], help="answer the given files once, without watching")
     process.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    retry = commands.add_parser(
+        "retry",
+        parents=[common],
+        help="try failed pages again: the given pages (or their ERROR_ files), or --failed ones",
+        description="Try failed pages again. The exchange keeps its number; the answer replaces the ERROR_ page "
+        "(while that is unchanged). A re-export of the same file, or ink on the ERROR_ page, does the same.",
+    )
+    retry.add_argument("files", nargs="*", type=Path, metavar="FILE", help="a page, or its ERROR_ file")
+    retry.add_argument("--failed", action="store_true", help="every page whose ERROR_ was not the page's own fault")
+    retry.add_argument("--since", metavar="WHEN", help="with --failed: only failures since (YYYY-MM-DD, 1d, 12h)")
     commands.add_parser("check-config", parents=[common], help="validate the config and print it with secrets masked")
     render = commands.add_parser("render", help="preview: render a Markdown answer as the tablet will show it")
     render.add_argument("answer", type=Path, metavar="ANSWER.md")
@@ -91,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         if args.command == "render":  # needs no config
-            configure_logging("auto", "warning")
+            configure_logging("console", "warning")  # a preview for a person: readable lines, never JSON
             return _render(args.answer, args.device, args.output, args.font_size, args.question)
         loaded = load_config(args.config)
         logging_config = loaded.config.logging
@@ -104,6 +118,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return Daemon(loaded).run()
         if args.command == "process":
             return _process(loaded, args.files)
+        if args.command == "retry":
+            return _retry(loaded, args.files, failed=args.failed, since=args.since)
         if args.command == "status":
             return _status(loaded, args.limit)
         if args.command == "conversations":
@@ -127,9 +143,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _check_config(loaded: LoadedConfig) -> int:
+    """The same start-up checks as ``run`` (same problems, same exit code), without creating anything."""
+    from eink_llm import startup
+
+    report = startup.require(loaded)
     source = str(loaded.source) if loaded.source else "built-in defaults (no config file found)"
     print(f"# eink-llm configuration from {source}; valid.")
     print(f"# database: {loaded.database_path}")
+    for note in report.notes:
+        print(f"# note: {note}")
     print(yaml.safe_dump(masked_dump(loaded.config), sort_keys=False, allow_unicode=True), end="")
     return 0
 
@@ -137,7 +159,26 @@ def _check_config(loaded: LoadedConfig) -> int:
 def _process(loaded: LoadedConfig, files: Sequence[Path]) -> int:
     from eink_llm.service import process_files
 
-    results = process_files(loaded, files)
+    return _report(process_files(loaded, files))
+
+
+def _retry(loaded: LoadedConfig, files: Sequence[Path], *, failed: bool, since: str | None) -> int:
+    from eink_llm.history import parse_since
+    from eink_llm.service import retry_failed, retry_files
+
+    if failed == bool(files) or (since and not failed):
+        print("eink-llm retry: give either FILE… or --failed [--since WHEN]", file=sys.stderr)
+        return EX_USAGE
+    if not failed:
+        return _report(retry_files(loaded, files))
+    results = retry_failed(loaded, parse_since(since) if since else None)
+    if not results:
+        print("No failed pages to retry.")
+        return 0
+    return _report(results)
+
+
+def _report(results: Sequence[ProcessResult]) -> int:
     for result in results:
         mark = "answered" if result.answered else "NOT answered"
         print(redact.text(f"{result.path}: {mark}: {result.message}"))
@@ -163,6 +204,11 @@ def _status(loaded: LoadedConfig, limit: int) -> int:
             for job in failures:
                 waiting = " (will retry)" if job.state == "pending" else ""
                 print(f"  {job.path}{waiting}: {redact.optional(job.last_error)}")  # also texts stored before masking
+        repeats = store.not_answered_again(limit)
+        if repeats:
+            print("\nNot answered again (same content, same conversation):")
+            for job in repeats:
+                print(f"  {job.path}: {redact.optional(job.last_error)}")
     return 0
 
 

@@ -29,6 +29,10 @@ class EinkError(Exception):
     exit_code = EX_SOFTWARE
     #: Whether trying the same thing again later may succeed.
     retryable = False
+    #: The input's fault (logged at warning, and a byte-identical re-export is not tried again); otherwise the
+    #: failure is ours or the service's (logged at error; a re-export, ``eink-llm retry`` or ink on the ERROR_
+    #: page tries again).
+    input_fault = False
 
     def __init__(self, what: str, todo: str = "", *, detail: str | None = None) -> None:
         super().__init__(what)
@@ -57,6 +61,7 @@ class InputError(EinkError):
 
     title = "Your page could not be read"
     exit_code = EX_DATAERR
+    input_fault = True
 
 
 class UnsupportedInputError(InputError):
@@ -176,3 +181,13 @@ class HistoryArgumentError(EinkError):
 
     title = "The command cannot be run like this"
     exit_code = EX_USAGE
+
+
+class StartupError(ConfigError):
+    """The start-up checks found problems (every one is listed); the exit code is that of the first."""
+
+    title = "The daemon cannot start"
+
+    def __init__(self, what: str, todo: str = "", *, exit_code: int = EX_CONFIG) -> None:
+        super().__init__(what, todo)
+        self.exit_code = exit_code

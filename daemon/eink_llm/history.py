@@ -55,7 +55,18 @@ def _open(database: Path, *, write: bool = False) -> Iterator[Store | None]:
 
 
 def _conversation(store: Store | None, database: Path, conversation_id: str) -> tuple[Store, Conversation]:
+    """The conversation with this id, or the one whose id starts with it (a unique prefix is enough)."""
     conversation = store.get_conversation(conversation_id) if store is not None else None
+    if store is not None and conversation is None and conversation_id.strip():
+        matches = store.conversation_ids_starting(conversation_id.strip(), limit=6)
+        if len(matches) == 1:
+            conversation = store.get_conversation(matches[0])
+        elif matches:
+            shown = ", ".join(matches[:5]) + (", …" if len(matches) > 5 else "")
+            raise HistoryArgumentError(
+                f"{conversation_id!r} is the start of several conversation ids: {shown}.",
+                "Give more of the id.",
+            )
     if store is None or conversation is None:
         where = f" in {database}." if store is not None else f": {_no_history(database)}"
         raise UnknownConversationError(
@@ -97,7 +108,7 @@ def show_conversation(database: Path, conversation_id: str) -> Output:
     """Every exchange of a conversation in order, with its question and answer (or error)."""
     with _open(database) as opened:
         store, conversation = _conversation(opened, database, conversation_id)
-        exchanges = store.conversation_exchanges(conversation_id)
+        exchanges = store.conversation_exchanges(conversation.conversation_id)
     return Output(fmt.show_text(conversation, exchanges))
 
 
@@ -116,7 +127,7 @@ def export_conversation(
 
     with _open(database) as opened:
         store, conversation = _conversation(opened, database, conversation_id)
-        exchanges = store.conversation_exchanges(conversation_id)
+        exchanges = store.conversation_exchanges(conversation.conversation_id)
     if export_format == "pdf":
         data = fmt.export_pdf(conversation, exchanges, device=device, font_size=font_size)
         output = output or Path(f"{conversation_id}.pdf")
@@ -150,7 +161,7 @@ def search_history(database: Path, query: str, *, conversation_id: str | None, l
             empty = fmt.to_json({"query": query, "matched": "all", "hits": []})
             return Output(empty, _no_history(database)) if as_json else Output(_no_history(database) + "\n")
         if conversation_id is not None:
-            _conversation(store, database, conversation_id)
+            conversation_id = _conversation(store, database, conversation_id)[1].conversation_id
         matched = "all"
         hits = store.search(query, conversation_id=conversation_id, limit=limit, match_all=True)
         if not hits:
@@ -178,6 +189,7 @@ def archive_conversation(database: Path, conversation_id: str) -> Output:
     """Mark a conversation archived (idempotent): hidden from the list, never continued by the daemon."""
     with _open(database, write=True) as opened:
         store, conversation = _conversation(opened, database, conversation_id)
+        conversation_id = conversation.conversation_id
         if conversation.status == "archived":
             return Output(f"{conversation_id} was already archived.\n")
         store.archive_conversation(conversation_id)

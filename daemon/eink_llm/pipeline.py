@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import errno
 import hashlib
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ import structlog
 
 from eink_llm import naming, redact
 from eink_llm.asking import Asker
-from eink_llm.atomic import atomic_write
+from eink_llm.atomic import atomic_write, remove_if_unchanged
 from eink_llm.backends.base import Backend, LLMResponse
 from eink_llm.ceiling import Fitted
 from eink_llm.config import Config, Profile
@@ -63,12 +64,19 @@ class Outcome:
     exchange: int | None = None
     error: EinkError | None = None
     note: str | None = None  # why a skipped job needed no answer
+    reopened: int | None = None  # ink on an ERROR_ page: the failed job it put back in the queue
 
 
 class UnexpectedError(EinkError):
     """A bug or an unforeseen condition: still reported to the user, never allowed to stop the daemon."""
 
     title = "Something unexpected went wrong"
+
+
+class UnreadableInputError(UnexpectedError):
+    """The reader failed in a way it does not know: still the input's fault."""
+
+    input_fault = True
 
 
 class InputVanishedError(EinkError):
@@ -118,6 +126,8 @@ class Pipeline:
         if isinstance(failure, InputChangedError):  # not what was queued: never answered with these bytes
             return self._changed(job, failure)
         resolution = self._resolve(job, document)
+        if resolution.retry_job is not None:
+            return self._retry_requested(job, resolution)
         if resolution.nothing_new:  # an unreadable file too, when an earlier ERROR_ page already answered it
             return self._nothing_new(job, resolution)
         exchange = self._reserve(job, document, resolution)
@@ -180,7 +190,11 @@ class Pipeline:
             metadata=self._metadata(document, failure, fitted, self.backends.get(profile.name), resolution, context),
         )
         self.store.complete_exchange(exchange, result, resolution.prints)
-        log.info(
+        # An answer is news (info); an ERROR_ is a warning when the page was at fault, else an error (ours or
+        # the AI service's), so `logging.level: warning` still shows every page that got an ERROR_.
+        level = "info" if failure is None else "warning" if failure.input_fault else "error"
+        log.log(
+            getattr(logging, level.upper()),
             "exchange",
             conversation=exchange.conversation_id,
             exchange=exchange.sequence_number,
@@ -195,6 +209,7 @@ class Pipeline:
             **({"error": failure.user_message(), "detail": failure.detail} if failure else {}),
         )
         if failure is None:
+            self._replace_error_page(job, exchange, output)
             self._refresh_summary(exchange, profile)
         return Outcome(
             job.job_id,
@@ -213,7 +228,7 @@ class Pipeline:
         except EinkError as exc:
             return None, exc
         except Exception as exc:  # the reader converts what it knows; anything else is still the input's fault
-            return None, UnexpectedError(
+            return None, UnreadableInputError(
                 f"The file {job.path.name} could not be read.",
                 "Export the page again as PDF or PNG.",
                 detail=f"{type(exc).__name__}: {exc}",
@@ -235,6 +250,33 @@ class Pipeline:
             self.asker.refresh_summary(exchange, profile)
         except Exception:
             log.exception("could not update the conversation summary", conversation=exchange.conversation_id)
+
+    def _replace_error_page(self, job: Job, exchange: Exchange, output: Path) -> None:
+        """A retry answered: the ERROR_ page of the earlier attempt goes, if it is still as we wrote it."""
+        previous = exchange.output_file
+        if not previous or previous == output.name or not previous.startswith("ERROR_"):
+            return
+        page = job.path.parent / previous
+        digest = self.store.output_digest(page)
+        if digest and remove_if_unchanged(page, digest, root=job.root):
+            log.info("the answer replaces the error page", removed=previous, output=output.name)
+
+    def _retry_requested(self, job: Job, resolution: Resolution) -> Outcome:
+        """Ink on one of our ERROR_ pages: try its input again, and finish this file (the page itself)."""
+        assert resolution.retry_job is not None
+        reopened = self.store.reopen_job(resolution.retry_job)
+        note = "ink on an error page: its page is tried again" if reopened else "ink on an error page"
+        self.store.finish_job(job.job_id, note)
+        log.info(
+            "retrying a failed page on request", error_page=str(job.path), job=resolution.retry_job, reopened=reopened
+        )
+        return Outcome(
+            job.job_id,
+            "skipped",
+            conversation_id=resolution.conversation_id,
+            note=note,
+            reopened=resolution.retry_job if reopened else None,
+        )
 
     def _nothing_new(self, job: Job, resolution: Resolution) -> Outcome:
         note = resolution.why_nothing_new
@@ -356,14 +398,20 @@ class Pipeline:
     def _error_pdf(
         self, job: Job, exchange: Exchange, failure: EinkError, profile: Profile, *, note: str | None = None
     ) -> bytes:
+        todo = failure.todo
+        if failure.input_fault:
+            todo += " Sending this same file again will not help: change the page, or export it differently."
+        else:
+            todo += " This was not your page's fault: sending the same file again (or `eink-llm retry`) tries again."
         return render_error(  # the tablet is an exit: a plugin's exception or a provider's message may quote a key
             self._meta(job, exchange, model=profile.llm.model or "", note=note),
             title=redact.text(failure.title),
             what=redact.text(failure.what),
-            todo=redact.text(failure.todo),
+            todo=redact.text(todo.strip()),
             detail=redact.optional(failure.detail),
             device=profile.output.device,
             font_size=profile.output.font_size,
+            retry_box=not failure.input_fault,
         )
 
     def _meta(
@@ -376,7 +424,8 @@ class Pipeline:
         transcription: str | None = None,
     ) -> RenderMeta:
         return RenderMeta(
-            title=job.path.stem,
+            # The notebook's name, never the name of the answer it came back as (RESPONSE_…_ex001_Notebook).
+            title=naming.sanitize_stem(job.path.stem) or job.path.stem,
             conversation_id=exchange.conversation_id,
             exchange=exchange.sequence_number,
             created_at=datetime.fromisoformat(exchange.created_at),
@@ -424,6 +473,7 @@ class Pipeline:
             )
         if failure is not None:
             data["error_type"] = type(failure).__name__
+            data["input_fault"] = failure.input_fault
             if failure.detail:
                 data["error_detail"] = failure.detail
         return data

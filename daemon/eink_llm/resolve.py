@@ -22,6 +22,11 @@ names for each):
 
 An archived conversation is never resumed, and neither is an id this server does not know: a new conversation
 starts and the answer says so in a note at its top.
+
+Before the rules, **ink on one of our ERROR_ pages** asks for its page to be tried again (the failed job is put
+back; this file is no question). After them, **the same content in the same conversation is answered once**:
+an input whose bytes, or the exact ink of every page, an answered exchange of that conversation already had
+(a sync conflict's ``Copy of RESPONSE_…``) needs no answer.
 """
 
 from __future__ import annotations
@@ -45,6 +50,8 @@ log = structlog.get_logger("eink_llm.resolve")
 
 How = Literal[
     "status-page",
+    "retry",
+    "duplicate",
     "own-answer",
     "answered-before",
     "notebook",
@@ -59,6 +66,7 @@ _NOTHING_NEW = {
     "status-page": "the daemon's status page: never a question, whatever is written on it",
     "own-answer": "one of our answers, unchanged: not a question",
     "answered-before": "answered before: an answer in its folder records this very file",
+    "retry": "ink on an error page whose page has no failure left to retry",
 }
 
 
@@ -93,6 +101,8 @@ class Resolution:
     instruction: str = ""
     #: The input's page prints, kept so a later version of the file can be compared with this one.
     prints: tuple[bytes, ...] = field(default=(), repr=False)
+    #: Ink on one of our ERROR_ pages: the failed job to try again (this input is not a question).
+    retry_job: int | None = None
 
     @property
     def nothing_new(self) -> bool:
@@ -100,6 +110,8 @@ class Resolution:
 
     @property
     def why_nothing_new(self) -> str:
+        if self.how == "duplicate" and self.note:
+            return self.note
         return _NOTHING_NEW.get(self.how, "nothing new since it was last answered")
 
     def question_text(self, document: InputDocument) -> str:
@@ -115,12 +127,58 @@ class Resolver:
         self.store = store
 
     def resolve(self, job: Job, document: InputDocument | None) -> Resolution:
-        """The rules of the module docstring, for one job (``document`` is ``None`` when it could not be read)."""
+        """The rules of the module docstring, for one job (``document`` is ``None`` when it could not be read);
+        then, same content in the same conversation is answered once (:meth:`_answered_already`)."""
+        resolution = self._resolve(job, document)
+        if resolution.conversation_id is None or resolution.nothing_new or resolution.retry_job is not None:
+            return resolution
+        if self.store.exchange_for_job(job.job_id) is not None:  # a retry of its own exchange
+            return resolution
+        duplicate = self._answered_already(job, resolution)
+        if duplicate is None:
+            return resolution
+        log.info(
+            "not answering: the same content was answered in this conversation",
+            input=str(job.path),
+            conversation=resolution.conversation_id,
+            exchange=duplicate,
+        )
+        return Resolution(
+            resolution.conversation_id,
+            "duplicate",
+            note=f"the same content was answered as exchange {duplicate} of {resolution.conversation_id}",
+            pages=(),
+            prints=resolution.prints,
+        )
+
+    def _answered_already(self, job: Job, resolution: Resolution) -> int | None:
+        """The exchange of this conversation that answered these very bytes, or every page of this input (an exact
+        match of their ink, as a sync conflict's byte-identical or re-rendered copy has); else ``None``."""
+        assert resolution.conversation_id is not None
+        answered = self.store.answered_inputs(resolution.conversation_id, limit=20)
+        for _job_id, sha256, sequence in answered:
+            if sha256 == job.sha256:
+                return sequence
+        if not resolution.prints:
+            return None
+        wanted = {inkdiff.print_digest(p) for p in resolution.prints}
+        for job_id, _sha256, sequence in answered:
+            seen = {inkdiff.print_digest(p) for p in self.store.page_prints(job_id)}
+            if seen and wanted <= seen:
+                return sequence
+        return None
+
+    def _resolve(self, job: Job, document: InputDocument | None) -> Resolution:
         images = list(document.images) if document is not None else []  # decoded once, by the reader
         prints = tuple(inkdiff.make_print(image) for image in images)
         handled = self._handled_before(job, document)
         if handled is not None:  # our own answer keeps no prints: written on later, it is no notebook version
             return Resolution(None, handled, pages=(), prints=prints if handled == "answered-before" else ())
+
+        if job.path.name.startswith("ERROR_"):  # written on (unchanged ones are never queued): try it again
+            failed = self.store.failed_job_for_output(job.path)
+            if failed is not None or self.store.output_digest(job.path) is not None:
+                return Resolution(None, "retry", pages=(), retry_job=failed.job_id if failed else None)
 
         earlier = self.store.earlier_version(job)
         if earlier is not None and images:

@@ -14,15 +14,15 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import FrameType
 
 import structlog
 
-from eink_llm import naming
+from eink_llm import naming, startup
 from eink_llm.atomic import remove_stale_temps
 from eink_llm.backends import create_backend
 from eink_llm.backends.base import Backend
@@ -45,11 +45,6 @@ STATUS_SECONDS = 5.0
 PRUNE_SECONDS = 6 * 3600.0
 IDLE_POLL_SECONDS = 1.0
 EX_WATCH_FAILED = 1
-
-
-class WatchFolderError(EinkError):
-    title = "A watched folder is missing"
-    exit_code = 66
 
 
 def notify(message: str) -> None:
@@ -127,6 +122,7 @@ class Daemon:
     # --- lifecycle -------------------------------------------------------------------------------------
 
     def run(self) -> int:
+        startup.require(self.loaded, create_folders=True)
         self._prepare_folders(self.loaded)
         store = Store.open(self.loaded.database_path)
         backends = open_backends(self.config)
@@ -178,18 +174,11 @@ class Daemon:
 
     @staticmethod
     def _prepare_folders(loaded: LoadedConfig) -> None:
+        """Remove temp files an interrupted write left (the start-up checks made sure the folders exist)."""
         for folder in loaded.config.watch.folders:
             if folder.path.is_dir():
                 for stale in remove_stale_temps(folder.path):
                     log.info("removed a temp file left by an interrupted write", path=str(stale))
-            elif loaded.source is None:  # the built-in default (./inbox): make it, so a first run just works
-                folder.path.mkdir(parents=True, exist_ok=True)
-                log.info("created the default inbox folder", path=str(folder.path))
-            else:
-                raise WatchFolderError(
-                    f"The watched folder {folder.path} does not exist.",
-                    "Create it, mount it, or fix watch.folders in the config.",
-                )
 
     def _install_signals(self) -> None:
         def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -282,6 +271,7 @@ class Daemon:
         notify(f"RELOADING=1\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
         try:
             loaded = load_config(self.loaded.source)
+            startup.require(loaded, create_folders=True)
             self._prepare_folders(loaded)
             backends = open_backends(loaded.config)
         except EinkError as exc:
@@ -364,7 +354,66 @@ def process_files(loaded: LoadedConfig, files: Sequence[Path]) -> list[ProcessRe
     A file whose content was already handled at that path is not answered again; its earlier outcome is
     reported instead.
     """
+
+    def queue(store: Store, config: Config, results: dict[int, Path], done: list[ProcessResult]) -> None:
+        for file in files:
+            path = file.expanduser().resolve()
+            if not path.is_file():
+                done.append(ProcessResult(path, None, f"{file}: no such file"))
+                continue
+            stat = path.stat()
+            sha = sha256_file(path)
+            if store.is_own_output(sha):
+                done.append(ProcessResult(path, None, f"{file}: this is an answer eink-llm wrote; skipped"))
+                continue
+            job_id = _enqueue(store, config, path, sha, stat.st_size, stat.st_mtime_ns)
+            if job_id is None:
+                done.append(_earlier_result(store, path, sha))
+            else:
+                results[job_id] = path
+
+    return _one_shot(loaded, queue)
+
+
+def retry_files(loaded: LoadedConfig, files: Sequence[Path]) -> list[ProcessResult]:
+    """``eink-llm retry FILE…``: try failed pages again. FILE is the page or its ERROR_ file; the exchange keeps
+    its number, and the answer replaces the ERROR_ page (while that is unchanged)."""
+
+    def queue(store: Store, config: Config, results: dict[int, Path], done: list[ProcessResult]) -> None:
+        for file in files:
+            path = file.expanduser().resolve()
+            if not path.is_file():
+                done.append(ProcessResult(path, None, f"{file}: no such file"))
+                continue
+            sha = sha256_file(path)
+            job = store.failed_job_for_output(path, sha) or store.find_job(path, sha)
+            if job is None:
+                done.append(ProcessResult(path, None, f"{file}: never queued; use `eink-llm process` for it"))
+            elif store.reopen_job(job.job_id):
+                results[job.job_id] = job.path
+            else:
+                done.append(ProcessResult(job.path, None, f"{file}: it has not failed ({job.state}); nothing to retry"))
+
+    return _one_shot(loaded, queue)
+
+
+def retry_failed(loaded: LoadedConfig, since: datetime | None) -> list[ProcessResult]:
+    """``eink-llm retry --failed``: every page whose ERROR_ was not its own fault (since ``since``)."""
+
+    def queue(store: Store, _config: Config, results: dict[int, Path], _done: list[ProcessResult]) -> None:
+        for job in store.retryable_failures(since):
+            if store.reopen_job(job.job_id):
+                results[job.job_id] = job.path
+
+    return _one_shot(loaded, queue)
+
+
+def _one_shot(
+    loaded: LoadedConfig, queue: Callable[[Store, Config, dict[int, Path], list[ProcessResult]], None]
+) -> list[ProcessResult]:
+    """Open the store and backends, let ``queue`` pick jobs, and run them to the end in this thread."""
     config = loaded.config
+    startup.require(loaded, folders=False)
     results: dict[int, Path] = {}
     done: list[ProcessResult] = []
     with Store.open(loaded.database_path) as store, Cage(1, config.input.limits()) as cage:
@@ -372,21 +421,7 @@ def process_files(loaded: LoadedConfig, files: Sequence[Path]) -> list[ProcessRe
         try:
             # One-shot: no outage mode, so an unreachable model ends in an ERROR_ PDF after max_attempts.
             pipeline = Pipeline(config, store, backends, Breakers(threshold=2**31), decoder=cage)
-            for file in files:
-                path = file.expanduser().resolve()
-                if not path.is_file():
-                    done.append(ProcessResult(path, None, f"{file}: no such file"))
-                    continue
-                stat = path.stat()
-                sha = sha256_file(path)
-                if store.is_own_output(sha):
-                    done.append(ProcessResult(path, None, f"{file}: this is an answer eink-llm wrote; skipped"))
-                    continue
-                job_id = _enqueue(store, config, path, sha, stat.st_size, stat.st_mtime_ns)
-                if job_id is None:
-                    done.append(_earlier_result(store, path, sha))
-                else:
-                    results[job_id] = path
+            queue(store, config, results, done)
             _drain(pipeline, results, done)
         finally:
             close_backends(backends.values())
@@ -399,6 +434,13 @@ def _drain(pipeline: Pipeline, jobs: dict[int, Path], done: list[ProcessResult])
     while remaining:
         job = pipeline.store.claim_job(only=list(remaining))
         if job is None:
+            for job_id in list(remaining):  # a running daemon took it: report what became of it
+                other = pipeline.store.get_job(job_id)
+                if other.state in {"done", "failed"}:
+                    remaining.pop(job_id)
+                    done.append(_earlier_result(pipeline.store, other.path, other.sha256))
+            if not remaining:
+                break
             due = pipeline.store.next_due()
             wait = (due - utc_now()).total_seconds() if due else IDLE_POLL_SECONDS
             time.sleep(min(max(wait, 0.05), 30.0))
@@ -408,6 +450,8 @@ def _drain(pipeline: Pipeline, jobs: dict[int, Path], done: list[ProcessResult])
             log.info("the AI is unavailable; waiting to try again", path=str(job.path))
             continue
         remaining.pop(job.job_id)
+        if outcome.reopened is not None:  # ink on an ERROR_ page: its failed page is answered here too
+            remaining[outcome.reopened] = pipeline.store.get_job(outcome.reopened).path
         if outcome.output:
             message = str(outcome.output)
         elif outcome.error:
@@ -430,4 +474,5 @@ def _earlier_result(store: Store, path: Path, sha: str) -> ProcessResult:
         exchange.conversation_id,
         exchange.sequence_number,
     )
-    return ProcessResult(path, outcome, f"already answered earlier: {output}")
+    said = "answered" if exchange.status == "ok" else "failed"
+    return ProcessResult(path, outcome, f"already {said} earlier: {output}")

@@ -9,6 +9,7 @@ win over plugin names, so a plugin cannot silently replace ``openai``.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 from typing import cast
 
@@ -44,6 +45,7 @@ __all__ = [
     "Usage",
     "available_backends",
     "create_backend",
+    "missing_settings",
 ]
 
 #: Built-in backends: name in the config → ``module:factory``. Adding a provider is one line here.
@@ -55,6 +57,22 @@ BUILTIN_BACKENDS: dict[str, str] = {
     "ollama": "eink_llm.backends.ollama:create",
     "openai": "eink_llm.backends.openai:create",
 }
+
+
+#: Settings a built-in backend cannot answer without (checked at start-up, not first on the tablet).
+REQUIRED_SETTINGS: dict[str, tuple[str, ...]] = {
+    "anthropic": ("model",),
+    "gemini": ("model",),
+    "ollama": ("model",),
+    "openai": ("model",),
+}
+
+
+def missing_settings(settings: BackendSettings) -> list[str]:
+    """The required settings of ``settings.backend`` that are empty (``model``, ``base_url``); the command
+    backend checks its ``llm.options.command`` when it is built."""
+    required = REQUIRED_SETTINGS.get(settings.backend.strip().lower(), ())
+    return [name for name in required if not str(getattr(settings, name) or "").strip()]
 
 
 def available_backends(*, include_plugins: bool = True) -> list[str]:
@@ -93,9 +111,11 @@ def _factory_reference(name: str) -> str:
     installed = plugins.entry_point_backends()
     if key in installed:
         return installed[key]
-    known = ", ".join(sorted({*BUILTIN_BACKENDS, *installed}))
+    names = sorted({*BUILTIN_BACKENDS, *installed})
+    known = ", ".join(names)
+    close = difflib.get_close_matches(key, names, n=1, cutoff=0.6)
     raise BackendError(
-        f"There is no LLM backend called “{name}”.",
+        f"There is no LLM backend called “{name}”." + (f" Did you mean “{close[0]}”?" if close else ""),
         f"Set llm.backend in the configuration to one of: {known}; or to a plugin's package.module:factory.",
     )
 

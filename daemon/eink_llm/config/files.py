@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,8 @@ class LoadedConfig:
 
     config: Config
     source: Path | None
+    #: Where each key path of the file was written: ``("watch", "folders", 0)`` → (line, column), 1-based.
+    marks: Mapping[tuple[str | int, ...], tuple[int, int]] = field(default_factory=dict)
 
     @property
     def database_path(self) -> Path:
@@ -67,11 +69,16 @@ def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) 
         else:
             path = next((p for p in candidate_paths(env)[-2:] if p.is_file()), None)
     if path is None:
-        return LoadedConfig(config=_validate({}, base=Path.cwd()), source=None)
-    return LoadedConfig(config=parse_config_file(path, env), source=path)
+        return LoadedConfig(config=_validate({}, base=Path.cwd(), marks={}), source=None)
+    config, marks = _parse(path, env)
+    return LoadedConfig(config=config, source=path, marks=marks)
 
 
 def parse_config_file(path: Path, env: Mapping[str, str] | None = None) -> Config:
+    return _parse(path, env)[0]
+
+
+def _parse(path: Path, env: Mapping[str, str] | None) -> tuple[Config, dict[tuple[str | int, ...], tuple[int, int]]]:
     env = os.environ if env is None else env
     try:
         text = path.read_text(encoding="utf-8")
@@ -86,6 +93,7 @@ def parse_config_file(path: Path, env: Mapping[str, str] | None = None) -> Confi
         ) from None
     try:
         raw = yaml.safe_load(text)
+        marks = key_marks(yaml.compose(text, Loader=yaml.SafeLoader))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
@@ -104,7 +112,28 @@ def parse_config_file(path: Path, env: Mapping[str, str] | None = None) -> Confi
     substituted: list[tuple[str, str, str]] = []
     raw = _interpolate(raw, env, (), substituted)
     redact.register_config(raw, substituted)  # before validating: an error message may quote a value
-    return _validate(raw, base=path.resolve().parent)
+    return _validate(raw, base=path.resolve().parent, marks=marks), marks
+
+
+def key_marks(node: yaml.Node | None) -> dict[tuple[str | int, ...], tuple[int, int]]:
+    """Line and column (1-based) of every key and list item in a composed YAML document, by key path."""
+    marks: dict[tuple[str | int, ...], tuple[int, int]] = {}
+
+    def walk(current: yaml.Node, where: tuple[str | int, ...]) -> None:
+        if isinstance(current, yaml.MappingNode):
+            for key, value in current.value:
+                path = (*where, str(key.value))
+                marks[path] = (key.start_mark.line + 1, key.start_mark.column + 1)
+                walk(value, path)
+        elif isinstance(current, yaml.SequenceNode):
+            for index, item in enumerate(current.value):
+                path = (*where, index)
+                marks[path] = (item.start_mark.line + 1, item.start_mark.column + 1)
+                walk(item, path)
+
+    if node is not None:
+        walk(node, ())
+    return marks
 
 
 def _interpolate(
@@ -134,14 +163,14 @@ def _interpolate(
     return _ENV_REF.sub(substitute, value)
 
 
-def _validate(raw: dict[str, Any], base: Path) -> Config:
+def _validate(raw: dict[str, Any], base: Path, marks: Mapping[tuple[str | int, ...], tuple[int, int]]) -> Config:
+    """Schema validation: every problem at once, each with its line. Whether the names the config uses
+    (profiles, backends, devices) and its folders exist is checked at start-up (``eink_llm.startup``)."""
     try:
         config = Config.model_validate(raw)
     except ValidationError as exc:
-        raise config_error(exc) from None
-    config = _resolve_paths(config, base)
-    config.check_profiles()
-    return config
+        raise config_error(exc, marks=marks) from None
+    return _resolve_paths(config, base)
 
 
 def _resolve_paths(config: Config, base: Path) -> Config:

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from eink_llm.backends.base import BackendSettings
+from eink_llm.config.messages import Marks, did_you_mean, key_path, place, validation_error
 from eink_llm.economy import MIN_STROKE_PX
 from eink_llm.errors import ConfigError
 from eink_llm.reader.limits import InputLimits
@@ -41,7 +42,11 @@ class _Section(BaseModel):
 
 
 class FolderConfig(_Section):
-    path: Path = Field(description="Folder to watch (recursively). Relative paths are relative to the config file.")
+    path: Path = Field(
+        description="Folder to watch (recursively). Relative paths are relative to the config file, `~` is "
+        "expanded. A missing folder is created at start when its parent exists; a missing parent (usually an "
+        "unmounted disk) is refused.",
+    )
     user: str | None = Field(
         default=None, description="Stored as the user_id of conversations started from this folder."
     )
@@ -416,22 +421,23 @@ class Config(_Section):
         "`default` is the top-level llm/output sections; define it here to give it a budget or a fallback.",
     )
 
-    def profile(self, name: str) -> Profile:
+    def profile(self, name: str, marks: Marks | None = None) -> Profile:
         """Effective settings of a profile. Raises ConfigError for an unknown name or invalid overrides."""
         if name != DEFAULT_PROFILE and name not in self.profiles:
-            known = ", ".join(sorted({DEFAULT_PROFILE, *self.profiles}))
+            known = sorted({DEFAULT_PROFILE, *self.profiles})
             raise ConfigError(
-                f"There is no profile named {name!r}.", f"Use one of: {known}, or define it under profiles:."
+                f"There is no profile named {name!r}.{did_you_mean(name, known)}",
+                f"Use one of: {', '.join(known)}, or define it under profiles:.",
             )
         spec = self.profiles.get(name, ProfileConfig())
         try:
             llm = LLMConfig.model_validate({**self.llm.model_dump(exclude_unset=True), **spec.llm})
         except ValidationError as exc:
-            raise config_error(exc, prefix=("profiles", name, "llm")) from None
+            raise config_error(exc, prefix=("profiles", name, "llm"), model=LLMConfig, marks=marks) from None
         try:
             output = OutputConfig.model_validate({**self.output.model_dump(exclude_unset=True), **spec.output})
         except ValidationError as exc:
-            raise config_error(exc, prefix=("profiles", name, "output")) from None
+            raise config_error(exc, prefix=("profiles", name, "output"), model=OutputConfig, marks=marks) from None
         return Profile(name, llm, output, tuple(spec.fallback), spec.budget)
 
     def profile_names(self) -> list[str]:
@@ -455,24 +461,49 @@ class Config(_Section):
         folder = self.folder_for(path)
         return folder.profile_for(path) if folder else DEFAULT_PROFILE
 
+    def profile_references(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Every place a profile is named: (key path, name)."""
+        refs: list[tuple[tuple[str | int, ...], str]] = []
+        for index, folder in enumerate(self.watch.folders):
+            refs.append((("watch", "folders", index, "profile"), folder.profile))
+            refs += [(("watch", "folders", index, "subfolders", sub), p) for sub, p in folder.subfolders.items()]
+        for name, spec in self.profiles.items():
+            refs += [(("profiles", name, "fallback", i), p) for i, p in enumerate(spec.fallback)]
+        return refs
+
+    def profile_problems(self, marks: Marks | None = None) -> list[str]:
+        """Every unknown profile name, where it was used, and every profile whose overrides are invalid."""
+        problems = []
+        known = {DEFAULT_PROFILE, *self.profiles}
+        for where, name in self.profile_references():
+            if name not in known:
+                problems.append(
+                    f"{key_path(where)}{place(where, marks)}: there is no profile named {name!r}."
+                    f"{did_you_mean(name, known)} Profiles: {', '.join(sorted(known))}; define others under profiles:."
+                )
+        for name in self.profile_names():
+            try:
+                self.profile(name, marks)
+            except ConfigError as exc:
+                problems.append(exc.what.removeprefix("The configuration is not valid:\n  "))
+        return problems
+
     def check_profiles(self) -> None:
-        """Every profile named anywhere exists and validates (called at load time, so errors show at once)."""
-        named = {f.profile for f in self.watch.folders}
-        named |= {p for f in self.watch.folders for p in f.subfolders.values()}
-        named |= {p for spec in self.profiles.values() for p in spec.fallback}
-        for name in sorted(named | set(self.profiles)):
-            self.profile(name)
+        """Every profile named anywhere exists and validates; all problems in one ConfigError."""
+        problems = self.profile_problems()
+        if problems:
+            raise ConfigError(
+                "The configuration is not valid:\n  " + "\n  ".join(problems),
+                "Fix these entries; config.example.yaml documents every option.",
+            )
 
 
-def config_error(exc: ValidationError, prefix: tuple[str, ...] = ()) -> ConfigError:
-    lines = [f"{_loc((*prefix, *err['loc']))}: {err['msg']}" for err in exc.errors()]
-    return ConfigError(
-        "The configuration is not valid:\n  " + "\n  ".join(lines),
-        "Fix these entries; config.example.yaml documents every option.",
-    )
-
-
-def _loc(loc: tuple[int | str, ...]) -> str:
-    # pydantic adds union-member tags ("function-after[...]", "bool") to locations; users want the key path.
-    parts = [str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p in {"bool", "str"}))]
-    return ".".join(parts) or "(top level)"
+def config_error(
+    exc: ValidationError,
+    prefix: tuple[str | int, ...] = (),
+    *,
+    model: type[BaseModel] | None = None,
+    marks: Marks | None = None,
+) -> ConfigError:
+    """See :func:`eink_llm.config.messages.validation_error` (the whole config unless ``model`` says which section)."""
+    return validation_error(exc, prefix, model=model or Config, root=Config, marks=marks)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import pypdfium2 as pdfium
 import structlog
 from reportlab.lib.units import mm
 from reportlab.pdfgen.canvas import Canvas
@@ -30,8 +31,8 @@ from reportlab.platypus import Flowable, Spacer
 
 from eink_llm.errors import RenderError
 from eink_llm.fingerprint import seal
-from eink_llm.render import fonts, metadata
-from eink_llm.render.boxes import asked_box, note_box
+from eink_llm.render import boxes, fonts, metadata
+from eink_llm.render.boxes import RETRY_BOX_TEXT, asked_box, note_box
 from eink_llm.render.devices import DEFAULT_DEVICE, DEVICES, Device, resolve_device
 from eink_llm.render.document import RenderMeta, build_pdf, date_text, page_layout
 from eink_llm.render.flowables import CodeBlock
@@ -126,7 +127,10 @@ def _render(text: str, meta: RenderMeta, dev: Device, theme: Theme, width: float
     stats = Stats()
     try:
         story = [*top, *markdown_flowables(text, theme, width, stats, body_height(dev, theme)), *end]
-        return Rendered(build_pdf(story, meta, dev, theme), stats)
+        pdf = build_pdf(story, meta, dev, theme)
+        if 0 < stats.links <= INLINE_LINKS_UP_TO:
+            pdf = _fewer_pages(pdf, text, meta, dev, theme, width, reply)
+        return Rendered(pdf, stats)
     except RenderError:
         raise
     except Exception as exc:  # RecursionError, reportlab LayoutError, ...: try the plain layout below
@@ -139,6 +143,42 @@ def _render(text: str, meta: RenderMeta, dev: Device, theme: Theme, width: float
     end = reply_flowables(theme, meta.exchange) if reply else []  # fresh flowables: the first ones were used
     pdf = _build_or_raise([*top, note, CodeBlock(text, theme), *end], meta, dev, theme, first_failure)
     return Rendered(pdf, plain_fallback=True)
+
+
+#: With this many links or fewer, the addresses may go inline when the list at the end would need a page.
+INLINE_LINKS_UP_TO = 3
+
+
+def _fewer_pages(
+    pdf: bytes, text: str, meta: RenderMeta, dev: Device, theme: Theme, width: float, reply: bool
+) -> bytes:
+    """The answer with its few addresses in brackets after the links, when the list at the end would start a
+    page of its own (or the inline form saves a page): a short list of links must not take a whole page."""
+    pages, alone = _list_alone(pdf, reply)
+    top = [*note_box(meta.note, theme, width), *asked_box(meta.transcription, theme, width)]
+    end = reply_flowables(theme, meta.exchange) if reply else []
+    story = [*top, *markdown_flowables(text, theme, width, Stats(), body_height(dev, theme), inline_links=True), *end]
+    inline = build_pdf(story, meta, dev, theme)
+    fewer = _list_alone(inline, reply)[0] < pages
+    return inline if alone or fewer else pdf
+
+
+def _list_alone(pdf: bytes, reply: bool) -> tuple[int, bool]:
+    """The page count, and whether the last page of the answer (before the reply page) starts with the list of
+    links, i.e. holds nothing else of the answer. Under the reader's PDFium lock: PDFium is not thread-safe."""
+    from eink_llm.reader.pdf import PDFIUM_LOCK
+
+    with PDFIUM_LOCK:
+        document = pdfium.PdfDocument(pdf)
+        try:
+            count = len(document)
+            index = count - 1 - (1 if reply and count > 1 else 0)
+            if index < 1:
+                return count, False
+            page_text = document[index].get_textpage().get_text_range().lstrip()
+            return count, page_text.startswith(("Links", "[1]"))
+        finally:
+            document.close()
 
 
 def _build_or_raise(
@@ -166,8 +206,10 @@ def render_error(
     detail: str | None = None,
     device: DeviceSpec = DEFAULT_DEVICE,
     font_size: float = 11.0,
+    retry_box: bool = False,
 ) -> bytes:
-    """A PDF that explains a failure: what happened, what to do, and the technical detail."""
+    """A PDF that explains a failure: what happened, what to do, and the technical detail; ``retry_box`` adds a
+    box to write in when trying again may help (ink there retries the question)."""
     try:
         dev = resolve_device(device)
     except Exception:  # the failure being reported may be this very setting
@@ -177,11 +219,11 @@ def render_error(
     except Exception:
         size = 11.0
     try:
-        return _error_pdf(meta, title, what, todo, detail, dev, size)
+        return _error_pdf(meta, title, what, todo, detail, dev, size, retry_box)
     except Exception as exc:
         first_failure = exc
     try:
-        return _bare_error_pdf(meta, title, what, todo, detail, dev)
+        return _bare_error_pdf(meta, title, what, f"{todo} {RETRY_BOX_TEXT}" if retry_box else todo, detail, dev)
     except Exception as exc:
         raise RenderError(
             "Even the error page could not be laid out.",
@@ -191,7 +233,7 @@ def render_error(
 
 
 def _error_pdf(
-    meta: RenderMeta, title: str, what: str, todo: str, detail: str | None, dev: Device, size: float
+    meta: RenderMeta, title: str, what: str, todo: str, detail: str | None, dev: Device, size: float, retry: bool
 ) -> bytes:
     fonts.ensure_fonts()
     theme = make_theme(dev, size)
@@ -215,6 +257,8 @@ def _error_pdf(
     if isinstance(transcription, str) and transcription.strip():
         story.append(Spacer(1, theme.font_size))
         story.extend(asked_box(transcription, theme, body_width(dev, theme)))
+    if retry:
+        story.extend(boxes.retry_box(theme, body_width(dev, theme)))
     return build_pdf(story, meta, dev, theme)
 
 

@@ -63,3 +63,14 @@ def note_box(note: str | None, theme: Theme, width: float) -> list[Flowable]:
     style = ParagraphStyle("note_box", parent=theme.styles["note"], spaceAfter=0)
     cell = [make_paragraph(markup, style, plain=f"Note: {text}")]
     return [_framed(cell, theme, width, theme.font_size * 0.4, theme.line_width), Spacer(1, theme.font_size * 0.4)]
+
+
+#: The words in the box on an ERROR_ page whose failure was not the page's fault.
+RETRY_BOX_TEXT = "Write anything here and sync to try again."
+
+
+def retry_box(theme: Theme, width: float) -> list[Flowable]:
+    """A box with room to write in: ink on an ERROR_ page asks for its question to be tried again."""
+    style = ParagraphStyle("retry_box", parent=theme.styles["body"], spaceAfter=0)
+    cell: list[Flowable] = [make_paragraph(f"<b>{RETRY_BOX_TEXT}</b>", style), Spacer(1, theme.font_size * 8)]
+    return [Spacer(1, theme.font_size), _framed(cell, theme, width, theme.font_size * 0.6, theme.line_width * 1.5)]

@@ -13,6 +13,7 @@ margin is wider there — otherwise the first letters of every line hide under t
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
 from collections.abc import Mapping
@@ -162,9 +163,10 @@ def get_device(name: str | Mapping[str, Any] | Device) -> Device:
     device = DEVICES.get(key) or DEVICES.get(key.replace("-", ""))
     if device is None:
         known = ", ".join(sorted(DEVICES))
+        close = difflib.get_close_matches(key, sorted(DEVICES), n=1, cutoff=0.6)
         raise RenderError(
-            f"The page size '{name}' is not one the daemon knows.",
-            f"Set output.device in the configuration to one of: {known} (or width_mm and height_mm).",
+            f"The page size '{name}' is not one the daemon knows." + (f" Did you mean '{close[0]}'?" if close else ""),
+            f"Use one of: {known}; or a custom size as WIDTHxHEIGHT in mm (120x170).",
         )
     return device
 

@@ -72,6 +72,7 @@ class Stats:
     headings: int = 0
     drawings: int = 0  # ```svg / ```plot blocks drawn as vectors
     drawings_as_source: list[str] = field(default_factory=list)  # why each other one is shown as source
+    links: int = 0  # distinct addresses listed under "Links" (or shown inline)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,10 +100,12 @@ def text_markup(text: str, face: str = fonts.SANS) -> str:
 class Converter(TableMixin):
     """Walks markdown-it's flat token stream once, keeping the nesting context on the Python stack."""
 
-    def __init__(self, theme: Theme, width: float, height: float | None = None) -> None:
+    def __init__(self, theme: Theme, width: float, height: float | None = None, *, inline_links: bool = False) -> None:
         self.theme = theme
         self.width = width  # width of the body frame, in points
         self.height = height if height is not None else width * 1.3  # of the body frame: drawings fit in it
+        #: Addresses in brackets after the link text instead of a list at the end (see api._render).
+        self.inline_links = inline_links
         self.out: list[Flowable] = []
         self.links: dict[str, int] = {}
         self.indent = 0.0  # current left indent, from nested lists and quotes
@@ -252,8 +255,14 @@ class Converter(TableMixin):
                 parts.append("<u>" if noted else "")
             elif kind == "link_close":
                 href, noted = link_stack.pop() if link_stack else ("", False)
-                if noted:
+                if noted and self.inline_links:
+                    self.links.setdefault(href, len(self.links) + 1)
+                    self.stats.links = len(self.links)
+                    shown = text_markup(fonts.clean_text(_MD.normalizeLinkText(href)))
+                    parts.append(f"</u> <font size={self.theme.font_size * 0.85:.1f}>({shown})</font>")
+                elif noted:
                     number = self.links.setdefault(href, len(self.links) + 1)
+                    self.stats.links = len(self.links)
                     parts.append(f"</u><super>[{number}]</super>")
             elif kind == "image":
                 alt = " ".join(plain_text(child).split())
@@ -267,7 +276,7 @@ class Converter(TableMixin):
 
     def convert(self, tokens: list[Token]) -> list[Flowable]:
         self.blocks(tokens, 0, None)
-        if self.links:
+        if self.links and not self.inline_links:
             self.out.append(
                 HRFlowable(
                     width="100%",
@@ -418,7 +427,13 @@ class NestingTooDeep(ValueError):
 
 
 def markdown_flowables(
-    markdown: str, theme: Theme, width: float, stats: Stats | None = None, height: float | None = None
+    markdown: str,
+    theme: Theme,
+    width: float,
+    stats: Stats | None = None,
+    height: float | None = None,
+    *,
+    inline_links: bool = False,
 ) -> list[Flowable]:
     """The answer body as flowables for a frame ``width`` (and ``height``) points; ``stats`` (if given) is filled.
 
@@ -428,7 +443,7 @@ def markdown_flowables(
     tokens = parse(markdown)
     if any(t.level >= _MAX_NESTING - 1 for t in tokens):
         raise NestingTooDeep(f"Markdown nested deeper than {_MAX_NESTING} levels")
-    converter = Converter(theme, width, height)
+    converter = Converter(theme, width, height, inline_links=inline_links)
     if stats is not None:
         converter.stats = stats
     return converter.convert(tokens)

@@ -143,6 +143,15 @@ class ExchangeStore(Database):
         )
         return _job(rows[0]), (conversation[0]["conversation_id"] if conversation else None)
 
+    def answered_inputs(self, conversation_id: str, limit: int = 50) -> list[tuple[int, str, int]]:
+        """(job, input SHA-256, exchange number) of the conversation's answered exchanges, newest first."""
+        rows = self._read(
+            "SELECT job_id, input_sha256, sequence_number FROM exchanges WHERE conversation_id = ? AND status = 'ok'"
+            " AND job_id IS NOT NULL ORDER BY sequence_number DESC LIMIT ?",
+            (conversation_id, limit),
+        )
+        return [(int(r["job_id"]), str(r["input_sha256"] or ""), int(r["sequence_number"])) for r in rows]
+
     def page_prints(self, job_id: int) -> list[bytes]:
         rows = self._read("SELECT print FROM page_prints WHERE job_id = ? ORDER BY page_index", (job_id,))
         return [row["print"] for row in rows]

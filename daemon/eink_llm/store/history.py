@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from eink_llm.errors import StoreError
@@ -144,7 +144,13 @@ class HistoryStore(Database):
     ) -> list[ConversationListing]:
         """Conversations, most recent activity first, with the start of their first exchange for a title."""
         rows = self._history_read(
-            "SELECT c.conversation_id, c.status, c.total_exchanges, c.created_at, c.last_activity,"
+            # An active conversation none of whose exchanges was answered (its only page got an ERROR_) is
+            # listed as failed: there is nothing in it to continue.
+            "SELECT c.conversation_id, CASE WHEN c.status = 'active' AND NOT EXISTS (SELECT 1 FROM exchanges x"
+            " WHERE x.conversation_id = c.conversation_id AND x.status IN ('ok', 'pending'))"
+            " AND EXISTS (SELECT 1 FROM exchanges x WHERE x.conversation_id = c.conversation_id"
+            " AND x.status = 'error') THEN 'failed' ELSE c.status END AS status,"
+            " c.total_exchanges, c.created_at, c.last_activity,"
             f" substr(f.transcription, 1, {TITLE_SOURCE_CHARS}) AS transcription,"
             f" substr(f.question_text, 1, {TITLE_SOURCE_CHARS}) AS question, f.input_file"
             " FROM conversations c LEFT JOIN exchanges f"
@@ -166,6 +172,16 @@ class HistoryStore(Database):
             )
             for r in rows
         ]
+
+    def conversation_ids_starting(self, prefix: str, limit: int = 10) -> list[str]:
+        """Conversation ids that start with ``prefix`` (``conv_`` may be left out), at most ``limit``."""
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self._history_read(
+            "SELECT conversation_id FROM conversations WHERE conversation_id LIKE ? ESCAPE '\\'"
+            " OR conversation_id LIKE ? ESCAPE '\\' ORDER BY conversation_id LIMIT ?",
+            (escaped + "%", "conv\\_" + escaped + "%", limit),
+        )
+        return [str(r["conversation_id"]) for r in rows]
 
     def conversation_counts(self) -> dict[str, int]:
         """How many conversations there are in each status."""
@@ -209,6 +225,7 @@ class HistoryStore(Database):
             )
             for r in rows
         ]
+        per_model = _merge_unnamed_models(per_model)
         total = Usage(
             None,
             None,
@@ -256,3 +273,33 @@ class HistoryStore(Database):
                 high = at.get(low + 1, at[low])
                 result[key][p] = at[low] + (high - at[low]) * (position - low)
         return result
+
+
+def _merge_unnamed_models(rows: list[Usage]) -> list[Usage]:
+    """Exchanges that failed before any model answered record no model (``echo`` answers as model ``echo``,
+    but its failed pages have none): counted in their backend's row when that backend has exactly one named
+    model, instead of a second row for the same backend."""
+    named: dict[str | None, list[Usage]] = {}
+    for row in rows:
+        if row.model is not None:
+            named.setdefault(row.backend, []).append(row)
+    merged: list[Usage] = []
+    absorbed: dict[int, Usage] = {}
+    for row in rows:
+        targets = named.get(row.backend, [])
+        if row.model is None and len(targets) == 1:
+            target = targets[0]
+            base = absorbed.get(id(target), target)
+            absorbed[id(target)] = replace(
+                base,
+                exchanges=base.exchanges + row.exchanges,
+                ok=base.ok + row.ok,
+                errors=base.errors + row.errors,
+                input_tokens=base.input_tokens + row.input_tokens,
+                output_tokens=base.output_tokens + row.output_tokens,
+                cost=base.cost + row.cost,
+            )
+            continue
+        merged.append(row)
+    out = [absorbed.get(id(row), row) for row in merged]
+    return sorted(out, key=lambda u: (-u.exchanges, u.backend or "", u.model or ""))

@@ -42,7 +42,47 @@ class QueueStore(Database):
                 " order_key, next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (str(path), str(root), sha256, size, mtime_ns, user_id, conversation_hint, order_key, now, now, now),
             )
-            return cursor.lastrowid if cursor.rowcount else None
+            if cursor.rowcount:
+                return cursor.lastrowid
+            # The same bytes again. Written anew (another mtime: a re-export, a touch) after a failure that was
+            # not the page's fault, it is a request to try again; a rescan of the unchanged file is not.
+            row = db.execute(
+                "SELECT job_id FROM jobs WHERE path = ? AND sha256 = ? AND mtime_ns != ? AND " + _RETRYABLE,
+                (str(path), sha256, mtime_ns),
+            ).fetchone()
+            if row is None:
+                return None
+            db.execute("UPDATE jobs SET mtime_ns = ? WHERE job_id = ?", (mtime_ns, row["job_id"]))
+            return row["job_id"] if _reopen(db, int(row["job_id"]), now) else None
+
+    def reopen_job(self, job_id: int) -> bool:
+        """Try a failed job again (``eink-llm retry``, ink on its ERROR_ page): pending now, with a fresh count
+        of attempts, keeping its exchange (and so its number and output name). False if it has not failed."""
+        with self._write() as db:
+            return _reopen(db, job_id, iso(utc_now()))
+
+    def retryable_failures(self, since: datetime | None = None) -> list[Job]:
+        """Failed jobs that were not their input's fault (``eink-llm retry --failed``), oldest first."""
+        rows = self._read(
+            "SELECT * FROM jobs WHERE " + _RETRYABLE + " AND updated_at >= ? ORDER BY job_id",
+            (iso(since) if since else "",),
+        )
+        return [_job(r) for r in rows]
+
+    def failed_job_for_output(self, path: Path, sha256: str | None = None) -> Job | None:
+        """The failed job whose ERROR_ page was written at ``path`` (or has the digest ``sha256``)."""
+        rows = self._read(
+            "SELECT j.* FROM outputs o JOIN exchanges e ON e.exchange_id = o.exchange_id"
+            " JOIN jobs j ON j.job_id = e.job_id WHERE (o.path = ? OR o.sha256 = ?) AND j.state = 'failed'"
+            " ORDER BY o.created_at DESC LIMIT 1",
+            (str(path), sha256 or ""),
+        )
+        return _job(rows[0]) if rows else None
+
+    def output_digest(self, path: Path) -> str | None:
+        """The SHA-256 of the file we last wrote at ``path``, if we did."""
+        rows = self._read("SELECT sha256 FROM outputs WHERE path = ? ORDER BY created_at DESC LIMIT 1", (str(path),))
+        return str(rows[0]["sha256"]) if rows else None
 
     def find_job(self, path: Path, sha256: str) -> Job | None:
         rows = self._read("SELECT * FROM jobs WHERE path = ? AND sha256 = ?", (str(path), sha256))
@@ -134,6 +174,15 @@ class QueueStore(Database):
     def is_own_output(self, sha256: str) -> bool:
         return bool(self._read("SELECT 1 FROM outputs WHERE sha256 = ?", (sha256,)))
 
+    def not_answered_again(self, limit: int = 10) -> list[Job]:
+        """Jobs finished without an answer because the same content was answered in their conversation."""
+        rows = self._read(
+            "SELECT * FROM jobs WHERE state = 'done' AND last_error LIKE 'the same content was answered%'"
+            " ORDER BY updated_at DESC LIMIT ?",
+            (limit,),
+        )
+        return [_job(r) for r in rows]
+
     def failures(self, limit: int = 10) -> list[Job]:
         """Jobs that ended in an ERROR_ or are waiting to retry after a failure, most recent first."""
         rows = self._read(
@@ -142,3 +191,24 @@ class QueueStore(Database):
             (limit,),
         )
         return [_job(r) for r in rows]
+
+
+#: A failed job with an ERROR_ exchange whose failure was not the input's fault (see EinkError.input_fault;
+#: exchanges recorded before that flag existed are judged by their error type).
+_RETRYABLE = (
+    "state = 'failed' AND EXISTS (SELECT 1 FROM exchanges e WHERE e.job_id = jobs.job_id AND e.status = 'error'"
+    " AND COALESCE(json_extract(e.metadata, '$.input_fault'), json_extract(e.metadata, '$.error_type') IN"
+    " ('InputError', 'UnsupportedInputError', 'CorruptInputError', 'EncryptedInputError', 'InputTooLargeError',"
+    " 'UnreadableInputError'), 0) = 0)"
+)
+
+
+def _reopen(db: Any, job_id: int, now: str) -> bool:
+    reopened = db.execute(
+        "UPDATE jobs SET state = 'pending', attempts = 0, next_attempt_at = ?, updated_at = ?"
+        " WHERE job_id = ? AND state = 'failed'",
+        (now, now, job_id),
+    ).rowcount
+    if reopened:
+        db.execute("UPDATE exchanges SET status = 'pending' WHERE job_id = ? AND status = 'error'", (job_id,))
+    return bool(reopened)
