@@ -31,13 +31,13 @@ from typing import Any, Literal
 
 import structlog
 
-from eink_llm import naming
+from eink_llm import delivery, naming
 from eink_llm.asking import Asker
 from eink_llm.atomic import atomic_write
 from eink_llm.backends.base import Backend, LLMRequest, LLMResponse
 from eink_llm.config import Config, Profile
 from eink_llm.context import Context, build_context
-from eink_llm.errors import EinkError, OutputError
+from eink_llm.errors import EinkError, InterruptedTooOftenError, OutputError
 from eink_llm.image_tokens import estimate_image_tokens
 from eink_llm.reader import InputDocument, read_input
 from eink_llm.render import RenderMeta, get_device, render_answer, render_error
@@ -60,6 +60,7 @@ class Outcome:
     exchange: int | None = None
     error: EinkError | None = None
     note: str | None = None  # why a skipped job needed no answer
+    unwritten: bool = False  # recorded, but the folder did not take the PDF yet: kept, written later
 
 
 class UnexpectedError(EinkError):
@@ -106,7 +107,11 @@ class Pipeline:
         if breaker.is_open and not breaker.allow_claim():  # its AI service is down, and this is no probe
             return self._wait_for_service(job, breaker)
 
-        document, failure = self._read(job)
+        failure: EinkError | None
+        if job.attempts > self.config.retry.max_attempts:  # every earlier attempt ended the process itself
+            document, failure = None, self._interrupted_too_often(job)
+        else:
+            document, failure = self._read(job)
         resolution = self._resolve(job, document)
         if resolution.nothing_new:  # an unreadable file too, when an earlier ERROR_ page already answered it
             return self._nothing_new(job, resolution)
@@ -151,10 +156,18 @@ class Pipeline:
         output = job.path.parent / naming.output_name(
             kind, exchange.conversation_id, exchange.sequence_number, job.path.stem
         )
+        unwritten = None
         try:
             self._write(output, pdf, exchange)
-        except OutputError as exc:
-            return self._cannot_write(job, exchange, exc, started, profile)
+        except OutputError as exc:  # a paid answer is never lost: kept, and written when the folder takes it
+            unwritten = (pdf, delivery.retry_at(1), exc.user_message())
+            log.warning(
+                "the answer could not be written; it is kept and will be written as soon as the folder allows",
+                input=str(job.path),
+                output=output.name,
+                error=exc.user_message(),
+                detail=exc.detail,
+            )
         result = ExchangeResult(
             status="ok" if failure is None else "error",
             output_file=output,
@@ -171,7 +184,7 @@ class Pipeline:
             cost=profile.budget.cost(response.usage.input_tokens, response.usage.output_tokens) if response else 0.0,
             metadata=self._metadata(document, failure, request, self.backends.get(profile.name), resolution, context),
         )
-        self.store.complete_exchange(exchange, result, resolution.prints)
+        self.store.complete_exchange(exchange, result, resolution.prints, unwritten=unwritten)
         log.info(
             "exchange",
             conversation=exchange.conversation_id,
@@ -195,6 +208,7 @@ class Pipeline:
             exchange.conversation_id,
             exchange.sequence_number,
             failure,
+            unwritten=unwritten is not None,
         )
 
     # --- stages, in order --------------------------------------------------------------------------
@@ -282,30 +296,30 @@ class Pipeline:
         )
         return Outcome(job.job_id, "retry", None, exchange.conversation_id, exchange.sequence_number, failure)
 
-    def _cannot_write(
-        self, job: Job, exchange: Exchange, failure: OutputError, started: float, profile: Profile
-    ) -> Outcome:
-        """Not even an ERROR_ PDF can be saved (folder gone, disk full): retry, then give up loudly in the log."""
-        if job.attempts < self.config.retry.max_attempts:
-            return self._retry_later(job, exchange, failure)
-        self.store.complete_exchange(
-            exchange,
-            ExchangeResult(
-                status="error",
-                output_file=None,
-                error_text=str(failure),
-                backend=profile.llm.backend,
-                processing_time=round(time.monotonic() - started, 3),
-            ),
-        )
-        log.error("could not write output", input=str(job.path), error=failure.user_message(), detail=failure.detail)
-        return Outcome(job.job_id, "error", None, exchange.conversation_id, exchange.sequence_number, failure)
-
     def _wait_for_service(self, job: Job, breaker: CircuitBreaker) -> Outcome:
         """Back to the queue until the service's next probe, untouched and without using up an attempt."""
         at = utc_now() + timedelta(seconds=max(breaker.seconds_to_probe(), 0.05))
         self.store.retry_later(job.job_id, at=at, error="waiting: the AI service is down", refund_attempt=True)
         return Outcome(job.job_id, "retry")
+
+    def _interrupted_too_often(self, job: Job) -> EinkError:
+        """Attempts are counted when a job is claimed, so one that was claimed more than ``max_attempts`` times
+        without ending (in an answer, an ERROR_ or a scheduled retry) took the daemon down with it each time
+        (killed for using too much memory, a crash in a library). It is not tried again: the next restart would
+        end the same way, for ever."""
+        log.error(
+            "giving up on a file that stopped the daemon every time it was tried",
+            input=str(job.path),
+            attempts=job.attempts - 1,
+            last_error=job.last_error,
+        )
+        return InterruptedTooOftenError(
+            f"{job.path.name} could not be processed: eink-llm stopped while working on it "
+            f"{job.attempts - 1} times in a row (for example it ran out of memory), so it was not tried again.",
+            "Export the page again with fewer pages, at a lower resolution or as PNG, and drop it in again. "
+            "If it keeps happening, report it with the daemon's log.",
+            detail=job.last_error,
+        )
 
     def _vanished(self, job: Job) -> Outcome:
         failure = InputVanishedError(

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import signal
 import socket
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -22,17 +23,16 @@ from types import FrameType
 
 import structlog
 
-from eink_llm import naming
+from eink_llm import delivery, intake
 from eink_llm.atomic import remove_stale_temps
 from eink_llm.backends import create_backend
 from eink_llm.backends.base import Backend
 from eink_llm.config import Config, LoadedConfig, load_config
-from eink_llm.errors import EinkError, InputError
+from eink_llm.errors import EinkError, StoreError
 from eink_llm.logsetup import register_secrets
 from eink_llm.pipeline import Outcome, Pipeline
-from eink_llm.reader import sha256_file
 from eink_llm.retry import Breakers
-from eink_llm.store import Store, utc_now
+from eink_llm.store import Job, Store, utc_now
 from eink_llm.watcher import SettledFile, Watcher
 
 log = structlog.get_logger("eink_llm.service")
@@ -85,33 +85,15 @@ def close_backends(backends: Iterable[Backend]) -> None:
             backend.close()
 
 
-def _root_for(config: Config, path: Path) -> tuple[Path, str | None]:
-    """The watched folder ``path`` lies in and its user, or the file's own folder (``process`` elsewhere)."""
-    folder = config.folder_for(path)
-    return (folder.path, folder.user) if folder else (path.parent, None)
-
-
-def _enqueue(store: Store, config: Config, path: Path, sha256: str, size: int, mtime_ns: int) -> int | None:
-    """Queue a settled file. Jobs with the same order key run one at a time, in order: those naming the same
-    conversation, those in the same folder-mode folder, and versions of the same file."""
-    root, user = _root_for(config, path)
-    hint = naming.find_conversation_id(path.name)
-    folder = config.conversation_folder(path)
-    order_key = f"conv:{hint}" if hint else f"folder:{folder}" if folder else f"path:{path}"
-    return store.enqueue(
-        path,
-        root=root,
-        sha256=sha256,
-        size=size,
-        mtime_ns=mtime_ns,
-        user_id=user,
-        conversation_hint=hint,
-        order_key=order_key,
-    )
-
-
 class Daemon:
-    """``eink-llm run``: watch, queue, answer, until a stop signal."""
+    """``eink-llm run``: watch, queue, answer, until a stop signal.
+
+    Threads: the main thread runs the watcher loop and sd_notify and never touches a file's bytes or waits on
+    the database; ``intake`` hashes settled files and queues them; ``worker-N`` answer jobs; ``writer`` writes
+    answers that were waiting for their folder, drops old answer copies and refreshes the status line. Each
+    runs under a guard that logs and backs off on any exception, and the main loop replaces a thread that died
+    anyway; WATCHDOG=1 is sent only while all of them (and the watcher) are alive.
+    """
 
     def __init__(self, loaded: LoadedConfig) -> None:
         self.loaded = loaded
@@ -121,6 +103,9 @@ class Daemon:
         self._backends: list[Backend] = []
         self._wake = threading.Event()
         self._workers: list[threading.Thread] = []
+        self._threads: dict[str, tuple[Callable[[Store], None], threading.Thread]] = {}
+        self._settled: queue.SimpleQueue[SettledFile] = queue.SimpleQueue()
+        self._status = "STATUS=starting"
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
@@ -134,12 +119,13 @@ class Daemon:
             if requeued:
                 log.info("resuming jobs interrupted by a stop or crash", jobs=requeued)
             self._pipeline = Pipeline(self.config, store, backends)
+            self._status = self._status_line(store)
             self._watcher = self._new_watcher(store)
             self._install_signals()
             for number in range(self.config.service.workers):
-                thread = threading.Thread(target=self._work, name=f"worker-{number + 1}", daemon=True)
-                thread.start()
-                self._workers.append(thread)
+                self._start_thread(f"worker-{number + 1}", self._work, store)
+            self._start_thread("intake", self._take_in, store)
+            self._start_thread("writer", self._keep_up, store)
             self._watcher.start()
             log.info(
                 "watching",
@@ -150,7 +136,7 @@ class Daemon:
                 database=str(store.path),
                 polling=self._watcher.using_polling,
             )
-            notify("READY=1\n" + self._status_line(store))
+            notify("READY=1\n" + self._status)
             code = self._main_loop(store)
             self.stop()  # also when the loop ended on its own (dead watcher): workers must not claim more
             notify("STOPPING=1")
@@ -198,21 +184,9 @@ class Daemon:
 
     def _new_watcher(self, store: Store) -> Watcher:
         watch = self._watcher_config = self.config.watch
-
-        def on_settled(settled: SettledFile) -> None:
-            try:
-                sha = sha256_file(settled.path)
-                job = _enqueue(store, self.config, settled.path, sha, settled.size, settled.mtime_ns)
-            except (OSError, InputError) as exc:  # vanished or unreadable between settling and hashing
-                log.warning("could not queue file", path=str(settled.path), error=str(exc))
-                return
-            if job is not None:
-                log.info("queued", path=str(settled.path), job=job)
-                self._wake.set()
-
         return Watcher(
             [f.path for f in watch.folders],
-            on_settled=on_settled,
+            on_settled=self._settled.put,  # hashed and queued by the intake thread: this loop never reads a file
             settle_seconds=watch.settle_seconds,
             polling=watch.polling,
             polling_interval=watch.polling_interval_seconds,
@@ -223,8 +197,7 @@ class Daemon:
         next_rescan = time.monotonic() + rescan_every
         watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
         next_ping = 0.0
-        next_prune = 0.0
-        while not self._stopping.wait(TICK_SECONDS):
+        while not self._stopping.wait(self._until_next_tick()):
             if self._reload.is_set():
                 self._reload.clear()
                 self._apply_reload(store)
@@ -241,13 +214,102 @@ class Daemon:
                     "manager can restart it"
                 )
                 return EX_WATCH_FAILED
-            if now >= next_prune:
-                self._forget_old_answer_pdfs(store)
-                next_prune = now + PRUNE_SECONDS
-            if now >= next_ping:  # only reached while the watcher is healthy: that is what WATCHDOG=1 vouches for
-                notify(("WATCHDOG=1\n" if watchdog_usec else "") + self._status_line(store))
+            threads_alive = self._supervise(store)
+            if now >= next_ping:
+                # WATCHDOG=1 vouches for a healthy watcher and live threads; without it systemd restarts us.
+                ping = "WATCHDOG=1\n" if watchdog_usec and threads_alive else ""
+                notify(ping + self._status)
                 next_ping = now + (min(watchdog_usec / 2e6, STATUS_SECONDS) if watchdog_usec else STATUS_SECONDS)
         return 0
+
+    def _until_next_tick(self) -> float:
+        """Sleep until the next file may settle (so settling adds no tick's worth of delay), at most a tick."""
+        due = self._watcher.next_due()
+        if due is None:
+            return TICK_SECONDS
+        return min(TICK_SECONDS, max(due - time.monotonic() + 0.001, 0.001))
+
+    # --- threads ---------------------------------------------------------------------------------------
+
+    def _start_thread(self, name: str, body: Callable[[Store], None], store: Store) -> None:
+        thread = threading.Thread(target=self._guarded, args=(name, body, store), name=name, daemon=True)
+        self._threads[name] = (body, thread)
+        if name.startswith("worker-"):
+            self._workers = [t for n, (_b, t) in self._threads.items() if n.startswith("worker-")]
+        thread.start()
+
+    def _guarded(self, name: str, body: Callable[[Store], None], store: Store) -> None:
+        """Run ``body`` until stopping; any exception is logged and the body runs again after a backoff
+        (0.5 s doubling to 30 s), so a database that is locked or full for a while never ends a thread."""
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                body(store)
+                return
+            except Exception as exc:
+                failures += 1
+                delay = min(0.5 * 2 ** (failures - 1), 30.0)
+                with contextlib.suppress(Exception):
+                    if isinstance(exc, EinkError):
+                        log.error("thread hit an error; backing off", thread=name, seconds=delay, error=str(exc))
+                    else:
+                        log.exception("thread hit an unexpected error; backing off", thread=name, seconds=delay)
+                self._stopping.wait(delay)
+
+    def _supervise(self, store: Store) -> bool:
+        """Replace any thread that died (it should not: each is guarded); True if all were alive."""
+        all_alive = True
+        for name, (body, thread) in list(self._threads.items()):
+            if thread.is_alive() or self._stopping.is_set():
+                continue
+            all_alive = False
+            log.error("a daemon thread died; starting a new one", thread=name)
+            self._start_thread(name, body, store)
+        return all_alive
+
+    def _take_in(self, store: Store) -> None:
+        """The intake thread: hash each settled file and queue it; retry while the database refuses."""
+        while not self._stopping.is_set():
+            try:
+                settled = self._settled.get(timeout=IDLE_POLL_SECONDS)
+            except queue.Empty:
+                continue
+            self._queue_file(store, settled)
+
+    def _queue_file(self, store: Store, settled: SettledFile) -> None:
+        limit = self.config.input.limits().max_file_bytes
+        try:
+            sha = intake.content_id(settled.path, settled.size, settled.mtime_ns, limit)
+        except OSError as exc:  # vanished or unreadable between settling and hashing
+            log.warning("could not queue file", path=str(settled.path), error=str(exc))
+            return
+        failures = 0
+        while True:
+            try:
+                job = intake.enqueue(store, self.config, settled.path, sha, settled.size, settled.mtime_ns)
+                break
+            except StoreError as exc:  # locked or full: the file settled, so it must be queued; wait it out
+                failures += 1
+                delay = min(0.5 * 2 ** (failures - 1), 30.0)
+                log.warning(
+                    "cannot queue a file yet; trying again", path=str(settled.path), seconds=delay, error=str(exc)
+                )
+                if self._stopping.wait(delay):
+                    return  # not queued: the scan at the next start finds it
+        if job is not None:
+            log.info("queued", path=str(settled.path), job=job)
+            self._wake.set()
+
+    def _keep_up(self, store: Store) -> None:
+        """The writer thread: answers waiting for their folder, old answer copies, the status line."""
+        next_prune = 0.0
+        while not self._stopping.is_set():
+            delivery.deliver_due(store)
+            if time.monotonic() >= next_prune:
+                self._forget_old_answer_pdfs(store)
+                next_prune = time.monotonic() + PRUNE_SECONDS
+            self._status = self._status_line(store)
+            self._stopping.wait(IDLE_POLL_SECONDS)
 
     def _forget_old_answer_pdfs(self, store: Store) -> None:
         days = self.config.storage.keep_answer_pdfs_days
@@ -263,7 +325,9 @@ class Daemon:
         counts = store.queue_counts()
         services = self._pipeline.breakers.open_services()
         down = f" (AI service down, probing: {', '.join(services)})" if services else ""
-        return f"STATUS=queue: {counts['pending']} waiting, {counts['running']} in progress{down}"
+        waiting = len(store.unwritten_outputs())
+        unwritten = f", {waiting} answers waiting for their folder to be writable" if waiting else ""
+        return f"STATUS=queue: {counts['pending']} waiting, {counts['running']} in progress{unwritten}{down}"
 
     def _apply_reload(self, store: Store) -> None:
         """Swap in a new config, or keep the old one and say why. Workers pick up the new pipeline for their
@@ -296,32 +360,46 @@ class Daemon:
 
     # --- workers ---------------------------------------------------------------------------------------
 
-    def _work(self) -> None:
+    def _work(self, store: Store) -> None:
         while not self._stopping.is_set():
             pipeline = self._pipeline  # read per job: a reload swaps it
             if not pipeline.breakers.may_claim():  # every model is down: leave the queue alone between probes
                 self._stopping.wait(IDLE_POLL_SECONDS)
                 continue
-            try:
-                job = pipeline.store.claim_job()
-            except EinkError as exc:
-                log.error("cannot read the queue", error=str(exc))
-                self._stopping.wait(IDLE_POLL_SECONDS * 5)
-                continue
+            self._wake.clear()  # before claiming: a job queued from now on wakes the wait below
+            job = pipeline.store.claim_job()  # a store error goes to the guard, which backs off
             if job is None:
                 self._wake.wait(IDLE_POLL_SECONDS)
-                self._wake.clear()
                 continue
             try:
                 pipeline.run(job)
             except Exception as exc:  # the pipeline turns failures into ERROR_ PDFs; this is the last guard
                 log.exception("job crashed; will try again", job=job.job_id, path=str(job.path))
-                with contextlib.suppress(Exception):
-                    pipeline.store.retry_later(job.job_id, at=utc_now() + timedelta(seconds=60), error=str(exc))
+                self._put_back(pipeline, job, exc)
+
+    def _put_back(self, pipeline: Pipeline, job: Job, exc: Exception) -> None:
+        """Return a job whose run raised to the queue, insisting (a job left running would wait for a
+        restart). The database's own trouble does not use up one of the job's attempts; a bug does, so a job
+        that always fails this way ends as an ERROR_ after retry.max_attempts."""
+        refund = isinstance(exc, StoreError)
+        retry = self.config.retry
+        delay = min(retry.initial_delay_seconds * 2 ** max(job.attempts - 1, 0), retry.max_delay_seconds)
+        failures = 0
+        while True:
+            try:
+                at = utc_now() + timedelta(seconds=delay)
+                pipeline.store.retry_later(job.job_id, at=at, error=str(exc), refund_attempt=refund)
+                return
+            except Exception as again:
+                failures += 1
+                wait = min(0.5 * 2 ** (failures - 1), 30.0)
+                log.warning("cannot put a job back yet; trying again", job=job.job_id, seconds=wait, error=str(again))
+                if self._stopping.wait(wait):
+                    return  # left running: the next start puts it back
 
     def _finish_workers(self) -> None:
         deadline = time.monotonic() + self.config.service.shutdown_grace_seconds
-        for thread in self._workers:
+        for thread in [t for _b, t in self._threads.values()]:
             thread.join(max(0.0, deadline - time.monotonic()))
         if any(t.is_alive() for t in self._workers):
             log.warning("an answer was still in progress at shutdown; it will be redone at the next start")
@@ -364,11 +442,11 @@ def process_files(loaded: LoadedConfig, files: Sequence[Path]) -> list[ProcessRe
                     done.append(ProcessResult(path, None, f"{file}: no such file"))
                     continue
                 stat = path.stat()
-                sha = sha256_file(path)
+                sha = intake.content_id(path, stat.st_size, stat.st_mtime_ns, config.input.limits().max_file_bytes)
                 if store.is_own_output(sha):
                     done.append(ProcessResult(path, None, f"{file}: this is an answer eink-llm wrote; skipped"))
                     continue
-                job_id = _enqueue(store, config, path, sha, stat.st_size, stat.st_mtime_ns)
+                job_id = intake.enqueue(store, config, path, sha, stat.st_size, stat.st_mtime_ns)
                 if job_id is None:
                     done.append(_earlier_result(store, path, sha))
                 else:

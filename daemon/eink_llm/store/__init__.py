@@ -29,6 +29,7 @@ from eink_llm.store.records import (
     Job,
     JobState,
     SearchHit,
+    UnwrittenOutput,
     iso,
     utc_now,
 )
@@ -51,6 +52,7 @@ __all__ = [
     "JobState",
     "SearchHit",
     "Store",
+    "UnwrittenOutput",
     "fts_query",
     "iso",
     "utc_now",

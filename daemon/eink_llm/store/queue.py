@@ -10,6 +10,9 @@ from typing import Any
 from eink_llm.store.db import Database
 from eink_llm.store.records import Job, _job, iso, utc_now
 
+#: ``last_error`` of a job the daemon was working on when it stopped or crashed.
+INTERRUPTED = "interrupted: eink-llm stopped or crashed while working on this file"
+
 
 class QueueStore(Database):
     def enqueue(
@@ -113,10 +116,13 @@ class QueueStore(Database):
             )
 
     def requeue_running(self) -> int:
-        """After a crash, jobs left running go back to pending. Returns how many."""
+        """After a crash, jobs left running go back to pending. Returns how many. Their attempt stays counted
+        (it was counted, durably, when claimed): a file that ends the process every time runs out of attempts
+        instead of restarting the daemon for ever (see ``Pipeline.run``)."""
         with self._write() as db:
             return db.execute(
-                "UPDATE jobs SET state = 'pending', updated_at = ? WHERE state = 'running'", (iso(utc_now()),)
+                "UPDATE jobs SET state = 'pending', updated_at = ?, last_error = ? WHERE state = 'running'",
+                (iso(utc_now()), INTERRUPTED),
             ).rowcount
 
     def next_due(self) -> datetime | None:

@@ -127,6 +127,21 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         INSERT INTO exchange_search (exchange_search) VALUES ('rebuild');
         """,
     ),
+    (
+        "004_workers_unwritten_outputs",
+        """
+        CREATE TABLE unwritten_outputs (
+            exchange_id     INTEGER PRIMARY KEY REFERENCES exchanges (exchange_id),
+            path            TEXT NOT NULL,
+            pdf             BLOB NOT NULL,
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            last_error      TEXT,
+            created_at      TEXT NOT NULL
+        );
+        CREATE INDEX unwritten_due ON unwritten_outputs (next_attempt_at);
+        """,
+    ),
 )
 
 
