@@ -142,14 +142,15 @@ def _process(loaded: LoadedConfig, files: Sequence[Path]) -> int:
 
 
 def _status(loaded: LoadedConfig, limit: int) -> int:
-    from eink_llm.store import Store
+    from eink_llm.history import open_history
 
     path = loaded.database_path
-    if not path.exists():
-        print(f"No database yet at {path}: nothing has been queued.")
-        return 0
-    with Store.open(path, readonly=True) as store:
+    with open_history(path) as store:  # a damaged or unreadable database: StoreError, exit 74
+        if store is None:
+            print(f"No database yet at {path}: nothing has been queued.")
+            return 0
         counts = store.queue_counts()
+        unwritten = store.unwritten_outputs(limit)
         print(f"Database: {path}")
         print("Queue: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
         print("\nLast exchanges:")
@@ -160,6 +161,10 @@ def _status(loaded: LoadedConfig, limit: int) -> int:
                 f"  {ex.created_at}  {ex.conversation_id} ex{ex.sequence_number:03d}  {ex.status:<7} "
                 f"{took:>8} {tokens:>12}  {ex.input_file}"
             )
+        if unwritten:
+            print("\nWaiting to write (answered and kept; written as soon as the folder can be written):")
+            for item in unwritten:
+                print(f"  {item.path}: tried {item.attempts} times, next at {item.next_attempt_at}: {item.last_error}")
         failures = store.failures(limit)
         if failures:
             print("\nFailures:")

@@ -127,7 +127,7 @@ class StoreError(EinkError):
 
 
 _DAMAGED = ("malformed", "not a database", "file is encrypted", "corrupt")
-_NO_ACCESS = ("readonly", "read-only", "unable to open", "disk i/o error", "permission", "access")
+_NO_ACCESS = ("readonly", "read-only", "unable to open", "permission", "access")
 
 
 def store_error(exc: Exception, path: object) -> StoreError:
@@ -155,6 +155,13 @@ def store_error(exc: Exception, path: object) -> StoreError:
             "Restore it from a backup, or move it aside so that eink-llm starts a new one (the answer PDFs in "
             "your folders stay; a new database answers only what is new).",
             detail=text,
+        )
+    if "disk i/o error" in lowered:
+        return StoreError(
+            f"The database {path} could not be written (a disk error, or the disk is full).",
+            "Free some space and check the disk; eink-llm tries again by itself.",
+            detail=text,
+            retryable=True,
         )
     if any(word in lowered for word in _NO_ACCESS):
         return StoreError(
