@@ -621,6 +621,7 @@ def test_event_handler_survives_bad_events(
 
     watcher = make_watcher([root])
     watcher.start()
+
     class Featureless:
         """No event attributes at all, but (unlike a bare ``object()``) it can take the ``watch_path`` that
         watchdog 7's dispatch thread sets on every event before it reaches any handler."""
