@@ -185,6 +185,51 @@ def test_a_full_disk_at_commit_does_not_stop_the_workers(tmp_path: Path, server:
     assert [(r["input_file"], r["status"]) for r in rows] == [("first.png", "ok"), ("second.png", "ok")]
 
 
+EXITING_PLUGIN = """\
+from pathlib import Path
+
+from eink_llm.backends.echo import EchoBackend
+
+MARK = Path(__file__).with_name("exited-once")
+
+
+class Backend(EchoBackend):
+    def complete(self, request):
+        if not MARK.exists():
+            MARK.write_text("x")
+            raise SystemExit(3)  # a plugin calling sys.exit() inside the worker thread ends that thread
+        return super().complete(request)
+
+
+def create(settings):
+    return Backend(settings)
+"""
+
+
+def test_a_worker_thread_that_dies_is_replaced_and_its_job_answered(tmp_path: Path) -> None:
+    """A plugin backend raises SystemExit in the only worker thread. The job goes back to the queue, the main
+    loop starts a new worker, and both that file and the next are answered by the same process. Before: the
+    thread ended silently, the job stayed running, and nothing more was answered until a restart."""
+    (tmp_path / "exiting_backend.py").write_text(EXITING_PLUGIN)
+    inbox = make_inbox(tmp_path)
+    config = write_config(
+        tmp_path / "config.yaml",
+        inbox,
+        tmp_path / "db.sqlite3",
+        llm={"backend": "exiting_backend:create"},
+        service={"workers": 1},
+    )
+    python_path = os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    with DaemonProcess(config, tmp_path, env={"PYTHONPATH": python_path}) as daemon:
+        samples.make_png(inbox / "first.png", size=(300, 400))
+        wait_until(lambda: outputs(inbox, "RESPONSE_"), timeout=30, what="the first file answered")
+        samples.make_png(inbox / "second.png", size=(300, 400))
+        wait_until(lambda: len(outputs(inbox, "RESPONSE_")) == 2, timeout=30, what="the next file answered")
+        assert (tmp_path / "exited-once").exists()
+        assert "a daemon thread died; starting a new one" in daemon.log()
+        assert daemon.stop() == 0
+
+
 # --- defect 7: a long database lock, a 10 GB sparse file ---------------------------------------------------
 
 

@@ -111,17 +111,16 @@ class Daemon:
 
     def run(self) -> int:
         self._prepare_folders(self.loaded)
-        store = Store.open(self.loaded.database_path)
+        self._install_signals()
+        store = self._open_store()
+        if store is None:
+            return 0  # stopped while waiting for the database
         backends = open_backends(self.config)
         self._backends.extend(backends.values())
         try:
-            requeued = store.requeue_running()
-            if requeued:
-                log.info("resuming jobs interrupted by a stop or crash", jobs=requeued)
             self._pipeline = Pipeline(self.config, store, backends)
             self._status = self._status_line(store)
             self._watcher = self._new_watcher(store)
-            self._install_signals()
             for number in range(self.config.service.workers):
                 self._start_thread(f"worker-{number + 1}", self._work, store)
             self._start_thread("intake", self._take_in, store)
@@ -146,6 +145,31 @@ class Daemon:
         finally:
             close_backends(self._backends)  # retired ones too: closing one mid-request would fail that answer
             store.close()
+
+    def _open_store(self) -> Store | None:
+        """Open the database and put back jobs a crash left running; a locked or full database is waited out
+        (a damaged or unreadable one is not: exit 74 with what to do). ``None`` if stopped meanwhile."""
+        failures = 0
+        while not self._stopping.is_set():
+            store = None
+            try:
+                store = Store.open(self.loaded.database_path)
+                requeued = store.requeue_running()
+            except StoreError as exc:
+                if store is not None:
+                    store.close()
+                if not exc.retryable:
+                    raise
+                failures += 1
+                delay = min(0.5 * 2 ** (failures - 1), 30.0)
+                log.warning("the database is not available yet; trying again", seconds=delay, error=str(exc))
+                notify(f"STATUS=waiting for the database: {exc.what}")
+                self._stopping.wait(delay)
+                continue
+            if requeued:
+                log.info("resuming jobs interrupted by a stop or crash", jobs=requeued)
+            return store
+        return None
 
     def reload(self) -> None:
         """Ask the main loop to re-read the config (what SIGHUP does)."""
@@ -325,7 +349,7 @@ class Daemon:
         counts = store.queue_counts()
         services = self._pipeline.breakers.open_services()
         down = f" (AI service down, probing: {', '.join(services)})" if services else ""
-        waiting = len(store.unwritten_outputs())
+        waiting = store.count_unwritten()
         unwritten = f", {waiting} answers waiting for their folder to be writable" if waiting else ""
         return f"STATUS=queue: {counts['pending']} waiting, {counts['running']} in progress{unwritten}{down}"
 
@@ -373,11 +397,13 @@ class Daemon:
                 continue
             try:
                 pipeline.run(job)
-            except Exception as exc:  # the pipeline turns failures into ERROR_ PDFs; this is the last guard
+            except BaseException as exc:  # the pipeline turns failures into ERROR_ PDFs; this is the last guard
                 log.exception("job crashed; will try again", job=job.job_id, path=str(job.path))
                 self._put_back(pipeline, job, exc)
+                if not isinstance(exc, Exception):
+                    raise  # SystemExit from a plugin's sys.exit(): this thread ends, the main loop starts another
 
-    def _put_back(self, pipeline: Pipeline, job: Job, exc: Exception) -> None:
+    def _put_back(self, pipeline: Pipeline, job: Job, exc: BaseException) -> None:
         """Return a job whose run raised to the queue, insisting (a job left running would wait for a
         restart). The database's own trouble does not use up one of the job's attempts; a bug does, so a job
         that always fails this way ends as an ERROR_ after retry.max_attempts."""
@@ -403,6 +429,10 @@ class Daemon:
             thread.join(max(0.0, deadline - time.monotonic()))
         if any(t.is_alive() for t in self._workers):
             log.warning("an answer was still in progress at shutdown; it will be redone at the next start")
+            try:  # a clean stop is not the file's fault: give the attempt back (a crash does not get here)
+                self._pipeline.store.requeue_running(refund=True)
+            except EinkError as exc:
+                log.warning("could not put the interrupted answer back now; the next start does", error=str(exc))
 
 
 # --- one-shot processing ---------------------------------------------------------------------------------
@@ -418,6 +448,8 @@ class ProcessResult:
     def answered(self) -> bool:
         """It has its answer: now, or earlier (a re-export with nothing new on it is not asked again)."""
         if self.outcome is None:
+            return False
+        if self.outcome.unwritten:
             return False
         return self.outcome.status == "ok" or (self.outcome.status == "skipped" and self.outcome.error is None)
 
@@ -472,7 +504,12 @@ def _drain(pipeline: Pipeline, jobs: dict[int, Path], done: list[ProcessResult])
             log.info("the AI is unavailable; waiting to try again", path=str(job.path))
             continue
         remaining.pop(job.job_id)
-        if outcome.output:
+        if outcome.unwritten:
+            message = (
+                f"answered, but {outcome.output} could not be written; the answer is kept in the database and "
+                "the daemon (eink-llm run) writes it as soon as the folder allows"
+            )
+        elif outcome.output:
             message = str(outcome.output)
         elif outcome.error:
             message = str(outcome.error)
