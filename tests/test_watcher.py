@@ -350,6 +350,16 @@ def test_next_due_says_when_to_tick(root: Path, recorder: Recorder) -> None:
     assert watcher.next_due() is None
 
 
+def test_next_due_never_asks_for_a_busy_loop_on_a_file_that_cannot_be_statted(root: Path, recorder: Recorder) -> None:
+    clock = FakeClock()
+    watcher = Watcher([root], on_settled=recorder, settle_seconds=1.0, clock=clock)
+    watcher_module._Handler(watcher).dispatch(FileCreatedEvent(str(root / ("x" * 300 + ".pdf"))))  # ENAMETOOLONG
+    clock.advance(1.0)
+    assert watcher.tick() == []
+    due = watcher.next_due()
+    assert due is None or due > clock()
+
+
 def test_unchanged_file_is_not_reported_twice_and_changed_one_is(root: Path, recorder: Recorder) -> None:
     clock = FakeClock()
     watcher = Watcher([root], on_settled=recorder, settle_seconds=1.0, clock=clock)

@@ -260,6 +260,8 @@ class Watcher:
                 continue
             except OSError as exc:  # permissions, I/O error on a flaky mount: try again next tick
                 _log.debug("cannot stat a noted file yet", path=str(path), error=str(exc))
+                with self._lock:
+                    entry.stat_at = now
                 continue
             if not stat.S_ISREG(st.st_mode):
                 _log.debug("ignoring a path that is not a regular file", path=str(path))
@@ -303,20 +305,19 @@ class Watcher:
         return reported
 
     def next_due(self) -> float | None:
-        """The earliest clock time at which a noted file may settle (``None`` if none is noted): the caller
-        ticks then, so settling adds no tick's worth of delay. Folders waiting to be walked are due now."""
+        """The earliest clock time at which a noted file may settle (``None`` if none will by time alone): the
+        caller ticks then, so settling adds no tick's worth of delay. Folders waiting to be walked are due now.
+        A file a tick already looked at after it was due (its stat failed) is not due again: no busy loop."""
         with self._lock:
             if self._dirs_to_scan:
                 return self._clock()
-            if not self._pending:
-                return None
-            return (
-                min(
-                    max(entry.stable_since if entry.key is not None else entry.last_noted, entry.last_noted)
-                    for entry in self._pending.values()
-                )
-                + self._settle
-            )
+            dues = []
+            for entry in self._pending.values():
+                due = max(entry.stable_since if entry.key is not None else entry.last_noted, entry.last_noted)
+                due += self._settle
+                if entry.stat_at < due:  # else a tick already looked at it since it was due
+                    dues.append(due)
+            return min(dues, default=None)
 
     def is_healthy(self) -> bool:
         """True while events can still arrive: observer and every emitter thread alive, every root a folder.
