@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from eink_llm import intake
 from tests import samples
 from tests.fakes import FakeLLMServer
 from tests.harness import DaemonProcess, clean_env, db_rows, outputs, pdf_text, wait_until, write_config
@@ -130,7 +131,8 @@ def test_a_file_that_kills_the_daemon_ends_as_an_error_pdf_not_a_restart_loop(tm
         [error] = outputs(inbox, "ERROR_")
         assert error.name.endswith("_KILLS-me.pdf")
         text = " ".join(pdf_text(error).split())
-        assert "could not be processed" in text and f"stopped while working on it {max_attempts} times" in text
+        assert "could not be processed" in text
+        assert f"stopped or failed while working on it {max_attempts} times" in text
         assert "Export the page again" in text
         samples.make_png(inbox / "next.png", size=(300, 400))
         wait_until(lambda: outputs(inbox, "RESPONSE_"), timeout=30, what="the next file answered")
@@ -294,6 +296,21 @@ def test_a_10_gb_sparse_file_is_never_hashed_and_gets_an_error(tmp_path: Path, s
     finally:
         notify.close()
     assert len(server.requests) == 1, "only the next file reached the model"
+
+
+def test_a_files_queue_identity_never_reads_more_than_the_limit_nor_blocks_on_a_fifo(tmp_path: Path) -> None:
+    small = tmp_path / "q.pdf"
+    small.write_bytes(b"abc")
+    assert intake.content_id(small, 3, 1, 100) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    sparse = tmp_path / "huge.pdf"
+    with sparse.open("wb") as handle:
+        handle.truncate(10 * 1024**3)
+    assert intake.content_id(sparse, 10 * 1024**3, 7, 100) == f"{intake.OVERSIZED}{10 * 1024**3}:7"
+    assert intake.content_id(sparse, 50, 7, 100).startswith(intake.OVERSIZED)  # grew past the limit since stat
+    fifo = tmp_path / "swapped.pdf"
+    os.mkfifo(fifo)  # swapped in after the file settled: must not block the intake thread
+    with pytest.raises(OSError, match="not a regular file"):
+        intake.content_id(fifo, 0, 0, 100)
 
 
 # --- defect 8: an answer whose folder cannot be written is kept and written later --------------------------

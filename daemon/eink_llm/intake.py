@@ -10,7 +10,10 @@ limit plus one block, so a 10 GB sparse file costs nothing.
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import os
+import stat
 from pathlib import Path
 
 from eink_llm import naming
@@ -29,7 +32,11 @@ def content_id(path: Path, size: int, mtime_ns: int, max_bytes: int) -> str:
         return f"{OVERSIZED}{size}:{mtime_ns}"
     digest = hashlib.sha256()
     read = 0
-    with path.open("rb") as handle:
+    # Non-blocking and not through a symlink: a FIFO swapped in after settling must not hang this thread.
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file", str(path))
         while block := handle.read(_BLOCK):
             read += len(block)
             if read > max_bytes:

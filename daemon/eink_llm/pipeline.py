@@ -314,7 +314,7 @@ class Pipeline:
             last_error=job.last_error,
         )
         return InterruptedTooOftenError(
-            f"{job.path.name} could not be processed: eink-llm stopped while working on it "
+            f"{job.path.name} could not be processed: eink-llm stopped or failed while working on it "
             f"{job.attempts - 1} times in a row (for example it ran out of memory), so it was not tried again.",
             "Export the page again with fewer pages, at a lower resolution or as PNG, and drop it in again. "
             "If it keeps happening, report it with the daemon's log.",

@@ -119,7 +119,8 @@ class Daemon:
         self._backends.extend(backends.values())
         try:
             self._pipeline = Pipeline(self.config, store, backends)
-            self._status = self._status_line(store)
+            with contextlib.suppress(EinkError):  # the writer thread keeps it up to date
+                self._status = self._status_line(store)
             self._watcher = self._new_watcher(store)
             for number in range(self.config.service.workers):
                 self._start_thread(f"worker-{number + 1}", self._work, store)
@@ -405,9 +406,9 @@ class Daemon:
 
     def _put_back(self, pipeline: Pipeline, job: Job, exc: BaseException) -> None:
         """Return a job whose run raised to the queue, insisting (a job left running would wait for a
-        restart). The database's own trouble does not use up one of the job's attempts; a bug does, so a job
-        that always fails this way ends as an ERROR_ after retry.max_attempts."""
-        refund = isinstance(exc, StoreError)
+        restart). A database that is locked or full for a while does not use up one of the job's attempts; a bug
+        does, so a job that always fails this way ends as an ERROR_ after retry.max_attempts."""
+        refund = isinstance(exc, StoreError) and exc.retryable
         retry = self.config.retry
         delay = min(retry.initial_delay_seconds * 2 ** max(job.attempts - 1, 0), retry.max_delay_seconds)
         failures = 0
