@@ -20,7 +20,6 @@ from pathlib import Path
 
 import pytest
 
-from eink_llm import intake
 from tests import samples
 from tests.fakes import FakeLLMServer
 from tests.harness import DaemonProcess, clean_env, db_rows, outputs, pdf_text, wait_until, write_config
@@ -299,6 +298,8 @@ def test_a_10_gb_sparse_file_is_never_hashed_and_gets_an_error(tmp_path: Path, s
 
 
 def test_a_files_queue_identity_never_reads_more_than_the_limit_nor_blocks_on_a_fifo(tmp_path: Path) -> None:
+    from eink_llm import intake  # here: the rest of this module also runs against older versions
+
     small = tmp_path / "q.pdf"
     small.write_bytes(b"abc")
     assert intake.content_id(small, 3, 1, 100) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
