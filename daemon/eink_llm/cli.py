@@ -132,7 +132,7 @@ def _check_config(loaded: LoadedConfig) -> int:
 
 
 def _process(loaded: LoadedConfig, files: Sequence[Path]) -> int:
-    from eink_llm.service import process_files
+    from eink_llm.oneshot import process_files
 
     results = process_files(loaded, files)
     for result in results:
