@@ -291,8 +291,11 @@ class Daemon:
             try:
                 job = intake.enqueue(store, self.config, settled.path, sha, settled.size, settled.mtime_ns)
                 break
-            except StoreError as exc:  # locked or full: the file settled, so it must be queued; wait it out
+            except Exception as exc:  # locked or full: the file settled, so it must be queued; wait it out
                 failures += 1
+                if not isinstance(exc, StoreError) and failures > 5:  # a bug: do not hold up the files behind it
+                    log.exception("could not queue file; it is taken up at the next start", path=str(settled.path))
+                    return
                 delay = min(0.5 * 2 ** (failures - 1), 30.0)
                 log.warning(
                     "cannot queue a file yet; trying again", path=str(settled.path), seconds=delay, error=str(exc)
