@@ -317,6 +317,49 @@ def test_an_event_restarts_the_quiet_period(root: Path, recorder: Recorder) -> N
     assert [s.path for s in watcher.tick()] == [q]
 
 
+def test_the_settle_period_starts_at_the_last_event_not_at_the_next_tick(root: Path, recorder: Recorder) -> None:
+    """The file settles settle_seconds after its last write event, however late the first tick stats it
+    (issue 12: the watcher added ~200 ms beyond settle_seconds)."""
+    clock = FakeClock()
+    watcher = Watcher([root], on_settled=recorder, settle_seconds=2.0, clock=clock)
+    q = write(root / "q.pdf")
+    watcher_module._Handler(watcher).dispatch(FileCreatedEvent(str(q)))
+    clock.advance(0.2)  # the loop's first tick comes a little later
+    assert watcher.tick() == []
+    clock.advance(1.8)
+    assert [s.path for s in watcher.tick()] == [q]
+
+
+def test_next_due_says_when_to_tick(root: Path, recorder: Recorder) -> None:
+    clock = FakeClock()
+    watcher = Watcher([root], on_settled=recorder, settle_seconds=2.0, clock=clock)
+    assert watcher.next_due() is None
+    q = write(root / "q.pdf")
+    start = clock()
+    handler = watcher_module._Handler(watcher)
+    handler.dispatch(FileCreatedEvent(str(q)))
+    assert watcher.next_due() == start + 2.0
+    clock.advance(0.2)
+    watcher.tick()
+    assert watcher.next_due() == start + 2.0
+    clock.advance(0.5)
+    handler.dispatch(FileModifiedEvent(str(q)))  # another write: later
+    assert watcher.next_due() == start + 2.7
+    clock.advance(2.0)
+    assert [s.path for s in watcher.tick()] == [q]
+    assert watcher.next_due() is None
+
+
+def test_next_due_never_asks_for_a_busy_loop_on_a_file_that_cannot_be_statted(root: Path, recorder: Recorder) -> None:
+    clock = FakeClock()
+    watcher = Watcher([root], on_settled=recorder, settle_seconds=1.0, clock=clock)
+    watcher_module._Handler(watcher).dispatch(FileCreatedEvent(str(root / ("x" * 300 + ".pdf"))))  # ENAMETOOLONG
+    clock.advance(1.0)
+    assert watcher.tick() == []
+    due = watcher.next_due()
+    assert due is None or due > clock()
+
+
 def test_unchanged_file_is_not_reported_twice_and_changed_one_is(root: Path, recorder: Recorder) -> None:
     clock = FakeClock()
     watcher = Watcher([root], on_settled=recorder, settle_seconds=1.0, clock=clock)

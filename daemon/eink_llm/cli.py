@@ -157,14 +157,14 @@ def _check_config(loaded: LoadedConfig) -> int:
 
 
 def _process(loaded: LoadedConfig, files: Sequence[Path]) -> int:
-    from eink_llm.service import process_files
+    from eink_llm.oneshot import process_files
 
     return _report(process_files(loaded, files))
 
 
 def _retry(loaded: LoadedConfig, files: Sequence[Path], *, failed: bool, since: str | None) -> int:
     from eink_llm.history import parse_since
-    from eink_llm.service import retry_failed, retry_files
+    from eink_llm.oneshot import retry_failed, retry_files
 
     if failed == bool(files) or (since and not failed):
         print("eink-llm retry: give either FILE… or --failed [--since WHEN]", file=sys.stderr)
@@ -186,18 +186,26 @@ def _report(results: Sequence[ProcessResult]) -> int:
 
 
 def _status(loaded: LoadedConfig, limit: int) -> int:
+    from eink_llm.history import open_history
     from eink_llm.statusinfo import snapshot_text, take_snapshot
-    from eink_llm.store import Store
 
     path = loaded.database_path
-    if not path.exists():
-        print(f"No database yet at {path}: nothing has been queued, and no daemon has run on it.")
-        return 0
-    with Store.open(path, readonly=True) as store:
+    with open_history(path) as store:  # a damaged or unreadable database: StoreError, exit 74
+        if store is None:
+            print(f"No database yet at {path}: nothing has been queued, and no daemon has run on it.")
+            return 0
         # The same snapshot the STATUS page in each watched folder shows, here for every folder.
         print(snapshot_text(take_snapshot(store, loaded.config, recent=limit), path), end="")
         counts = store.queue_counts()
         print("\nQueue: " + ", ".join(f"{n} {state}" for state, n in counts.items()))
+        unwritten = store.unwritten_outputs(limit)
+        if unwritten:
+            print("\nWaiting to write (answered and kept; written as soon as the folder can be written):")
+            for item in unwritten:
+                print(
+                    f"  {item.path}: tried {item.attempts} times, next at {item.next_attempt_at}: "
+                    f"{redact.optional(item.last_error)}"
+                )
         failures = store.failures(limit)
         if failures:
             print("\nFailures:")

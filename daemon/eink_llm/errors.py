@@ -151,10 +151,72 @@ class DrawingRefused(EinkError):
 
 
 class StoreError(EinkError):
-    """The SQLite database cannot be opened or written."""
+    """The SQLite database cannot be opened, read or written.
+
+    ``retryable`` when waiting may help (another program holds a lock, the disk is full): the daemon backs off
+    and tries again, it never stops for it. The commands (``status``, ``conversations``) exit with 74."""
 
     title = "The history database is not available"
     exit_code = EX_IOERR
+
+    def __init__(self, what: str, todo: str = "", *, detail: str | None = None, retryable: bool = False) -> None:
+        super().__init__(what, todo, detail=detail)
+        self.retryable = retryable
+
+
+_DAMAGED = ("malformed", "not a database", "file is encrypted", "corrupt")
+_NO_ACCESS = ("readonly", "read-only", "unable to open", "permission", "access")
+
+
+def store_error(exc: Exception, path: object) -> StoreError:
+    """A :class:`StoreError` saying in plain words what an SQLite exception means for the database at ``path``."""
+    text = str(exc)
+    lowered = text.lower()
+    if any(word in lowered for word in ("locked", "busy")):
+        return StoreError(
+            f"The database {path} is locked by another program.",
+            "eink-llm waits and tries again; if it lasts, find the program holding it (a backup, an open sqlite3 "
+            "shell) and close it.",
+            detail=text,
+            retryable=True,
+        )
+    if "full" in lowered:
+        return StoreError(
+            f"The disk holding the database {path} is full.",
+            "Free some space; eink-llm tries again by itself.",
+            detail=text,
+            retryable=True,
+        )
+    if any(word in lowered for word in _DAMAGED):
+        return StoreError(
+            f"The database {path} is damaged or is not an eink-llm database.",
+            "Restore it from a backup, or move it aside so that eink-llm starts a new one (the answer PDFs in "
+            "your folders stay; a new database answers only what is new).",
+            detail=text,
+        )
+    if "disk i/o error" in lowered:
+        return StoreError(
+            f"The database {path} could not be written (a disk error, or the disk is full).",
+            "Free some space and check the disk; eink-llm tries again by itself.",
+            detail=text,
+            retryable=True,
+        )
+    if any(word in lowered for word in _NO_ACCESS):
+        return StoreError(
+            f"The database {path} cannot be read or written.",
+            "Check that it and its folder are readable and writable by this user and that the disk is mounted "
+            "read-write (a database in WAL mode needs to write its -shm file even to be read).",
+            detail=text,
+        )
+    return StoreError(
+        f"The database {path} could not be used.", "Check the disk and the file, then try again.", detail=text
+    )
+
+
+class InterruptedTooOftenError(EinkError):
+    """A job whose every attempt ended the daemon itself (killed for memory, a crash in a library)."""
+
+    title = "This file could not be processed"
 
 
 class OutputError(EinkError):

@@ -39,7 +39,9 @@ def _no_history(database: Path) -> str:
 
 
 @contextmanager
-def _open(database: Path, *, write: bool = False) -> Iterator[Store | None]:
+def open_history(database: Path, *, write: bool = False) -> Iterator[Store | None]:
+    """The database for the commands (read-only unless ``write``), ``None`` if there is none yet; a database that
+    lacks this version's migrations, or is damaged or unreadable, raises :class:`StoreError`."""
     if not database.exists():
         yield None
         return
@@ -82,7 +84,7 @@ def _conversation(store: Store | None, database: Path, conversation_id: str) -> 
 def list_conversations(database: Path, *, include_archived: bool, limit: int, as_json: bool) -> Output:
     """Conversations, most recent activity first; archived ones only with ``include_archived``.
     ``limit`` 0 shows all."""
-    with _open(database) as store:
+    with open_history(database) as store:
         if store is None:
             return Output("[]\n", _no_history(database)) if as_json else Output(_no_history(database) + "\n")
         items = store.conversation_listings(include_archived=include_archived, limit=limit or None)
@@ -106,7 +108,7 @@ def list_conversations(database: Path, *, include_archived: bool, limit: int, as
 
 def show_conversation(database: Path, conversation_id: str) -> Output:
     """Every exchange of a conversation in order, with its question and answer (or error)."""
-    with _open(database) as opened:
+    with open_history(database) as opened:
         store, conversation = _conversation(opened, database, conversation_id)
         exchanges = store.conversation_exchanges(conversation.conversation_id)
     return Output(fmt.show_text(conversation, exchanges))
@@ -125,7 +127,7 @@ def export_conversation(
     written atomically."""
     from eink_llm.atomic import atomic_write
 
-    with _open(database) as opened:
+    with open_history(database) as opened:
         store, conversation = _conversation(opened, database, conversation_id)
         exchanges = store.conversation_exchanges(conversation.conversation_id)
     if export_format == "pdf":
@@ -156,7 +158,7 @@ def search_history(database: Path, query: str, *, conversation_id: str | None, l
         raise HistoryArgumentError(
             f"There is nothing to search for in {query!r}.", "Search for one or more words (letters or digits)."
         )
-    with _open(database) as store:
+    with open_history(database) as store:
         if store is None:
             empty = fmt.to_json({"query": query, "matched": "all", "hits": []})
             return Output(empty, _no_history(database)) if as_json else Output(_no_history(database) + "\n")
@@ -187,7 +189,7 @@ def search_history(database: Path, query: str, *, conversation_id: str | None, l
 
 def archive_conversation(database: Path, conversation_id: str) -> Output:
     """Mark a conversation archived (idempotent): hidden from the list, never continued by the daemon."""
-    with _open(database, write=True) as opened:
+    with open_history(database, write=True) as opened:
         store, conversation = _conversation(opened, database, conversation_id)
         conversation_id = conversation.conversation_id
         if conversation.status == "archived":
@@ -220,7 +222,7 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
 def usage_stats(database: Path, *, since: str | None, as_json: bool) -> Output:
     """Finished exchanges, outcomes, tokens and latency percentiles per backend and model, and in total."""
     start = parse_since(since) if since else None
-    with _open(database) as store:
+    with open_history(database) as store:
         if store is None:
             empty = fmt.to_json({"since": None, "models": [], "total": None})
             return Output(empty, _no_history(database)) if as_json else Output(_no_history(database) + "\n")

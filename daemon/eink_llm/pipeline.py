@@ -34,14 +34,14 @@ from typing import Any, Literal
 
 import structlog
 
-from eink_llm import naming, redact
+from eink_llm import delivery, naming, redact
 from eink_llm.asking import Asker
 from eink_llm.atomic import atomic_write, remove_if_unchanged
 from eink_llm.backends.base import Backend, LLMResponse
 from eink_llm.ceiling import Fitted
 from eink_llm.config import Config, Profile
 from eink_llm.context import Context, build_context
-from eink_llm.errors import EinkError, InputChangedError, OutputError
+from eink_llm.errors import EinkError, InputChangedError, InterruptedTooOftenError, OutputError
 from eink_llm.image_tokens import estimate_image_tokens
 from eink_llm.reader import Decoder, InputDocument, read_input
 from eink_llm.render import RenderMeta, get_device, render_answer, render_error
@@ -65,6 +65,7 @@ class Outcome:
     error: EinkError | None = None
     note: str | None = None  # why a skipped job needed no answer
     reopened: int | None = None  # ink on an ERROR_ page: the failed job it put back in the queue
+    unwritten: bool = False  # recorded, but the folder did not take the PDF yet: kept, written later
 
 
 class UnexpectedError(EinkError):
@@ -122,7 +123,11 @@ class Pipeline:
         if breaker.is_open and not breaker.allow_claim():  # its AI service is down, and this is no probe
             return self._wait_for_service(job, breaker)
 
-        document, failure = self._read(job)
+        failure: EinkError | None
+        if job.attempts > self.config.retry.max_attempts:  # every earlier attempt ended the process itself
+            document, failure = None, self._interrupted_too_often(job)
+        else:
+            document, failure = self._read(job)
         if isinstance(failure, InputChangedError):  # not what was queued: never answered with these bytes
             return self._changed(job, failure)
         resolution = self._resolve(job, document)
@@ -169,10 +174,21 @@ class Pipeline:
         if failure is not None:
             pdf = self._error_pdf(job, exchange, failure, profile, note=resolution.note)
         assert pdf is not None
+        unwritten = None
         try:
             output = self._write(job, kind, pdf, exchange)
-        except OutputError as exc:
-            return self._cannot_write(job, exchange, exc, started, profile)
+        except OutputError as exc:  # a paid answer is never lost: kept, and written when the folder takes it
+            output = job.path.parent / naming.output_name(
+                kind, exchange.conversation_id, exchange.sequence_number, job.path.stem
+            )
+            unwritten = (pdf, delivery.retry_at(1), exc.user_message())
+            log.warning(
+                "the answer could not be written; it is kept and will be written as soon as the folder allows",
+                input=str(job.path),
+                output=output.name,
+                error=exc.user_message(),
+                detail=exc.detail,
+            )
         result = ExchangeResult(
             status="ok" if failure is None else "error",
             output_file=output,
@@ -189,7 +205,7 @@ class Pipeline:
             cost=profile.budget.cost(response.usage.input_tokens, response.usage.output_tokens) if response else 0.0,
             metadata=self._metadata(document, failure, fitted, self.backends.get(profile.name), resolution, context),
         )
-        self.store.complete_exchange(exchange, result, resolution.prints)
+        self.store.complete_exchange(exchange, result, resolution.prints, unwritten=unwritten)
         # An answer is news (info); an ERROR_ is a warning when the page was at fault, else an error (ours or
         # the AI service's), so `logging.level: warning` still shows every page that got an ERROR_.
         level = "info" if failure is None else "warning" if failure.input_fault else "error"
@@ -218,6 +234,7 @@ class Pipeline:
             exchange.conversation_id,
             exchange.sequence_number,
             failure,
+            unwritten=unwritten is not None,
         )
 
     # --- stages, in order --------------------------------------------------------------------------
@@ -348,25 +365,6 @@ class Pipeline:
         )
         return Outcome(job.job_id, "retry", None, exchange.conversation_id, exchange.sequence_number, failure)
 
-    def _cannot_write(
-        self, job: Job, exchange: Exchange, failure: OutputError, started: float, profile: Profile
-    ) -> Outcome:
-        """Not even an ERROR_ PDF can be saved (folder gone, disk full): retry, then give up loudly in the log."""
-        if job.attempts < self.config.retry.max_attempts:
-            return self._retry_later(job, exchange, failure)
-        self.store.complete_exchange(
-            exchange,
-            ExchangeResult(
-                status="error",
-                output_file=None,
-                error_text=str(failure),
-                backend=profile.llm.backend,
-                processing_time=round(time.monotonic() - started, 3),
-            ),
-        )
-        log.error("could not write output", input=str(job.path), error=failure.user_message(), detail=failure.detail)
-        return Outcome(job.job_id, "error", None, exchange.conversation_id, exchange.sequence_number, failure)
-
     def _wait_for_service(self, job: Job, breaker: CircuitBreaker) -> Outcome:
         """Back to the queue until the service's next probe, untouched and without using up an attempt."""
         at = utc_now() + timedelta(seconds=max(breaker.seconds_to_probe(), 0.05))
@@ -385,6 +383,25 @@ class Pipeline:
             detail=failure.detail,
         )
         return Outcome(job.job_id, "skipped", error=failure)
+
+    def _interrupted_too_often(self, job: Job) -> EinkError:
+        """Attempts are counted when a job is claimed, so one that was claimed more than ``max_attempts`` times
+        without ending (in an answer, an ERROR_ or a scheduled retry) took the daemon down with it each time
+        (killed for using too much memory, a crash in a library). It is not tried again: the next restart would
+        end the same way, for ever."""
+        log.error(
+            "giving up on a file that stopped the daemon every time it was tried",
+            input=str(job.path),
+            attempts=job.attempts - 1,
+            last_error=job.last_error,
+        )
+        return InterruptedTooOftenError(
+            f"{job.path.name} could not be processed: eink-llm stopped or failed while working on it "
+            f"{job.attempts - 1} times in a row (for example it ran out of memory), so it was not tried again.",
+            "Export the page again with fewer pages, at a lower resolution or as PNG, and drop it in again. "
+            "If it keeps happening, report it with the daemon's log.",
+            detail=job.last_error,
+        )
 
     def _vanished(self, job: Job) -> Outcome:
         failure = InputVanishedError(

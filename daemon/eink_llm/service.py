@@ -1,40 +1,38 @@
 """Running the daemon: threads, signals and systemd live here and nowhere else.
 
-The main thread owns the watcher (it calls ``tick`` a few times a second, rescans now and then and checks the
-observer's health) and turns settled files into queue rows. Worker threads claim jobs from the SQLite queue and
-hand each to the :class:`~eink_llm.pipeline.Pipeline`. SIGTERM/SIGINT stop claiming, give the answers in
-progress a grace period, and exit 0; whatever was still running is taken up again at the next start.
+The main thread owns the watcher (it calls ``tick`` when a file may settle and a few times a second, rescans now
+and then and checks the observer's health) and hands settled files to the intake thread, which hashes and queues
+them. Worker threads claim jobs from the SQLite queue and hand each to the :class:`~eink_llm.pipeline.Pipeline`;
+a writer thread writes answers that waited for their folder. Every thread is guarded and supervised.
+SIGTERM/SIGINT stop claiming, give the answers in progress a grace period, and exit 0; whatever was still
+running is taken up again at the next start.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import queue
 import signal
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from pathlib import Path
+from collections.abc import Callable
+from datetime import timedelta
 from types import FrameType
 
 import structlog
 
-from eink_llm import naming, startup
+from eink_llm import delivery, intake, startup
 from eink_llm.atomic import remove_stale_temps
-from eink_llm.backends import create_backend
 from eink_llm.backends.base import Backend
-from eink_llm.config import Config, LoadedConfig, load_config
-from eink_llm.errors import EinkError, InputError
-from eink_llm.logsetup import register_secrets
-from eink_llm.pipeline import Outcome, Pipeline
-from eink_llm.reader import sha256_file
+from eink_llm.config import LoadedConfig, load_config
+from eink_llm.errors import EinkError, StoreError
+from eink_llm.oneshot import ProcessResult, close_backends, open_backends, process_files, retry_failed, retry_files
+from eink_llm.pipeline import Pipeline
 from eink_llm.reader.cage import Cage
-from eink_llm.retry import Breakers
 from eink_llm.status_page import StatusKeeper
-from eink_llm.store import Store, utc_now
+from eink_llm.store import Job, Store, utc_now
 from eink_llm.watcher import SettledFile, Watcher
 
 log = structlog.get_logger("eink_llm.service")
@@ -62,53 +60,15 @@ def notify(message: str) -> None:
         sock.sendall(message.encode())
 
 
-def open_backends(config: Config) -> dict[str, Backend]:
-    """One backend per profile (the pipeline picks by folder). Close them with :func:`close_backends`."""
-    backends: dict[str, Backend] = {}
-    try:
-        for name in config.profile_names():
-            settings = config.profile(name).llm.backend_settings()
-            register_secrets([settings.api_key])
-            backends[name] = create_backend(settings)
-    except BaseException:
-        close_backends(backends.values())
-        raise
-    return backends
-
-
-def close_backends(backends: Iterable[Backend]) -> None:
-    for backend in backends:
-        with contextlib.suppress(Exception):
-            backend.close()
-
-
-def _root_for(config: Config, path: Path) -> tuple[Path, str | None]:
-    """The watched folder ``path`` lies in and its user, or the file's own folder (``process`` elsewhere)."""
-    folder = config.folder_for(path)
-    return (folder.path, folder.user) if folder else (path.parent, None)
-
-
-def _enqueue(store: Store, config: Config, path: Path, sha256: str, size: int, mtime_ns: int) -> int | None:
-    """Queue a settled file. Jobs with the same order key run one at a time, in order: those naming the same
-    conversation, those in the same folder-mode folder, and versions of the same file."""
-    root, user = _root_for(config, path)
-    hint = naming.find_conversation_id(path.name)
-    folder = config.conversation_folder(path)
-    order_key = f"conv:{hint}" if hint else f"folder:{folder}" if folder else f"path:{path}"
-    return store.enqueue(
-        path,
-        root=root,
-        sha256=sha256,
-        size=size,
-        mtime_ns=mtime_ns,
-        user_id=user,
-        conversation_hint=hint,
-        order_key=order_key,
-    )
-
-
 class Daemon:
-    """``eink-llm run``: watch, queue, answer, until a stop signal."""
+    """``eink-llm run``: watch, queue, answer, until a stop signal.
+
+    Threads: the main thread runs the watcher loop and sd_notify and never touches a file's bytes or waits on
+    the database; ``intake`` hashes settled files and queues them; ``worker-N`` answer jobs; ``writer`` writes
+    answers that were waiting for their folder, drops old answer copies and refreshes the status line. Each
+    runs under a guard that logs and backs off on any exception, and the main loop replaces a thread that died
+    anyway; WATCHDOG=1 is sent only while all of them (and the watcher) are alive.
+    """
 
     def __init__(self, loaded: LoadedConfig) -> None:
         self.loaded = loaded
@@ -118,29 +78,33 @@ class Daemon:
         self._backends: list[Backend] = []
         self._wake = threading.Event()
         self._workers: list[threading.Thread] = []
+        self._threads: dict[str, tuple[Callable[[Store], None], threading.Thread]] = {}
+        self._settled: queue.SimpleQueue[SettledFile] = queue.SimpleQueue()
+        self._status_text = "STATUS=starting"
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
     def run(self) -> int:
         startup.require(self.loaded, create_folders=True)
         self._prepare_folders(self.loaded)
-        store = Store.open(self.loaded.database_path)
+        self._install_signals()
+        store = self._open_store()
+        if store is None:
+            return 0  # stopped while waiting for the database
         backends = open_backends(self.config)
         self._backends.extend(backends.values())
         # One warm reading process per worker; it outlives reloads (its limits follow the config per file).
         self._cage = Cage(self.config.service.workers, self.config.input.limits())
         try:
-            requeued = store.requeue_running()
-            if requeued:
-                log.info("resuming jobs interrupted by a stop or crash", jobs=requeued)
             self._pipeline = Pipeline(self.config, store, backends, decoder=self._cage)
             self._status = StatusKeeper(store, self.config, lambda: self._pipeline.breakers)
+            with contextlib.suppress(EinkError):  # the writer thread keeps it up to date
+                self._status_text = self._status_line(store)
             self._watcher = self._new_watcher(store)
-            self._install_signals()
             for number in range(self.config.service.workers):
-                thread = threading.Thread(target=self._work, name=f"worker-{number + 1}", daemon=True)
-                thread.start()
-                self._workers.append(thread)
+                self._start_thread(f"worker-{number + 1}", self._work, store)
+            self._start_thread("intake", self._take_in, store)
+            self._start_thread("writer", self._keep_up, store)
             self._watcher.start()
             log.info(
                 "watching",
@@ -151,7 +115,7 @@ class Daemon:
                 database=str(store.path),
                 polling=self._watcher.using_polling,
             )
-            notify("READY=1\n" + self._status_line(store))
+            notify("READY=1\n" + self._status_text)
             code = self._main_loop(store)
             self.stop()  # also when the loop ended on its own (dead watcher): workers must not claim more
             notify("STOPPING=1")
@@ -163,6 +127,31 @@ class Daemon:
             close_backends(self._backends)  # retired ones too: closing one mid-request would fail that answer
             store.close()
             self._cage.close()  # after the store: a job still reading now cannot record a misleading ERROR_
+
+    def _open_store(self) -> Store | None:
+        """Open the database and put back jobs a crash left running; a locked or full database is waited out
+        (a damaged or unreadable one is not: exit 74 with what to do). ``None`` if stopped meanwhile."""
+        failures = 0
+        while not self._stopping.is_set():
+            store = None
+            try:
+                store = Store.open(self.loaded.database_path)
+                requeued = store.requeue_running()
+            except StoreError as exc:
+                if store is not None:
+                    store.close()
+                if not exc.retryable:
+                    raise
+                failures += 1
+                delay = min(0.5 * 2 ** (failures - 1), 30.0)
+                log.warning("the database is not available yet; trying again", seconds=delay, error=str(exc))
+                notify(f"STATUS=waiting for the database: {exc.what}")
+                self._stopping.wait(delay)
+                continue
+            if requeued:
+                log.info("resuming jobs interrupted by a stop or crash", jobs=requeued)
+            return store
+        return None
 
     def reload(self) -> None:
         """Ask the main loop to re-read the config (what SIGHUP does)."""
@@ -196,21 +185,9 @@ class Daemon:
         watch = self.config.watch
         reserved = [self.config.status_page.name] if self.config.status_page.enabled else []
         self._watcher_config = (watch, reserved)
-
-        def on_settled(settled: SettledFile) -> None:
-            try:
-                sha = sha256_file(settled.path)
-                job = _enqueue(store, self.config, settled.path, sha, settled.size, settled.mtime_ns)
-            except (OSError, InputError) as exc:  # vanished or unreadable between settling and hashing
-                log.warning("could not queue file", path=str(settled.path), error=str(exc))
-                return
-            if job is not None:
-                log.info("queued", path=str(settled.path), job=job)
-                self._wake.set()
-
         return Watcher(
             [f.path for f in watch.folders],
-            on_settled=on_settled,
+            on_settled=self._settled.put,  # hashed and queued by the intake thread: this loop never reads a file
             settle_seconds=watch.settle_seconds,
             polling=watch.polling,
             polling_interval=watch.polling_interval_seconds,
@@ -222,8 +199,7 @@ class Daemon:
         next_rescan = time.monotonic() + rescan_every
         watchdog_usec = int(os.environ.get("WATCHDOG_USEC", "0") or 0)
         next_ping = 0.0
-        next_prune = 0.0
-        while not self._stopping.wait(TICK_SECONDS):
+        while not self._stopping.wait(self._until_next_tick()):
             if self._reload.is_set():
                 self._reload.clear()
                 self._apply_reload(store)
@@ -240,14 +216,106 @@ class Daemon:
                     "manager can restart it"
                 )
                 return EX_WATCH_FAILED
-            self._status.tick()  # the heartbeat, and the STATUS pages when they changed
-            if now >= next_prune:
-                self._forget_old_answer_pdfs(store)
-                next_prune = now + PRUNE_SECONDS
-            if now >= next_ping:  # only reached while the watcher is healthy: that is what WATCHDOG=1 vouches for
-                notify(("WATCHDOG=1\n" if watchdog_usec else "") + self._status_line(store))
+            threads_alive = self._supervise(store)
+            if now >= next_ping:
+                # WATCHDOG=1 vouches for a healthy watcher and live threads; without it systemd restarts us.
+                ping = "WATCHDOG=1\n" if watchdog_usec and threads_alive else ""
+                notify(ping + self._status_text)
                 next_ping = now + (min(watchdog_usec / 2e6, STATUS_SECONDS) if watchdog_usec else STATUS_SECONDS)
         return 0
+
+    def _until_next_tick(self) -> float:
+        """Sleep until the next file may settle (so settling adds no tick's worth of delay), at most a tick."""
+        due = self._watcher.next_due()
+        if due is None:
+            return TICK_SECONDS
+        return min(TICK_SECONDS, max(due - time.monotonic() + 0.001, 0.001))
+
+    # --- threads ---------------------------------------------------------------------------------------
+
+    def _start_thread(self, name: str, body: Callable[[Store], None], store: Store) -> None:
+        thread = threading.Thread(target=self._guarded, args=(name, body, store), name=name, daemon=True)
+        self._threads[name] = (body, thread)
+        if name.startswith("worker-"):
+            self._workers = [t for n, (_b, t) in self._threads.items() if n.startswith("worker-")]
+        thread.start()
+
+    def _guarded(self, name: str, body: Callable[[Store], None], store: Store) -> None:
+        """Run ``body`` until stopping; any exception is logged and the body runs again after a backoff
+        (0.5 s doubling to 30 s), so a database that is locked or full for a while never ends a thread."""
+        failures = 0
+        while not self._stopping.is_set():
+            try:
+                body(store)
+                return
+            except Exception as exc:
+                failures += 1
+                delay = min(0.5 * 2 ** (failures - 1), 30.0)
+                with contextlib.suppress(Exception):
+                    if isinstance(exc, EinkError):
+                        log.error("thread hit an error; backing off", thread=name, seconds=delay, error=str(exc))
+                    else:
+                        log.exception("thread hit an unexpected error; backing off", thread=name, seconds=delay)
+                self._stopping.wait(delay)
+
+    def _supervise(self, store: Store) -> bool:
+        """Replace any thread that died (it should not: each is guarded); True if all were alive."""
+        all_alive = True
+        for name, (body, thread) in list(self._threads.items()):
+            if thread.is_alive() or self._stopping.is_set():
+                continue
+            all_alive = False
+            log.error("a daemon thread died; starting a new one", thread=name)
+            self._start_thread(name, body, store)
+        return all_alive
+
+    def _take_in(self, store: Store) -> None:
+        """The intake thread: hash each settled file and queue it; retry while the database refuses."""
+        while not self._stopping.is_set():
+            try:
+                settled = self._settled.get(timeout=IDLE_POLL_SECONDS)
+            except queue.Empty:
+                continue
+            self._queue_file(store, settled)
+
+    def _queue_file(self, store: Store, settled: SettledFile) -> None:
+        limit = self.config.input.limits().max_file_bytes
+        try:
+            sha = intake.content_id(settled.path, settled.size, settled.mtime_ns, limit)
+        except OSError as exc:  # vanished or unreadable between settling and hashing
+            log.warning("could not queue file", path=str(settled.path), error=str(exc))
+            return
+        failures = 0
+        while True:
+            try:
+                job = intake.enqueue(store, self.config, settled.path, sha, settled.size, settled.mtime_ns)
+                break
+            except Exception as exc:  # locked or full: the file settled, so it must be queued; wait it out
+                failures += 1
+                if not isinstance(exc, StoreError) and failures > 5:  # a bug: do not hold up the files behind it
+                    log.exception("could not queue file; it is taken up at the next start", path=str(settled.path))
+                    return
+                delay = min(0.5 * 2 ** (failures - 1), 30.0)
+                log.warning(
+                    "cannot queue a file yet; trying again", path=str(settled.path), seconds=delay, error=str(exc)
+                )
+                if self._stopping.wait(delay):
+                    return  # not queued: the scan at the next start finds it
+        if job is not None:
+            log.info("queued", path=str(settled.path), job=job)
+            self._wake.set()
+
+    def _keep_up(self, store: Store) -> None:
+        """The writer thread: answers waiting for their folder, old answer copies, the status line."""
+        next_prune = 0.0
+        while not self._stopping.is_set():
+            delivery.deliver_due(store)
+            if time.monotonic() >= next_prune:
+                self._forget_old_answer_pdfs(store)
+                next_prune = time.monotonic() + PRUNE_SECONDS
+            self._status_text = self._status_line(store)
+            self._status.tick()  # the heartbeat, and the STATUS pages when they changed: off the main loop
+            self._stopping.wait(IDLE_POLL_SECONDS)
 
     def _forget_old_answer_pdfs(self, store: Store) -> None:
         days = self.config.storage.keep_answer_pdfs_days
@@ -263,7 +331,9 @@ class Daemon:
         counts = store.queue_counts()
         services = self._pipeline.breakers.open_services()
         down = f" (AI service down, probing: {', '.join(services)})" if services else ""
-        return f"STATUS=queue: {counts['pending']} waiting, {counts['running']} in progress{down}"
+        waiting = store.count_unwritten()
+        unwritten = f", {waiting} answers waiting for their folder to be writable" if waiting else ""
+        return f"STATUS=queue: {counts['pending']} waiting, {counts['running']} in progress{unwritten}{down}"
 
     def _apply_reload(self, store: Store) -> None:
         """Swap in a new config, or keep the old one and say why. Workers pick up the new pipeline for their
@@ -300,179 +370,64 @@ class Daemon:
 
     # --- workers ---------------------------------------------------------------------------------------
 
-    def _work(self) -> None:
+    def _work(self, store: Store) -> None:
         while not self._stopping.is_set():
             pipeline = self._pipeline  # read per job: a reload swaps it
             if not pipeline.breakers.may_claim():  # every model is down: leave the queue alone between probes
                 self._stopping.wait(IDLE_POLL_SECONDS)
                 continue
-            try:
-                job = pipeline.store.claim_job()
-            except EinkError as exc:
-                log.error("cannot read the queue", error=str(exc))
-                self._stopping.wait(IDLE_POLL_SECONDS * 5)
-                continue
+            self._wake.clear()  # before claiming: a job queued from now on wakes the wait below
+            job = pipeline.store.claim_job()  # a store error goes to the guard, which backs off
             if job is None:
                 self._wake.wait(IDLE_POLL_SECONDS)
-                self._wake.clear()
                 continue
             try:
                 pipeline.run(job)
-            except Exception as exc:  # the pipeline turns failures into ERROR_ PDFs; this is the last guard
+            except BaseException as exc:  # the pipeline turns failures into ERROR_ PDFs; this is the last guard
                 log.exception("job crashed; will try again", job=job.job_id, path=str(job.path))
-                with contextlib.suppress(Exception):
-                    pipeline.store.retry_later(job.job_id, at=utc_now() + timedelta(seconds=60), error=str(exc))
+                self._put_back(pipeline, job, exc)
+                if not isinstance(exc, Exception):
+                    raise  # SystemExit from a plugin's sys.exit(): this thread ends, the main loop starts another
+
+    def _put_back(self, pipeline: Pipeline, job: Job, exc: BaseException) -> None:
+        """Return a job whose run raised to the queue, insisting (a job left running would wait for a
+        restart). A database that is locked or full for a while does not use up one of the job's attempts; a bug
+        does, so a job that always fails this way ends as an ERROR_ after retry.max_attempts."""
+        refund = isinstance(exc, StoreError) and exc.retryable
+        retry = self.config.retry
+        delay = min(retry.initial_delay_seconds * 2 ** max(job.attempts - 1, 0), retry.max_delay_seconds)
+        failures = 0
+        while True:
+            try:
+                at = utc_now() + timedelta(seconds=delay)
+                pipeline.store.retry_later(job.job_id, at=at, error=str(exc), refund_attempt=refund)
+                return
+            except Exception as again:
+                failures += 1
+                wait = min(0.5 * 2 ** (failures - 1), 30.0)
+                log.warning("cannot put a job back yet; trying again", job=job.job_id, seconds=wait, error=str(again))
+                if self._stopping.wait(wait):
+                    return  # left running: the next start puts it back
 
     def _finish_workers(self) -> None:
         deadline = time.monotonic() + self.config.service.shutdown_grace_seconds
-        for thread in self._workers:
+        for thread in [t for _b, t in self._threads.values()]:
             thread.join(max(0.0, deadline - time.monotonic()))
         if any(t.is_alive() for t in self._workers):
             log.warning("an answer was still in progress at shutdown; it will be redone at the next start")
+            try:  # a clean stop is not the file's fault: give the attempt back (a crash does not get here)
+                self._pipeline.store.requeue_running(refund=True)
+            except EinkError as exc:
+                log.warning("could not put the interrupted answer back now; the next start does", error=str(exc))
 
 
-# --- one-shot processing ---------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ProcessResult:
-    path: Path
-    outcome: Outcome | None
-    message: str
-
-    @property
-    def answered(self) -> bool:
-        """It has its answer: now, or earlier (a re-export with nothing new on it is not asked again)."""
-        if self.outcome is None:
-            return False
-        return self.outcome.status == "ok" or (self.outcome.status == "skipped" and self.outcome.error is None)
-
-
-def process_files(loaded: LoadedConfig, files: Sequence[Path]) -> list[ProcessResult]:
-    """``eink-llm process``: run the given files through the same queue and pipeline, without a watcher.
-
-    A file whose content was already handled at that path is not answered again; its earlier outcome is
-    reported instead.
-    """
-
-    def queue(store: Store, config: Config, results: dict[int, Path], done: list[ProcessResult]) -> None:
-        for file in files:
-            path = file.expanduser().resolve()
-            if not path.is_file():
-                done.append(ProcessResult(path, None, f"{file}: no such file"))
-                continue
-            stat = path.stat()
-            sha = sha256_file(path)
-            if store.is_own_output(sha):
-                done.append(ProcessResult(path, None, f"{file}: this is an answer eink-llm wrote; skipped"))
-                continue
-            job_id = _enqueue(store, config, path, sha, stat.st_size, stat.st_mtime_ns)
-            if job_id is None:
-                done.append(_earlier_result(store, path, sha))
-            else:
-                results[job_id] = path
-
-    return _one_shot(loaded, queue)
-
-
-def retry_files(loaded: LoadedConfig, files: Sequence[Path]) -> list[ProcessResult]:
-    """``eink-llm retry FILE…``: try failed pages again. FILE is the page or its ERROR_ file; the exchange keeps
-    its number, and the answer replaces the ERROR_ page (while that is unchanged)."""
-
-    def queue(store: Store, config: Config, results: dict[int, Path], done: list[ProcessResult]) -> None:
-        for file in files:
-            path = file.expanduser().resolve()
-            if not path.is_file():
-                done.append(ProcessResult(path, None, f"{file}: no such file"))
-                continue
-            sha = sha256_file(path)
-            job = store.failed_job_for_output(path, sha) or store.find_job(path, sha)
-            if job is None:
-                done.append(ProcessResult(path, None, f"{file}: never queued; use `eink-llm process` for it"))
-            elif store.reopen_job(job.job_id):
-                results[job.job_id] = job.path
-            else:
-                done.append(ProcessResult(job.path, None, f"{file}: it has not failed ({job.state}); nothing to retry"))
-
-    return _one_shot(loaded, queue)
-
-
-def retry_failed(loaded: LoadedConfig, since: datetime | None) -> list[ProcessResult]:
-    """``eink-llm retry --failed``: every page whose ERROR_ was not its own fault (since ``since``)."""
-
-    def queue(store: Store, _config: Config, results: dict[int, Path], _done: list[ProcessResult]) -> None:
-        for job in store.retryable_failures(since):
-            if store.reopen_job(job.job_id):
-                results[job.job_id] = job.path
-
-    return _one_shot(loaded, queue)
-
-
-def _one_shot(
-    loaded: LoadedConfig, queue: Callable[[Store, Config, dict[int, Path], list[ProcessResult]], None]
-) -> list[ProcessResult]:
-    """Open the store and backends, let ``queue`` pick jobs, and run them to the end in this thread."""
-    config = loaded.config
-    startup.require(loaded, folders=False)
-    results: dict[int, Path] = {}
-    done: list[ProcessResult] = []
-    with Store.open(loaded.database_path) as store, Cage(1, config.input.limits()) as cage:
-        backends = open_backends(config)
-        try:
-            # One-shot: no outage mode, so an unreachable model ends in an ERROR_ PDF after max_attempts.
-            pipeline = Pipeline(config, store, backends, Breakers(threshold=2**31), decoder=cage)
-            queue(store, config, results, done)
-            _drain(pipeline, results, done)
-        finally:
-            close_backends(backends.values())
-    return done
-
-
-def _drain(pipeline: Pipeline, jobs: dict[int, Path], done: list[ProcessResult]) -> None:
-    """Run the given jobs to the end, in this thread, waiting out retry delays."""
-    remaining = dict(jobs)
-    while remaining:
-        job = pipeline.store.claim_job(only=list(remaining))
-        if job is None:
-            for job_id in list(remaining):  # a running daemon took it: report what became of it
-                other = pipeline.store.get_job(job_id)
-                if other.state in {"done", "failed"}:
-                    remaining.pop(job_id)
-                    done.append(_earlier_result(pipeline.store, other.path, other.sha256))
-            if not remaining:
-                break
-            due = pipeline.store.next_due()
-            wait = (due - utc_now()).total_seconds() if due else IDLE_POLL_SECONDS
-            time.sleep(min(max(wait, 0.05), 30.0))
-            continue
-        outcome = pipeline.run(job)
-        if outcome.status == "retry":
-            log.info("the AI is unavailable; waiting to try again", path=str(job.path))
-            continue
-        remaining.pop(job.job_id)
-        if outcome.reopened is not None:  # ink on an ERROR_ page: its failed page is answered here too
-            remaining[outcome.reopened] = pipeline.store.get_job(outcome.reopened).path
-        if outcome.output:
-            message = str(outcome.output)
-        elif outcome.error:
-            message = str(outcome.error)
-        else:
-            message = outcome.note or "nothing new on it since it was last answered"
-        done.append(ProcessResult(job.path, outcome, message))
-
-
-def _earlier_result(store: Store, path: Path, sha: str) -> ProcessResult:
-    job = store.find_job(path, sha)
-    exchange = store.exchange_for_job(job.job_id) if job else None
-    if exchange is None or exchange.status == "pending":
-        return ProcessResult(path, None, f"{path}: already queued; the running daemon will answer it")
-    output = path.parent / exchange.output_file if exchange.output_file else None
-    outcome = Outcome(
-        exchange.job_id or 0,
-        "ok" if exchange.status == "ok" else "error",
-        output,
-        exchange.conversation_id,
-        exchange.sequence_number,
-    )
-    said = "answered" if exchange.status == "ok" else "failed"
-    return ProcessResult(path, outcome, f"already {said} earlier: {output}")
+__all__ = [
+    "Daemon",
+    "ProcessResult",
+    "close_backends",
+    "notify",
+    "open_backends",
+    "process_files",
+    "retry_failed",
+    "retry_files",
+]

@@ -77,7 +77,8 @@ class _Pending:
     first_noted: float
     last_noted: float  # last event for this path: settling also needs this much quiet
     key: tuple[int, int, int] | None = None  # (size, mtime_ns, inode) at the last stat
-    stable_since: float = 0.0  # when ``key`` was first observed
+    stable_since: float = 0.0  # since when ``key`` is known to hold: the event that explains it, else its stat
+    stat_at: float = 0.0  # when the last stat was taken
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,10 +240,11 @@ class Watcher:
     def tick(self) -> list[SettledFile]:
         """Stat the noted files; report, remove and return those that settled.
 
-        A file settles when the same (size, mtime_ns, inode) was seen by stats spanning at least
-        ``settle_seconds`` and no event arrived for it in that time. It must still be a regular file (not a
-        symlink) whose resolved path lies under the resolved root. Vanished files are dropped silently. A file
-        that changes later is noted again by its event (or the next scan) and reported again.
+        A file settles when no event arrived for it for ``settle_seconds`` and its (size, mtime_ns, inode) has
+        not changed since the last event (or, for a change no event explains, for ``settle_seconds`` of stats).
+        It must still be a regular file (not a symlink) whose resolved path lies under the resolved root.
+        Vanished files are dropped silently. A file that changes later is noted again by its event (or the
+        next scan) and reported again.
         """
         with self._lock:
             dirs, self._dirs_to_scan = self._dirs_to_scan, {}
@@ -261,6 +263,8 @@ class Watcher:
                 continue
             except OSError as exc:  # permissions, I/O error on a flaky mount: try again next tick
                 _log.debug("cannot stat a noted file yet", path=str(path), error=str(exc))
+                with self._lock:
+                    entry.stat_at = now
                 continue
             if not stat.S_ISREG(st.st_mode):
                 _log.debug("ignoring a path that is not a regular file", path=str(path))
@@ -270,8 +274,13 @@ class Watcher:
             with self._lock:
                 if self._pending.get(path) is not entry:
                     continue  # deleted or replaced meanwhile
-                if entry.key != key:  # new or changed: the settle period starts now (0 s settles at once)
-                    entry.key, entry.stable_since = key, now
+                if entry.key != key:
+                    # New or changed. An event noted since the previous stat explains the change: the file has
+                    # looked like this since that event (its last write), so the settle period starts there, not
+                    # at this tick. A change no event explains (a lost event) starts it now.
+                    explained = entry.last_noted >= entry.stat_at
+                    entry.key, entry.stable_since = key, entry.last_noted if explained else now
+                entry.stat_at = now
                 if now - entry.stable_since < self._settle or now - entry.last_noted < self._settle:
                     continue
                 del self._pending[path]
@@ -297,6 +306,21 @@ class Watcher:
                 self._reported[path] = (item.size, item.mtime_ns)
             reported.append(item)
         return reported
+
+    def next_due(self) -> float | None:
+        """The earliest clock time at which a noted file may settle (``None`` if none will by time alone): the
+        caller ticks then, so settling adds no tick's worth of delay. Folders waiting to be walked are due now.
+        A file a tick already looked at after it was due (its stat failed) is not due again: no busy loop."""
+        with self._lock:
+            if self._dirs_to_scan:
+                return self._clock()
+            dues = []
+            for entry in self._pending.values():
+                due = max(entry.stable_since if entry.key is not None else entry.last_noted, entry.last_noted)
+                due += self._settle
+                if entry.stat_at < due:  # else a tick already looked at it since it was due
+                    dues.append(due)
+            return min(dues, default=None)
 
     def is_healthy(self) -> bool:
         """True while events can still arrive: observer and every emitter thread alive, every root a folder.

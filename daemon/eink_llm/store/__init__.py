@@ -30,6 +30,7 @@ from eink_llm.store.records import (
     Job,
     JobState,
     SearchHit,
+    UnwrittenOutput,
     iso,
     utc_now,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "SearchHit",
     "ServiceState",
     "Store",
+    "UnwrittenOutput",
     "WaitingJob",
     "fts_query",
     "iso",

@@ -5,11 +5,11 @@ from __future__ import annotations
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Self
 
-from eink_llm.errors import StoreError
+from eink_llm.errors import StoreError, store_error
 from eink_llm.store.records import iso, utc_now
 from eink_llm.store.schema import MIGRATIONS, statements
 
@@ -64,25 +64,36 @@ class Database:
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
-        """One ``BEGIN IMMEDIATE`` transaction, committed on success and rolled back on any error."""
+        """One ``BEGIN IMMEDIATE`` transaction, committed on success and rolled back on any error.
+
+        Every SQLite error (at BEGIN, in the body or at COMMIT: locked, busy, disk full, damaged file) leaves
+        as a :class:`StoreError` (``retryable`` when waiting may help), and never leaves a transaction open on
+        the shared connection: a failed COMMIT is rolled back, or the next BEGIN would fail for good."""
         with self._lock:
             try:
                 self._db.execute("BEGIN IMMEDIATE")
             except sqlite3.Error as exc:
-                raise StoreError(
-                    "The database is busy or unwritable.", "Check the disk and try again.", detail=str(exc)
-                ) from None
+                raise store_error(exc, self.path) from None
             try:
                 yield self._db
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
-            else:
                 self._db.execute("COMMIT")
+            except BaseException as exc:
+                self._rollback()
+                if isinstance(exc, sqlite3.Error):
+                    raise store_error(exc, self.path) from None
+                raise
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            with suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         with self._lock:
-            return self._db.execute(sql, params).fetchall()
+            try:
+                return self._db.execute(sql, params).fetchall()
+            except sqlite3.Error as exc:
+                raise store_error(exc, self.path) from None
 
     # --- migrations ----------------------------------------------------------------------------------
 

@@ -16,9 +16,11 @@ from eink_llm.store.records import (
     Exchange,
     ExchangeResult,
     Job,
+    UnwrittenOutput,
     _conversation,
     _exchange,
     _job,
+    _unwritten,
     iso,
     utc_now,
 )
@@ -160,13 +162,29 @@ class ExchangeStore(Database):
         rows = self._read("SELECT conversation_id FROM folder_conversations WHERE folder = ?", (folder,))
         return rows[0]["conversation_id"] if rows else None
 
-    def complete_exchange(self, exchange: Exchange, result: ExchangeResult, prints: Sequence[bytes] = ()) -> None:
+    def complete_exchange(
+        self,
+        exchange: Exchange,
+        result: ExchangeResult,
+        prints: Sequence[bytes] = (),
+        *,
+        unwritten: tuple[bytes, datetime, str] | None = None,
+    ) -> None:
         """Finish an exchange and its job in one transaction: after this the input is answered for good.
-        ``prints`` are the input's page prints, kept to tell what is new when the file comes back changed."""
+        ``prints`` are the input's page prints, kept to tell what is new when the file comes back changed.
+        ``unwritten`` (pdf, when to try again, why): the PDF could not be written at ``result.output_file``; it
+        is kept, in the same transaction, until :meth:`output_written` says it is on disk."""
         now = iso(utc_now())
         error_text = redact.optional(result.error_text)  # error texts and details quote providers and plugins
         with self._write() as db:
             self._save_prints(db, exchange.job_id, prints) if exchange.job_id is not None else None
+            if unwritten is not None:
+                pdf, retry_at, error = unwritten
+                db.execute(
+                    "INSERT OR REPLACE INTO unwritten_outputs (exchange_id, path, pdf, attempts, next_attempt_at,"
+                    " last_error, created_at) VALUES (?, ?, ?, 1, ?, ?, ?)",
+                    (exchange.exchange_id, str(result.output_file), pdf, iso(retry_at), error, now),
+                )
             db.execute(
                 "UPDATE exchanges SET status = ?, question_text = ?, response_text = ?, error_text = ?,"
                 " output_file = ?, backend = ?, model = ?, input_tokens = ?, output_tokens = ?, tokens_used = ?,"
@@ -200,6 +218,35 @@ class ExchangeStore(Database):
                 "UPDATE conversations SET last_activity = ? WHERE conversation_id = ?",
                 (now, exchange.conversation_id),
             )
+
+    # --- answers waiting for their folder (eink_llm.delivery) -------------------------------------------------
+
+    def due_unwritten(self, now: datetime | None = None, limit: int = 10) -> list[UnwrittenOutput]:
+        """Kept PDFs whose next write attempt is due, oldest first."""
+        rows = self._read(
+            "SELECT u.*, j.root FROM unwritten_outputs u JOIN exchanges e ON e.exchange_id = u.exchange_id"
+            " LEFT JOIN jobs j ON j.job_id = e.job_id WHERE u.next_attempt_at <= ? ORDER BY u.next_attempt_at LIMIT ?",
+            (iso(now or utc_now()), limit),
+        )
+        return [_unwritten(r) for r in rows]
+
+    def unwritten_outputs(self, limit: int = 50) -> list[UnwrittenOutput]:
+        """Every kept PDF still waiting to be written (for ``status``), oldest first."""
+        rows = self._read("SELECT * FROM unwritten_outputs ORDER BY created_at LIMIT ?", (limit,))
+        return [_unwritten(r) for r in rows]
+
+    def write_failed_again(self, exchange_id: int, *, at: datetime, error: str) -> None:
+        with self._write() as db:
+            db.execute(
+                "UPDATE unwritten_outputs SET attempts = attempts + 1, next_attempt_at = ?, last_error = ?"
+                " WHERE exchange_id = ?",
+                (iso(at), error, exchange_id),
+            )
+
+    def output_written(self, exchange_id: int) -> None:
+        """The kept PDF is on disk now: forget the copy (the ``outputs`` row still knows it as ours)."""
+        with self._write() as db:
+            db.execute("DELETE FROM unwritten_outputs WHERE exchange_id = ?", (exchange_id,))
 
     def history(self, conversation_id: str, before_sequence: int) -> list[Exchange]:
         """Answered exchanges of a conversation before ``before_sequence``, oldest first."""

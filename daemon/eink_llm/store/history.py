@@ -102,8 +102,10 @@ class HistoryStore(Database):
         params.append(limit)
         try:
             rows = self._read(sql, params)
-        except sqlite3.OperationalError as exc:  # quoted words cannot break the syntax; report, don't crash
-            raise StoreError("The search could not run.", "Try other words.", detail=str(exc)) from None
+        except StoreError as exc:  # quoted words cannot break the syntax; report, don't crash
+            if exc.retryable:
+                raise
+            raise StoreError("The search could not run.", "Try other words.", detail=exc.detail) from None
         return [
             SearchHit(r["exchange_id"], r["conversation_id"], r["sequence_number"], r["snip"] or "", r["rank"])
             for r in rows
@@ -124,18 +126,22 @@ class HistoryStore(Database):
     def _history_read(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         try:
             return self._read(sql, params)
-        except sqlite3.DatabaseError as exc:  # an older schema (never migrated), or a damaged file
+        except StoreError as exc:  # an older schema (never migrated); a damaged file says so itself
+            if not _no_such(exc):
+                raise
             raise StoreError(
                 f"The history in {self.path} cannot be read.",
                 "If the daemon has not run since an upgrade, start it once so that it updates the database.",
-                detail=str(exc),
+                detail=exc.detail,
             ) from None
 
     def missing_migrations(self) -> list[str]:
         """Migrations this version has that the database lacks (a read-only opener cannot apply them)."""
         try:
             applied = {row["name"] for row in self._read("SELECT name FROM schema_migrations")}
-        except sqlite3.DatabaseError:  # not even the table: not a database of ours, or never migrated
+        except StoreError as exc:  # not even the table: not a database of ours, or never migrated
+            if not _no_such(exc):
+                raise  # damaged, unreadable: say that, not "older version"
             applied = set()
         return [name for name, _ in MIGRATIONS if name not in applied]
 
@@ -303,3 +309,8 @@ def _merge_unnamed_models(rows: list[Usage]) -> list[Usage]:
         merged.append(row)
     out = [absorbed.get(id(row), row) for row in merged]
     return sorted(out, key=lambda u: (-u.exchanges, u.backend or "", u.model or ""))
+
+
+def _no_such(exc: StoreError) -> bool:
+    """Whether SQLite said a table or column is missing (an older or foreign schema), not a damaged file."""
+    return "no such" in (exc.detail or "")

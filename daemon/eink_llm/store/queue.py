@@ -11,6 +11,10 @@ from eink_llm import redact
 from eink_llm.store.db import Database
 from eink_llm.store.records import Job, _job, iso, utc_now
 
+#: ``last_error`` of a job the daemon was working on when it stopped or crashed.
+INTERRUPTED = "interrupted: eink-llm stopped or crashed while working on this file"
+STOPPED = "interrupted by a stop of eink-llm; it is taken up again at the next start"
+
 
 class QueueStore(Database):
     def enqueue(
@@ -153,12 +157,21 @@ class QueueStore(Database):
                 (redact.text(error), iso(utc_now()), job_id),
             )
 
-    def requeue_running(self) -> int:
-        """After a crash, jobs left running go back to pending. Returns how many."""
+    def requeue_running(self, *, refund: bool = False) -> int:
+        """After a crash, jobs left running go back to pending. Returns how many. Their attempt stays counted
+        (it was counted, durably, when claimed): a file that ends the process every time runs out of attempts
+        instead of restarting the daemon for ever (see ``Pipeline.run``). ``refund`` gives the attempt back:
+        for a clean stop that had to abandon an answer in progress, which is not the file's fault."""
         with self._write() as db:
             return db.execute(
-                "UPDATE jobs SET state = 'pending', updated_at = ? WHERE state = 'running'", (iso(utc_now()),)
+                "UPDATE jobs SET state = 'pending', updated_at = ?, last_error = ?, attempts = attempts - ?"
+                " WHERE state = 'running'",
+                (iso(utc_now()), STOPPED if refund else INTERRUPTED, int(refund)),
             ).rowcount
+
+    def count_unwritten(self) -> int:
+        """How many answers are kept, waiting for their folder (see ``eink_llm.delivery``)."""
+        return int(self._read("SELECT COUNT(*) AS n FROM unwritten_outputs")[0]["n"])
 
     def next_due(self) -> datetime | None:
         rows = self._read("SELECT MIN(next_attempt_at) AS due FROM jobs WHERE state = 'pending'")

@@ -120,6 +120,22 @@ class ExchangeResult:
     metadata: dict[str, Any] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class UnwrittenOutput:
+    """An answer (or ERROR_) PDF that is recorded but could not be written into its folder yet: kept in the
+    database and written by :mod:`eink_llm.delivery` as soon as the folder takes it, without asking again."""
+
+    exchange_id: int
+    path: Path
+    pdf: bytes
+    attempts: int
+    next_attempt_at: str
+    last_error: str | None
+    created_at: str
+    #: The watched folder it goes into (its job's root): written without following a link below it.
+    root: Path | None = None
+
+
 def _from_row(cls: type[_R], row: sqlite3.Row, **converted: Any) -> _R:
     """A record from a row: each of the dataclass's fields from the column of the same name (``converted``
     gives the ones that need a type other than SQLite's)."""
@@ -138,3 +154,8 @@ def _conversation(row: sqlite3.Row) -> Conversation:
 
 def _exchange(row: sqlite3.Row) -> Exchange:
     return _from_row(Exchange, row)
+
+
+def _unwritten(row: sqlite3.Row) -> UnwrittenOutput:
+    root = row["root"] if "root" in row.keys() else None
+    return _from_row(UnwrittenOutput, row, path=Path(row["path"]), root=Path(root) if root else None)

@@ -128,7 +128,7 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
         """,
     ),
     (
-        "004_statuspage_heartbeat",
+        "004_daemon_heartbeat",
         """
         CREATE TABLE daemon_heartbeat (
             id         INTEGER PRIMARY KEY CHECK (id = 1),
@@ -140,6 +140,21 @@ MIGRATIONS: tuple[tuple[str, str], ...] = (
             stopped_at TEXT,
             services   TEXT NOT NULL DEFAULT '{}'
         );
+        """,
+    ),
+    (
+        "005_unwritten_outputs",
+        """
+        CREATE TABLE unwritten_outputs (
+            exchange_id     INTEGER PRIMARY KEY REFERENCES exchanges (exchange_id),
+            path            TEXT NOT NULL,
+            pdf             BLOB NOT NULL,
+            attempts        INTEGER NOT NULL DEFAULT 0,
+            next_attempt_at TEXT NOT NULL,
+            last_error      TEXT,
+            created_at      TEXT NOT NULL
+        );
+        CREATE INDEX unwritten_due ON unwritten_outputs (next_attempt_at);
         """,
     ),
 )
