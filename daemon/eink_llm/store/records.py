@@ -157,5 +157,5 @@ def _exchange(row: sqlite3.Row) -> Exchange:
 
 
 def _unwritten(row: sqlite3.Row) -> UnwrittenOutput:
-    root = row["root"] if "root" in row.keys() else None
+    root = row["root"] if "root" in row.keys() else None  # noqa: SIM118 (in a Row looks at its values)
     return _from_row(UnwrittenOutput, row, path=Path(row["path"]), root=Path(root) if root else None)
