@@ -20,6 +20,10 @@ BROKEN = {
     "missing-folder-parent": ("watch: {folders: [/nonexistent-disk/tablet]}\n", "/nonexistent-disk"),
     "folder-is-a-file": ("watch: {folders: [afile]}\n", "is a file, not a folder"),
     "openai-without-model": ("llm: {backend: openai}\n", "needs llm.model"),
+    "command-program-missing": (
+        "llm: {backend: command, options: {command: [/nonexistent/ask-my-model, --fast]}}\n",
+        "The answering program /nonexistent/ask-my-model does not exist.",
+    ),
     "unknown-profile": (
         "watch:\n  folders:\n    - {path: in, profile: tutr}\nprofiles:\n  tutor: {}\n",
         "watch.folders.0.profile (line 4, column 18): there is no profile named 'tutr'. Did you mean 'tutor'?",
@@ -50,7 +54,7 @@ def test_check_config_and_run_agree_on_a_broken_config(tmp_path: Path, case: str
     assert checked.returncode != 0, checked.stdout
     assert checked.returncode == ran.returncode, (checked.stderr, ran.stderr)
     assert expected in checked.stderr and expected in ran.stderr, checked.stderr
-    assert "does not exist" not in checked.stderr or case == "missing-folder-parent"
+    assert "does not exist" not in checked.stderr or case in ("missing-folder-parent", "command-program-missing")
     assert "Traceback" not in checked.stderr + ran.stderr
 
 

@@ -105,8 +105,15 @@ def _check_backend(report: Report, loaded: LoadedConfig, name: str, profile: Pro
     except EinkError as exc:
         report.add(f"{_at(_where(loaded, name, 'llm', 'backend'), loaded.marks)}{used}: {_sentence(exc)}")
         return
-    with contextlib.suppress(Exception):
-        backend.close()
+    ready = getattr(backend, "check_ready", None)  # optional: what a backend can tell before the first question
+    try:
+        if callable(ready):
+            ready()
+    except EinkError as exc:
+        report.add(f"{_at(_where(loaded, name, 'llm', 'options'), loaded.marks)}{used}: {_sentence(exc)}")
+    finally:
+        with contextlib.suppress(Exception):
+            backend.close()
     for setting in missing_settings(settings):
         report.add(
             f"{_at(_where(loaded, name, 'llm', setting), loaded.marks)}{used}: the {settings.backend} backend "

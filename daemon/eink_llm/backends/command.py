@@ -36,6 +36,7 @@ import json
 import math
 import os
 import shlex
+import shutil
 import signal
 import subprocess
 from typing import Any
@@ -72,6 +73,23 @@ class CommandBackend:
 
     def close(self) -> None:
         pass
+
+    def check_ready(self) -> None:
+        """For the start-up checks (``run`` and ``check-config``): the program exists and may be run, else the
+        BackendError a question would get. A program removed after the start makes each page an ERROR_ saying so."""
+        program = self.argv[0]
+        found = shutil.which(program)
+        a_path = os.sep in program or bool(os.altsep and os.altsep in program)
+        if found is None and a_path and os.path.isfile(program):
+            raise BackendError(
+                f"The answering program {program} may not be run.",
+                "Check llm.options.command, and that the file is executable (chmod +x).",
+            )
+        if found is None:
+            raise BackendError(
+                f"The answering program {program} does not exist.",
+                "Check llm.options.command: the first entry must be a program's full path or a name on PATH.",
+            )
 
     def build_input(self, request: LLMRequest) -> dict[str, Any]:
         """The JSON object the program reads on stdin; public so tests and diagnostics can show it."""
