@@ -194,7 +194,7 @@ def test_the_page_name_is_reserved_at_the_top_of_a_watched_folder_only(tmp_path:
 def test_the_page_name_must_be_a_plain_pdf_name(tmp_path: Path, name: str) -> None:
     path = tmp_path / "c.yaml"
     path.write_text(yaml.safe_dump({"status_page": {"name": name}}))
-    with pytest.raises(ConfigError, match=r"status_page\.name: .*plain file name ending in \.pdf"):
+    with pytest.raises(ConfigError, match=r"status_page\.name \(line 2, column 3\): .*plain file name ending in \.pdf"):
         load_config(path)
 
 
