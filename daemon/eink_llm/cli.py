@@ -186,14 +186,16 @@ def _report(results: Sequence[ProcessResult]) -> int:
 
 
 def _status(loaded: LoadedConfig, limit: int) -> int:
-    from eink_llm.history import open_history
     from eink_llm.statusinfo import snapshot_text, take_snapshot
+    from eink_llm.store import Store
 
     path = loaded.database_path
-    with open_history(path) as store:  # a damaged or unreadable database: StoreError, exit 74
-        if store is None:
-            print(f"No database yet at {path}: nothing has been queued, and no daemon has run on it.")
-            return 0
+    if not path.exists():
+        print(f"No database yet at {path}: nothing has been queued, and no daemon has run on it.")
+        return 0
+    # Read as it is: a database an older daemon still uses shows what it has (no heartbeat, nothing kept to
+    # write); a damaged or unreadable one is a StoreError, exit 74.
+    with Store.open(path, readonly=True) as store:
         # The same snapshot the STATUS page in each watched folder shows, here for every folder.
         print(snapshot_text(take_snapshot(store, loaded.config, recent=limit), path), end="")
         counts = store.queue_counts()

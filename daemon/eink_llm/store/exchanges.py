@@ -231,7 +231,10 @@ class ExchangeStore(Database):
         return [_unwritten(r) for r in rows]
 
     def unwritten_outputs(self, limit: int = 50) -> list[UnwrittenOutput]:
-        """Every kept PDF still waiting to be written (for ``status``), oldest first."""
+        """Every kept PDF still waiting to be written (for ``status``), oldest first; none in a database an older
+        version made (``status`` reads it as it is, before the new daemon's start adds the table)."""
+        if not self._read("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'unwritten_outputs'"):
+            return []
         rows = self._read("SELECT * FROM unwritten_outputs ORDER BY created_at LIMIT ?", (limit,))
         return [_unwritten(r) for r in rows]
 

@@ -10,7 +10,6 @@ on this database: a beat older than a few intervals means it died without saying
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -128,10 +127,9 @@ class StatusStore(Database):
     def heartbeat(self) -> Heartbeat | None:
         """The last daemon's heartbeat; ``None`` if no daemon ever ran on this database (or it predates the
         heartbeat, read by an opener that cannot migrate)."""
-        try:
-            rows = self._read("SELECT * FROM daemon_heartbeat WHERE id = 1")
-        except sqlite3.DatabaseError:
+        if not self.has_heartbeat():
             return None
+        rows = self._read("SELECT * FROM daemon_heartbeat WHERE id = 1")
         if not rows:
             return None
         row = rows[0]
