@@ -4,6 +4,7 @@ a watcher or threads; and opening one backend per profile, which the daemon does
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -72,12 +73,10 @@ def process_files(loaded: LoadedConfig, files: Sequence[Path]) -> list[ProcessRe
 
     def queue(store: Store, config: Config, results: dict[int, Path], done: list[ProcessResult]) -> None:
         for file in files:
-            path = file.expanduser().resolve()
-            if not path.is_file():
-                done.append(ProcessResult(path, None, f"{file}: no such file"))
+            found = _identify(file, config, done)
+            if found is None:
                 continue
-            stat = path.stat()
-            sha = intake.content_id(path, stat.st_size, stat.st_mtime_ns, config.input.limits().max_file_bytes)
+            path, sha, stat = found
             if store.is_own_output(sha):
                 done.append(ProcessResult(path, None, f"{file}: this is an answer eink-llm wrote; skipped"))
                 continue
@@ -96,12 +95,10 @@ def retry_files(loaded: LoadedConfig, files: Sequence[Path]) -> list[ProcessResu
 
     def queue(store: Store, config: Config, results: dict[int, Path], done: list[ProcessResult]) -> None:
         for file in files:
-            path = file.expanduser().resolve()
-            if not path.is_file():
-                done.append(ProcessResult(path, None, f"{file}: no such file"))
+            found = _identify(file, config, done)
+            if found is None:
                 continue
-            stat = path.stat()
-            sha = intake.content_id(path, stat.st_size, stat.st_mtime_ns, config.input.limits().max_file_bytes)
+            path, sha, _stat = found
             job = store.failed_job_for_output(path, sha) or store.find_job(path, sha)
             if job is None:
                 done.append(ProcessResult(path, None, f"{file}: never queued; use `eink-llm process` for it"))
@@ -122,6 +119,17 @@ def retry_failed(loaded: LoadedConfig, since: datetime | None) -> list[ProcessRe
                 results[job.job_id] = job.path
 
     return _one_shot(loaded, queue)
+
+
+def _identify(file: Path, config: Config, done: list[ProcessResult]) -> tuple[Path, str, os.stat_result] | None:
+    """A file named on the command line: its full path, queue identity (as the watcher's intake makes it) and
+    ``stat``; ``None`` (and a result saying so) when there is no such file."""
+    path = file.expanduser().resolve()
+    if not path.is_file():
+        done.append(ProcessResult(path, None, f"{file}: no such file"))
+        return None
+    stat = path.stat()
+    return path, intake.content_id(path, stat.st_size, stat.st_mtime_ns, config.input.limits().max_file_bytes), stat
 
 
 def _one_shot(

@@ -290,15 +290,19 @@ class Cage:
         with self._lock:
             self._generation += 1
             self._memory_bytes = limits.max_decode_memory_bytes
+        drained = self._take_idle()
+        for child in drained:
+            self._retire(child)
+            self._idle.put(None if self._closed else self._start_or_none(limits.max_decode_memory_bytes))
+
+    def _take_idle(self) -> list[_Child | None]:
+        """Every idle slot, taken out of the idle queue (a slot may hold no process: ``None``)."""
         drained: list[_Child | None] = []
         while True:
             try:
                 drained.append(self._idle.get_nowait())
             except queue.Empty:
-                break
-        for child in drained:
-            self._retire(child)
-            self._idle.put(None if self._closed else self._start_or_none(limits.max_decode_memory_bytes))
+                return drained
 
     def pids(self) -> list[int]:
         with self._lock:
@@ -310,12 +314,7 @@ class Cage:
         with self._lock:
             self._closed = True
             children = set(self._children)
-        drained: list[_Child | None] = []
-        while True:
-            try:
-                drained.append(self._idle.get_nowait())
-            except queue.Empty:
-                break
+        drained = self._take_idle()
         for _ in drained:
             self._idle.put(None)  # a late decode() starts nothing: the starter is shut down below
         idle = {child for child in drained if child is not None}
