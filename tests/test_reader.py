@@ -514,7 +514,7 @@ def test_pdf_pictures_are_checked_before_pdfium_decodes_them(
 
 
 def test_supported_suffixes() -> None:
-    assert {".pdf", ".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"} == SUPPORTED_SUFFIXES
+    assert {".pdf", ".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".note", ".rm", ".rmdoc"} == SUPPORTED_SUFFIXES
 
 
 def test_sha256_file(tmp_path: Path) -> None:
