@@ -1,0 +1,82 @@
+"""Test helpers for native notebooks: the sample files, a .rmdoc built from .rm pages, and ink masks to compare
+our drawing with a device's own export."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+DATA = Path(__file__).parent / "data" / "notebooks"
+SUPERNOTE = DATA / "supernote"
+REMARKABLE = DATA / "remarkable"
+
+#: A pixel darker than this is ink: every Supernote pen grey (157, 201) counts, the paper and the faint
+#: anti-aliased fringe of the export's vector strokes do not.
+INK_BELOW = 230
+
+
+def rmdoc(
+    pages: Sequence[str | None],
+    *,
+    doc_id: str = "0f1e2d3c-aaaa-bbbb-cccc-000000000001",
+    name: str = "Notes",
+    order: Sequence[int] | None = None,
+) -> bytes:
+    """A .rmdoc as the reMarkable desktop app exports it: ``.content`` (``cPages.pages`` with ids and ``idx``),
+    ``.metadata``, and one ``<doc>/<page>.rm`` per page (``None``: a page never written on, without a file).
+    ``order`` lists the pages' positions in the archive (to check that the .content order, not the zip's, wins)."""
+    ids = [f"{index:08d}-1111-2222-3333-444444444444" for index in range(len(pages))]
+    entries = [
+        {
+            "id": page_id,
+            "idx": {"timestamp": "1:2", "value": f"b{chr(ord('a') + index)}"},
+            "template": {"value": "Blank"},
+        }
+        for index, page_id in enumerate(ids)
+    ]
+    content = {"cPages": {"pages": entries, "original": {"value": -1}}, "fileType": "notebook", "formatVersion": 2}
+    metadata = {"visibleName": name, "type": "DocumentType", "lastModified": "1733360000000", "parent": ""}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(f"{doc_id}.metadata", json.dumps(metadata))
+        for position in order if order is not None else range(len(pages)):
+            source = pages[position]
+            if source is not None:
+                archive.writestr(f"{doc_id}/{ids[position]}.rm", (REMARKABLE / source).read_bytes())
+        archive.writestr(f"{doc_id}.content", json.dumps(content))
+    return buffer.getvalue()
+
+
+def ink(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("L")) < INK_BELOW
+
+
+def widened(mask: np.ndarray) -> np.ndarray:
+    """The mask grown by one pixel each way (3×3)."""
+    image = Image.fromarray(mask.astype(np.uint8) * 255)
+    return np.asarray(image.filter(ImageFilter.MaxFilter(3))) > 0
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = int((a | b).sum())
+    return 1.0 if union == 0 else int((a & b).sum()) / union
+
+
+def ink_iou(ours: Image.Image, device: Image.Image) -> tuple[float, float]:
+    """Intersection over union of the two pages' ink: exact pixels, and with both masks widened by one pixel
+    (the device's export is vector strokes with anti-aliased edges, our page its bitmap: edges differ by a pixel)."""
+    a, b = ink(ours), ink(device)
+    return iou(a, b), iou(widened(a), widened(b))
+
+
+def stray_ink(ours: Image.Image, device: Image.Image) -> float:
+    """The share of our ink farther than one pixel from any ink of the device's export (an erased stroke we drew
+    would be such ink)."""
+    a, b = ink(ours), ink(device)
+    return 0.0 if not a.any() else float((a & ~widened(b)).sum()) / float(a.sum())
