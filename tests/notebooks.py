@@ -27,6 +27,7 @@ def rmdoc(
     doc_id: str = "0f1e2d3c-aaaa-bbbb-cccc-000000000001",
     name: str = "Notes",
     order: Sequence[int] | None = None,
+    folder: Path = REMARKABLE,
 ) -> bytes:
     """A .rmdoc as the reMarkable desktop app exports it: ``.content`` (``cPages.pages`` with ids and ``idx``),
     ``.metadata``, and one ``<doc>/<page>.rm`` per page (``None``: a page never written on, without a file).
@@ -48,7 +49,7 @@ def rmdoc(
         for position in order if order is not None else range(len(pages)):
             source = pages[position]
             if source is not None:
-                archive.writestr(f"{doc_id}/{ids[position]}.rm", (REMARKABLE / source).read_bytes())
+                archive.writestr(f"{doc_id}/{ids[position]}.rm", (folder / source).read_bytes())
         archive.writestr(f"{doc_id}.content", json.dumps(content))
     return buffer.getvalue()
 

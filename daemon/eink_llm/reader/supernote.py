@@ -26,6 +26,8 @@ from eink_llm.reader.notebook_common import (
 
 #: The format signature every Supernote X-series notebook starts with (after ``note``).
 _SIGNATURE = re.compile(rb"^(?:note|mark)SN_FILE_VER_(\d{8})")
+#: ``supernotelib.fileformat.Page.ORIENTATION_HORIZONTAL``: a landscape page.
+_HORIZONTAL = "1090"
 
 
 def read_note(name: str, data: bytes, limits: InputLimits) -> InputDocument:
@@ -49,7 +51,7 @@ def read_note(name: str, data: bytes, limits: InputLimits) -> InputDocument:
             detail=describe(exc),
         ) from None
     try:
-        return _pages(name, notebook, ImageConverter, TextConverter, limits)
+        return _pages(name, notebook, _grey_converter(ImageConverter), TextConverter, limits)
     except (InputError, MemoryError):
         raise
     except Exception as exc:
@@ -83,6 +85,32 @@ def _pages(name: str, notebook: Any, image_converter: Any, text_converter: Any, 
         pages.append(fit(page if page.mode == "L" else page.convert("L"), limits))
         text.add(index + 1, functools.partial(_page_text, texts, index))
     return InputDocument("notebook", tuple(pages), text.text(), count, text_cut=text.cut())
+
+
+#: Every grey but 255 (supernotelib's "transparent") is drawn: the paste mask of a layer.
+_OPAQUE = [255] * 255 + [0]
+
+
+def _grey_converter(image_converter: Any) -> Any:
+    """supernotelib's page drawing, with its layers composed in grey instead of RGB when they all are grey (the
+    usual case): the same pixels (checked against the corpus), 2–4 times faster. Others take its own way."""
+
+    class GreyConverter(image_converter):  # type: ignore[misc]
+        def _flatten_layers(self, page: Any, imgs: dict[str, Any], visibility_overlay: Any = None) -> Any:
+            if visibility_overlay is not None or any(i is not None and i.mode != "L" for i in imgs.values()):
+                return super()._flatten_layers(page, imgs, visibility_overlay)
+            width, height = int(self.note.get_width()), int(self.note.get_height())
+            if page.get_orientation() == _HORIZONTAL:
+                width, height = height, width
+            flat = Image.new("L", (width, height), 255)
+            visible = self._get_layer_visibility(page)
+            for layer_name in reversed(page.get_layer_order()):  # bottom (template) to top
+                layer = imgs.get(layer_name)
+                if layer is not None and visible.get(layer_name):
+                    flat.paste(layer, mask=layer.point(_OPAQUE))
+            return flat
+
+    return GreyConverter
 
 
 def _page_text(texts: Any, index: int) -> str:
