@@ -5,6 +5,7 @@ files as plain-words errors (also through the reading cage), the missing extra n
 from __future__ import annotations
 
 import io
+import random
 import struct
 import subprocess
 import sys
@@ -373,3 +374,30 @@ def test_a_notebook_saved_five_times_within_its_settle_period_is_reported_once(t
     notes = [f for f in seen if f.path.name == "Physics.note"]
     assert len(notes) == 1 and notes[0].size == 24 + 104  # one report, of the last save
     assert notebooks.INK_BELOW == 230
+
+
+def test_mutated_notebooks_end_in_a_document_or_a_typed_error(tmp_path: Path, cage: Cage) -> None:
+    """The fuzzer of tests/test_fuzz_reader.py over notebook samples, through the cage: pages or an InputError."""
+    from tests.test_fuzz_reader import mutate
+
+    originals = {
+        "two.note": (SUPERNOTE / "blank-a6x-3.26.40-two-pages.note").read_bytes(),
+        "lines.rm": (REMARKABLE / "Lines_v2.rm").read_bytes(),
+        "doc.rmdoc": rmdoc(["Lines_v2.rm", "test-crdt-ordering.rm"]),
+    }
+    rng = random.Random(20261205)
+    outcomes: dict[str, int] = {}
+    for case in range(60):
+        name = list(originals)[case % 3]
+        path = tmp_path / f"{case}-{name}"
+        path.write_bytes(mutate(rng, originals[name], list(originals.values())))
+        started = time.monotonic()
+        try:
+            document = read_input(path, CAGED, cage)
+        except InputError as exc:
+            outcomes[type(exc).__name__] = outcomes.get(type(exc).__name__, 0) + 1
+        else:
+            assert document.images and all(image.mode == "L" for image in document.images)
+            outcomes["read"] = outcomes.get("read", 0) + 1
+        assert time.monotonic() - started < CAGED.max_decode_seconds + 30
+    assert sum(outcomes.values()) == 60 and outcomes.get("read", 0) > 0, outcomes
