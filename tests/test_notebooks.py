@@ -142,6 +142,15 @@ def test_remarkable_page_has_ink_where_its_strokes_are(name: str) -> None:
     assert best >= 0.95
 
 
+def test_remarkable_strokes_anchored_to_typed_text_are_placed_on_its_lines() -> None:
+    # Its handwriting is anchored to characters of the typed text: in its own coordinates it lies above the
+    # page's top (y < 0); placed on the text's lines, the page keeps the tablet's size.
+    assert min(y for _, y in stroke_points("Normal_A_stroke_2_layers_v3.3.2.rm")) < 0
+    document = read_input(REMARKABLE / "Normal_A_stroke_2_layers_v3.3.2.rm", FULL)
+    assert document.images[0].size == (1404, 1872)
+    assert "Normal bold italic" in document.text
+
+
 def test_remarkable_pen_widths_and_highlighter_grey() -> None:
     lines = np.asarray(read_input(REMARKABLE / "Lines_v2.rm", FULL).images[0])
     # Lines_v2: the same ballpoint at thickness 1, 2 and 3: thicker settings give wider strokes.

@@ -8,8 +8,10 @@ deleted strokes are not drawn. A ``.rmdoc`` is a zip (hostile: names, counts and
 anything is inflated, and inflating stops at the limit whatever the zip declares) whose ``.content`` gives the
 page order; a page without a ``.rm`` file is a blank page.
 
-Not drawn: a PDF or ebook underneath annotations (only the ink is), and strokes anchored to typed text are
-placed by their own coordinates, not re-flowed with the text.
+Strokes written beside typed text are anchored to a character of it: they are placed on that character's line,
+laid out as the tablet lays out paragraphs (line heights per paragraph style, as measured by the rmc project);
+the text itself is drawn in a plain font, not the tablet's. Not drawn: a PDF or ebook underneath annotations
+(only the ink is).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import functools
 import io
 import json
 import logging
+import math
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -49,9 +52,12 @@ _PENCILS = {1, 14, 7, 13}  # pencil, mechanical pencil
 _GREYS = {0: 0, 1: 125, 2: 255, 3: 170, 4: 90, 5: 120, 6: 60, 7: 80, 8: 125, 9: 200, 10: 90, 11: 110, 12: 100, 13: 170}
 _HIGHLIGHT_GREY = 210
 
-#: The typed-text font size in page pixels (the tablet's "plain" paragraphs are about this tall).
+#: Typed text: the first line's baseline relative to the text block's ``pos_y``, each paragraph style's line
+#: height (ParagraphStyle ids; others 70), and the font size in page pixels.
+_TEXT_TOP = -88.0
+_LINE_HEIGHTS = {1: 71.0, 2: 150.0, 3: 70.0, 4: 35.0, 5: 35.0, 6: 35.0, 7: 35.0}
 _TEXT_SIZE = 34
-_TEXT_LINE = 52
+_HEADING_SIZE = 50
 
 
 def read_rm(name: str, data: bytes, limits: InputLimits) -> InputDocument:
@@ -111,17 +117,18 @@ class _Rmscene:
     read_tree: Any
     scene_items: Any
     text_document: Any
+    crdt_id: Any
 
 
 def _rmscene(name: str, what: str) -> _Rmscene:
     try:
-        from rmscene import read_tree, scene_items
+        from rmscene import CrdtId, read_tree, scene_items
         from rmscene.text import TextDocument
     except ImportError as exc:
         raise missing_extra(name, what, exc) from None
     # rmscene warns for each block a newer tablet wrote that it does not know; it still reads what it knows.
     logging.getLogger("rmscene").setLevel(logging.ERROR)
-    return _Rmscene(read_tree, scene_items, TextDocument)
+    return _Rmscene(read_tree, scene_items, TextDocument, CrdtId)
 
 
 def _members(name: str, archive: zipfile.ZipFile, limits: InputLimits) -> set[str]:
@@ -227,8 +234,8 @@ def _draw_page(name: str, data: bytes, limits: InputLimits, rm: _Rmscene) -> tup
         )
     try:
         tree = rm.read_tree(io.BytesIO(data))
-        strokes = list(_strokes(tree.root, rm.scene_items, 0))
         text = _typed_text(tree, rm)
+        strokes = list(_strokes(tree.root, rm.scene_items, 0, text.anchors, (0.0, 0.0)))
     except (InputError, MemoryError):
         raise
     except Exception as exc:  # a truncated or damaged scene fails anywhere inside rmscene
@@ -249,9 +256,9 @@ def _draw_page(name: str, data: bytes, limits: InputLimits, rm: _Rmscene) -> tup
     for stroke in strokes:
         target = draw_highlight if stroke.tool in _HIGHLIGHTERS else draw_ink
         _draw_stroke(target, stroke, -left, -top)
-    if text[1]:
+    if text.lines:
         _draw_text(draw_ink, text, -left, -top)
-    return ImageChops.darker(ink, highlight), text[0]
+    return ImageChops.darker(ink, highlight), text.plain
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,8 +269,11 @@ class _Stroke:
     points: list[tuple[float, float, float, float]]  # x, y, width (px), pressure (0..1)
 
 
-def _strokes(group: Any, si: Any, depth: int) -> Iterator[_Stroke]:
-    """The visible strokes in drawing order: layers (top-level groups) in order, hidden ones left out."""
+def _strokes(
+    group: Any, si: Any, depth: int, anchors: dict[Any, float], offset: tuple[float, float]
+) -> Iterator[_Stroke]:
+    """The visible strokes in drawing order: layers (top-level groups) in order, hidden ones left out; a group
+    anchored to a character of the typed text moved to that character's line."""
     if depth > _MAX_GROUP_DEPTH:
         raise CorruptInputError("the page's layers nest too deeply", SYNC_AGAIN)
     for child in group.children.values():
@@ -273,36 +283,65 @@ def _strokes(group: Any, si: Any, depth: int) -> Iterator[_Stroke]:
             visible = getattr(child, "visible", None)
             if visible is not None and visible.value is False:
                 continue
-            yield from _strokes(child, si, depth + 1)
+            yield from _strokes(child, si, depth + 1, anchors, _anchored(child, anchors, offset))
         elif isinstance(child, si.Line) and child.points:
-            points = [(p.x, p.y, max(p.width, 0) / 4.0, min(max(p.pressure, 0), 255) / 255.0) for p in child.points]
+            dx, dy = offset
+            points = [
+                (p.x + dx, p.y + dy, max(p.width, 0) / 4.0, min(max(p.pressure, 0), 255) / 255.0) for p in child.points
+            ]
             yield _Stroke(int(child.tool), int(child.color), float(child.thickness_scale or 1.0), points)
 
 
-def _typed_text(tree: Any, rm: _Rmscene) -> tuple[str, list[str], float, float]:
-    """The page's typed text (paragraphs), and where it sits."""
+def _anchored(group: Any, anchors: dict[Any, float], offset: tuple[float, float]) -> tuple[float, float]:
+    anchor_id = getattr(group, "anchor_id", None)
+    origin_x = getattr(group, "anchor_origin_x", None)
+    if anchor_id is None or origin_x is None:
+        return offset
+    return offset[0] + float(origin_x.value), offset[1] + anchors.get(anchor_id.value, 0.0)
+
+
+@dataclass(frozen=True, slots=True)
+class _Text:
+    plain: str  # the text layer
+    lines: list[tuple[float, float, str, int]]  # x, baseline y, paragraph, style
+    anchors: dict[Any, float]  # character id -> its line's baseline y
+
+
+def _typed_text(tree: Any, rm: _Rmscene) -> _Text:
+    """The page's typed text: its paragraphs laid out line by line, and where each character's line is."""
     root = tree.root_text
     if root is None:
-        return "", [], 0.0, 0.0
-    paragraphs = [str(p).rstrip("\n") for p in rm.text_document.from_scene_item(root).contents]
-    lines = [p for p in paragraphs]
-    while lines and not lines[-1].strip():
+        return _Text("", [], {rm.crdt_id(0, 281474976710654): 100.0, rm.crdt_id(0, 281474976710655): 100.0})
+    x, y = float(root.pos_x), float(root.pos_y) + _TEXT_TOP
+    lines: list[tuple[float, float, str, int]] = []
+    # Two special anchors found in the tablet's own notebooks (as rmc places them).
+    anchors: dict[Any, float] = {rm.crdt_id(0, 281474976710654): 100.0, rm.crdt_id(0, 281474976710655): 100.0}
+    for paragraph in rm.text_document.from_scene_item(root).contents:
+        style = int(paragraph.style.value)
+        anchors[paragraph.start_id] = y
+        for span in paragraph.contents:
+            for char_id in span.i:
+                anchors[char_id] = y
+        lines.append((x, y, str(paragraph).rstrip("\n"), style))
+        y += _LINE_HEIGHTS.get(style, 70.0)
+    while lines and not lines[-1][2].strip():
         lines.pop()
-    return "\n".join(lines).strip(), lines, float(root.pos_x), float(root.pos_y)
+    return _Text("\n".join(line[2] for line in lines).strip(), lines, anchors)
 
 
-def _canvas(strokes: list[_Stroke], text: tuple[str, list[str], float, float]) -> tuple[int, int, int, int]:
+def _canvas(strokes: list[_Stroke], text: _Text) -> tuple[int, int, int, int]:
     """Left and top edge (in scene coordinates) and size of the image: the page, grown to hold all the ink."""
     left, top, right, bottom = -PAGE_WIDTH / 2, 0.0, PAGE_WIDTH / 2, float(PAGE_HEIGHT)
     xs = [x for s in strokes for x, _, _, _ in s.points]
     ys = [y for s in strokes for _, y, _, _ in s.points]
-    if text[1]:
-        ys += [text[3], text[3] + _TEXT_LINE * len(text[1])]
+    if text.lines:
+        ys += [text.lines[0][1] - _HEADING_SIZE, text.lines[-1][1] + _TEXT_SIZE / 3]
     if xs:
         left, right = min(left, min(xs) - _MARGIN), max(right, max(xs) + _MARGIN)
     if ys:
         top, bottom = min(top, min(ys) - _MARGIN), max(bottom, max(ys) + _MARGIN)
-    return int(left), int(top), int(right - left) + 1, int(bottom - top) + 1
+    left, top = math.floor(left), math.floor(top)
+    return left, top, math.ceil(right) - left, math.ceil(bottom) - top
 
 
 def _draw_stroke(draw: ImageDraw.ImageDraw, stroke: _Stroke, dx: float, dy: float) -> None:
@@ -341,9 +380,9 @@ def _width(stroke: _Stroke, index: int) -> float:
     return max(1.0, recorded)
 
 
-def _draw_text(draw: ImageDraw.ImageDraw, text: tuple[str, list[str], float, float], dx: float, dy: float) -> None:
-    font = ImageFont.load_default(size=_TEXT_SIZE)
-    x, y = text[2] + dx, text[3] + dy
-    for number, line in enumerate(text[1]):
+def _draw_text(draw: ImageDraw.ImageDraw, text: _Text, dx: float, dy: float) -> None:
+    plain, heading = ImageFont.load_default(size=_TEXT_SIZE), ImageFont.load_default(size=_HEADING_SIZE)
+    for x, y, line, style in text.lines:
         if line.strip():
-            draw.text((x, y + number * _TEXT_LINE), line[:500], fill=0, font=font)
+            font = heading if style == 2 else plain
+            draw.text((x + dx, y + dy), line[:500], fill=0, font=font, anchor="ls")  # on its baseline
