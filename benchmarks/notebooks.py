@@ -17,6 +17,7 @@ of our ink farther than a pixel from any of the export's (an erased stroke we dr
 from __future__ import annotations
 
 import argparse
+import io
 import statistics
 import sys
 import time
@@ -45,6 +46,22 @@ def best_ms_per_page(name: str, data: bytes, runs: int) -> tuple[float, int]:
         times.append(time.perf_counter() - start)
         pages = document.page_count
     return min(times) * 1000 / pages, pages
+
+
+def same_as_supernotelib(note: Path) -> bool:
+    """Whether our composition draws exactly the pixels of supernotelib's own ImageConverter."""
+    from supernotelib import parser
+    from supernotelib.converter import ImageConverter
+    from supernotelib.decoder import PngDecoder
+
+    from eink_llm.reader.supernote import _grey_converter
+
+    notebook = parser.load(io.BytesIO(note.read_bytes()))
+    theirs, ours = ImageConverter(notebook), _grey_converter(ImageConverter, PngDecoder)(notebook)
+    return all(
+        ours.convert(i).convert("L").tobytes() == theirs.convert(i).convert("L").tobytes()
+        for i in range(notebook.get_total_pages())
+    )
 
 
 def compare(note: Path) -> list[tuple[int, float, float, float]]:
@@ -82,6 +99,9 @@ def main() -> int:
     if per_page:
         print(f"\nper page: median {statistics.median(per_page):.1f} ms, max {max(per_page):.1f} ms")
 
+    if notes:
+        same = [note.name for note in notes if not same_as_supernotelib(note)]
+        print(f"\nSupernote pages identical to supernotelib's own drawing: {'all' if not same else 'not ' + str(same)}")
     compared = [n for n in notes if n.with_suffix(".pdf").exists()]
     if compared:
         print(f"\n{'Supernote page vs the device export':52} {'IoU exact':>9} {'IoU ±1px':>9} {'stray ink':>9}")

@@ -92,6 +92,21 @@ def test_supernote_recognised_text_is_the_text_layer() -> None:
     assert cut.text_cut is not None and len(cut.text) < len(document.text)
 
 
+@pytest.mark.parametrize("stem", SUPERNOTE_FILES)
+def test_supernote_pages_are_supernotelibs_own_drawing(stem: str) -> None:
+    """Our faster composition (grey layers, Pillow for template pictures) draws exactly supernotelib's pixels."""
+    from supernotelib import parser
+    from supernotelib.converter import ImageConverter
+    from supernotelib.decoder import PngDecoder
+
+    from eink_llm.reader.supernote import _grey_converter
+
+    notebook = parser.load(io.BytesIO((SUPERNOTE / f"{stem}.note").read_bytes()))
+    theirs, ours = ImageConverter(notebook), _grey_converter(ImageConverter, PngDecoder)(notebook)
+    for index in range(notebook.get_total_pages()):
+        assert ours.convert(index).convert("L").tobytes() == theirs.convert(index).convert("L").tobytes()
+
+
 def test_supernote_in_the_cage_is_the_same_as_in_process(cage: Cage) -> None:
     path = SUPERNOTE / "stroke-n5-20260016-isolation-tools-colors-widths.note"
     caged, here = read_input(path, CAGED, cage), read_input(path, CAGED)

@@ -36,6 +36,7 @@ def read_note(name: str, data: bytes, limits: InputLimits) -> InputDocument:
         from supernotelib import exceptions as sn_errors
         from supernotelib import parser as sn_parser
         from supernotelib.converter import ImageConverter, TextConverter
+        from supernotelib.decoder import PngDecoder
     except ImportError as exc:
         raise missing_extra(name, "a Supernote notebook (.note)", exc) from None
     try:
@@ -51,7 +52,7 @@ def read_note(name: str, data: bytes, limits: InputLimits) -> InputDocument:
             detail=describe(exc),
         ) from None
     try:
-        return _pages(name, notebook, _grey_converter(ImageConverter), TextConverter, limits)
+        return _pages(name, notebook, _grey_converter(ImageConverter, PngDecoder), TextConverter, limits)
     except (InputError, MemoryError):
         raise
     except Exception as exc:
@@ -91,11 +92,25 @@ def _pages(name: str, notebook: Any, image_converter: Any, text_converter: Any, 
 _OPAQUE = [255] * 255 + [0]
 
 
-def _grey_converter(image_converter: Any) -> Any:
+def _grey_converter(image_converter: Any, png_decoder: type) -> Any:
     """supernotelib's page drawing, with its layers composed in grey instead of RGB when they all are grey (the
-    usual case): the same pixels (checked against the corpus), 2–4 times faster. Others take its own way."""
+    usual case), and a template picture (PNG) decoded by Pillow instead of pure-Python pypng: the same pixels
+    (checked against the corpus), 2–4 times faster, 15 times on a page with a custom template."""
 
     class GreyConverter(image_converter):  # type: ignore[misc]
+        def _create_image_from_decoder(self, decoder: Any, binary: bytes, *args: Any, **kwargs: Any) -> Any:
+            if not isinstance(decoder, png_decoder):
+                return super()._create_image_from_decoder(decoder, binary, *args, **kwargs)
+            size = (int(self.note.get_width()), int(self.note.get_height()))
+            with Image.open(io.BytesIO(binary), formats=["PNG"]) as picture:
+                if picture.size != size:  # as supernotelib refuses it, before decoding
+                    raise ValueError(f"template picture of {picture.size}, expected {size}")
+                channels = len(picture.getbands())
+                rgba = picture.convert("RGBA")
+            # As supernotelib does: the pixels as RGBA, read in the mode the PNG's own channel count names.
+            mode = {4: "RGBA", 3: "RGB", 2: "LA"}.get(channels, "L")
+            return Image.frombytes(mode, size, rgba.tobytes())
+
         def _flatten_layers(self, page: Any, imgs: dict[str, Any], visibility_overlay: Any = None) -> Any:
             if visibility_overlay is not None or any(i is not None and i.mode != "L" for i in imgs.values()):
                 return super()._flatten_layers(page, imgs, visibility_overlay)
