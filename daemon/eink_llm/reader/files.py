@@ -34,7 +34,8 @@ from eink_llm.reader.limits import (
     check_file_size,
 )
 from eink_llm.reader.pdf import read_pdf
-from eink_llm.reader.remarkable import read_rm, read_rmdoc
+from eink_llm.reader.remarkable import read_rm
+from eink_llm.reader.rmdoc import read_rmdoc
 from eink_llm.reader.supernote import read_note
 
 #: A format the reader decodes, as sniffed from the first bytes.

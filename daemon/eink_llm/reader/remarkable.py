@@ -1,12 +1,11 @@
-"""reMarkable v6 pages (``.rm``) and documents (``.rmdoc``) → grey pages drawn from their strokes, plus typed text.
+"""reMarkable v6 pages (``.rm``) → grey pages drawn from their strokes, plus typed text (``.rmdoc`` documents
+are unpacked by :mod:`~eink_llm.reader.rmdoc` and drawn here page by page).
 
 ``rmscene`` (the optional ``notebooks`` extra, MIT) parses the scene; the strokes are drawn here with Pillow,
 point by point with the width the tablet recorded (pressure and tilt are already in it), the tool's character
 kept: the fineliner even and thin, the marker wide, the pencils lighter with less pressure, highlighter and
 shader as light grey behind the ink. Colours become greys dark enough to read on e-ink. Hidden layers and
-deleted strokes are not drawn. A ``.rmdoc`` is a zip (hostile: names, counts and sizes are checked before
-anything is inflated, and inflating stops at the limit whatever the zip declares) whose ``.content`` gives the
-page order; a page without a ``.rm`` file is a blank page.
+deleted strokes are not drawn.
 
 Strokes written beside typed text are anchored to a character of it: they are placed on that character's line,
 laid out as the tablet lays out paragraphs (line heights per paragraph style, as measured by the rmc project);
@@ -16,12 +15,9 @@ the text itself is drawn in a plain font, not the tablet's. Not drawn: a PDF or 
 
 from __future__ import annotations
 
-import functools
 import io
-import json
 import logging
 import math
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -29,16 +25,13 @@ from typing import Any
 from PIL import Image, ImageChops, ImageDraw, ImageFont
 
 from eink_llm.errors import CorruptInputError, InputError, InputTooLargeError, UnsupportedInputError
-from eink_llm.reader.limits import EXPORT_SUPPORTED, InputDocument, InputLimits, describe, fit
-from eink_llm.reader.notebook_common import NOTEBOOK_PAGES, SYNC_AGAIN, TextLayer, missing_extra
+from eink_llm.reader.limits import InputDocument, InputLimits, describe, fit
+from eink_llm.reader.notebook_common import SYNC_AGAIN, TextLayer, missing_extra
 
 #: The reMarkable 1/2 screen in its own pixels; x is centred on the page, y counts from the top.
 PAGE_WIDTH, PAGE_HEIGHT = 1404, 1872
 #: Around the ink when it reaches beyond the page (a page scrolled down, strokes left of the margin).
 _MARGIN = 40
-#: A .rmdoc holds per page at most a .rm and a few small JSON files, plus the document's own.
-_MEMBERS_PER_PAGE = 4
-_JSON_BYTES = 4 * 1024 * 1024
 _MAX_GROUP_DEPTH = 64
 
 # Tool ids (rmscene.scene_items.Pen) by how they are drawn.
@@ -62,65 +55,22 @@ _HEADING_SIZE = 50
 
 def read_rm(name: str, data: bytes, limits: InputLimits) -> InputDocument:
     """One v6 page file."""
-    rmscene = _rmscene(name, "a reMarkable notebook page (.rm)")
-    page, text = _draw_page(name, data, limits, rmscene)
+    rmscene = load_rmscene(name, "a reMarkable notebook page (.rm)")
+    page, text = draw_page(name, data, limits, rmscene)
     layer = TextLayer(limits.max_text_tokens)
     layer.add(1, lambda: text)
     return InputDocument("notebook", (fit(page, limits),), layer.text(), 1, text_cut=layer.cut())
 
 
-def read_rmdoc(name: str, data: bytes, limits: InputLimits) -> InputDocument:
-    """A document exported by the reMarkable app: its pages in the ``.content`` order."""
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
-        raise CorruptInputError(
-            f"{name} is a ZIP archive that could not be opened: it is damaged or not completely synced.",
-            SYNC_AGAIN,
-            detail=describe(exc),
-        ) from None
-    with archive:
-        members = _members(name, archive, limits)
-        content = [m for m in members if m.count("/") == 0 and m.endswith(".content")]
-        if len(content) != 1:
-            raise UnsupportedInputError(
-                f"{name} is a ZIP archive but not a reMarkable document (.rmdoc): it has "
-                f"{'no' if not content else 'more than one'} .content file.",
-                EXPORT_SUPPORTED,
-            )
-        doc_id = content[0][: -len(".content")]
-        page_ids = _page_order(name, _json(name, archive, content[0], limits))
-        if len(page_ids) > limits.max_pages:
-            raise InputTooLargeError(
-                f"{name} is a reMarkable document of {len(page_ids)} pages; the limit is {limits.max_pages}.",
-                NOTEBOOK_PAGES,
-            )
-        rmscene = _rmscene(name, "a reMarkable document (.rmdoc)")
-        text = TextLayer(limits.max_text_tokens)
-        pages: list[Image.Image] = []
-        for number, page_id in enumerate(page_ids, start=1):
-            member = f"{doc_id}/{page_id}.rm"
-            if member in members:
-                raw = _inflate(name, archive, member, limits.max_file_bytes)
-                page, page_text = _draw_page(f"{name} (page {number})", raw, limits, rmscene)
-            else:  # a page never written on has no scene file
-                page, page_text = Image.new("L", (PAGE_WIDTH, PAGE_HEIGHT), 255), ""
-            pages.append(fit(page, limits))
-            text.add(number, functools.partial(str, page_text))
-    if not pages:
-        raise CorruptInputError(f"{name} is a reMarkable document without pages.", SYNC_AGAIN)
-    return InputDocument("notebook", tuple(pages), text.text(), len(pages), text_cut=text.cut())
-
-
 @dataclass(frozen=True, slots=True)
-class _Rmscene:
+class Rmscene:
     read_tree: Any
     scene_items: Any
     text_document: Any
     crdt_id: Any
 
 
-def _rmscene(name: str, what: str) -> _Rmscene:
+def load_rmscene(name: str, what: str) -> Rmscene:
     try:
         from rmscene import CrdtId, read_tree, scene_items
         from rmscene.text import TextDocument
@@ -128,103 +78,10 @@ def _rmscene(name: str, what: str) -> _Rmscene:
         raise missing_extra(name, what, exc) from None
     # rmscene warns for each block a newer tablet wrote that it does not know; it still reads what it knows.
     logging.getLogger("rmscene").setLevel(logging.ERROR)
-    return _Rmscene(read_tree, scene_items, TextDocument, CrdtId)
+    return Rmscene(read_tree, scene_items, TextDocument, CrdtId)
 
 
-def _members(name: str, archive: zipfile.ZipFile, limits: InputLimits) -> set[str]:
-    """The archive's file names, refused before anything is inflated when they are too many or too large, or
-    when a name tries to leave the archive (nothing is extracted to disk, but such a file is not a real export)."""
-    infos = archive.infolist()
-    if len(infos) > limits.max_pages * _MEMBERS_PER_PAGE + 16:
-        raise InputTooLargeError(
-            f"{name} holds {len(infos)} files, more than a reMarkable document of at most {limits.max_pages} pages.",
-            NOTEBOOK_PAGES,
-        )
-    total = 0
-    names: set[str] = set()
-    for info in infos:
-        member = info.filename
-        parts = member.split("/")
-        if member.startswith(("/", "\\")) or "\\" in member or ".." in parts or ":" in parts[0]:
-            raise UnsupportedInputError(
-                f"{name} is not a reMarkable document: it holds a file named {member[:80]!r}, which points outside it.",
-                EXPORT_SUPPORTED,
-            )
-        total += info.file_size
-        if total > limits.max_file_bytes:
-            raise InputTooLargeError(
-                f"{name} would unpack to more than the limit of {limits.max_file_bytes // (1024 * 1024)} MB.",
-                "Export fewer pages, or raise input.max_file_mb in the config.",
-            )
-        if not info.is_dir():
-            names.add(member)
-    return names
-
-
-def _inflate(name: str, archive: zipfile.ZipFile, member: str, limit: int) -> bytes:
-    """A member's bytes, at most ``limit`` of them whatever its header claims (a zip bomb lies about its size)."""
-    try:
-        with archive.open(member) as handle:
-            data = handle.read(limit + 1)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, ValueError, OSError, EOFError) as exc:
-        raise CorruptInputError(
-            f"{name} is damaged: its part {member[:80]!r} could not be unpacked.", SYNC_AGAIN, detail=describe(exc)
-        ) from None
-    if len(data) > limit:
-        raise InputTooLargeError(
-            f"{name} unpacks to more than it declares (its part {member[:80]!r} exceeds "
-            f"{limit // (1024 * 1024)} MB): it is not a real reMarkable export.",
-            EXPORT_SUPPORTED,
-        )
-    return data
-
-
-def _json(name: str, archive: zipfile.ZipFile, member: str, limits: InputLimits) -> Any:
-    raw = _inflate(name, archive, member, min(limits.max_file_bytes, _JSON_BYTES))
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-        raise CorruptInputError(
-            f"{name} is damaged: its page list ({member[:80]}) is not readable.", SYNC_AGAIN, detail=describe(exc)
-        ) from None
-
-
-def _page_order(name: str, content: Any) -> list[str]:
-    """The page ids in the document's order: ``cPages.pages`` (software 3.x, ordered by their ``idx``; deleted
-    pages left out), else the older plain ``pages`` list."""
-    if not isinstance(content, dict):
-        raise CorruptInputError(f"{name} is damaged: its page list is not a JSON object.", SYNC_AGAIN)
-    c_pages = content.get("cPages")
-    if isinstance(c_pages, dict) and isinstance(c_pages.get("pages"), list):
-        entries = [p for p in c_pages["pages"] if isinstance(p, dict) and isinstance(p.get("id"), str)]
-        entries = [p for p in entries if not _deleted(p)]
-        keys = [_value(p.get("idx")) for p in entries]
-        if all(isinstance(k, str) for k in keys):
-            entries = [p for _, p in sorted(zip(keys, entries, strict=True), key=lambda pair: str(pair[0]))]
-        ids = [str(p["id"]) for p in entries]
-    elif isinstance(content.get("pages"), list):
-        ids = [p for p in content["pages"] if isinstance(p, str)]
-    else:
-        raise CorruptInputError(f"{name} is damaged: its .content lists no pages.", SYNC_AGAIN)
-    for page_id in ids:
-        if not page_id or "/" in page_id or "\\" in page_id or page_id in (".", ".."):
-            raise UnsupportedInputError(f"{name} is not a reMarkable document: a page id is not a name.", SYNC_AGAIN)
-    return ids
-
-
-def _value(field: Any) -> Any:
-    return field.get("value") if isinstance(field, dict) else None
-
-
-def _deleted(page: dict[str, Any]) -> bool:
-    deleted = page.get("deleted")
-    return isinstance(deleted, dict) and bool(deleted.get("value"))
-
-
-# --- drawing -------------------------------------------------------------------------------------------------
-
-
-def _draw_page(name: str, data: bytes, limits: InputLimits, rm: _Rmscene) -> tuple[Image.Image, str]:
+def draw_page(name: str, data: bytes, limits: InputLimits, rm: Rmscene) -> tuple[Image.Image, str]:
     if not data.startswith(b"reMarkable .lines file, version=6"):
         version = data[:43].decode("ascii", "replace") if data.startswith(b"reMarkable .lines file") else ""
         raise UnsupportedInputError(
@@ -307,7 +164,7 @@ class _Text:
     anchors: dict[Any, float]  # character id -> its line's baseline y
 
 
-def _typed_text(tree: Any, rm: _Rmscene) -> _Text:
+def _typed_text(tree: Any, rm: Rmscene) -> _Text:
     """The page's typed text: its paragraphs laid out line by line, and where each character's line is."""
     root = tree.root_text
     if root is None:
