@@ -17,7 +17,6 @@ of our ink farther than a pixel from any of the export's (an erased stroke we dr
 from __future__ import annotations
 
 import argparse
-import io
 import statistics
 import sys
 import time
@@ -30,7 +29,7 @@ import pypdfium2 as pdfium  # noqa: E402
 
 from eink_llm.reader import InputLimits, decode_bytes  # noqa: E402
 from eink_llm.reader.files import _sniff  # noqa: E402
-from tests.notebooks import ink_iou, rmdoc, stray_ink  # noqa: E402
+from tests.notebooks import ink_iou, rmdoc, same_writing, stray_ink, supernotelib_pages  # noqa: E402
 
 FULL = InputLimits(max_long_edge_px=4096, max_pages=100)
 FITTED = InputLimits(max_pages=100)
@@ -49,19 +48,9 @@ def best_ms_per_page(name: str, data: bytes, runs: int) -> tuple[float, int]:
 
 
 def same_as_supernotelib(note: Path) -> bool:
-    """Whether our composition draws exactly the pixels of supernotelib's own ImageConverter."""
-    from supernotelib import parser
-    from supernotelib.converter import ImageConverter
-    from supernotelib.decoder import PngDecoder
-
-    from eink_llm.reader.supernote import _grey_converter
-
-    notebook = parser.load(io.BytesIO(note.read_bytes()))
-    theirs, ours = ImageConverter(notebook), _grey_converter(ImageConverter, PngDecoder)(notebook)
-    return all(
-        ours.convert(i).convert("L").tobytes() == theirs.convert(i).convert("L").tobytes()
-        for i in range(notebook.get_total_pages())
-    )
+    """Whether our composition draws exactly supernotelib's writing (its ImageConverter without the template,
+    which we draw light grey), by the page economy's ink rule."""
+    return all(same_writing(ours, theirs) for ours, theirs in supernotelib_pages(note))
 
 
 def compare(note: Path) -> list[tuple[int, float, float, float]]:
@@ -101,7 +90,8 @@ def main() -> int:
 
     if notes:
         same = [note.name for note in notes if not same_as_supernotelib(note)]
-        print(f"\nSupernote pages identical to supernotelib's own drawing: {'all' if not same else 'not ' + str(same)}")
+        verdict = "all pages" if not same else f"not in {same}"
+        print(f"\nSupernote writing identical to supernotelib's own: {verdict}")
     compared = [n for n in notes if n.with_suffix(".pdf").exists()]
     if compared:
         print(f"\n{'Supernote page vs the device export':52} {'IoU exact':>9} {'IoU ±1px':>9} {'stray ink':>9}")

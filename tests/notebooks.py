@@ -81,3 +81,27 @@ def stray_ink(ours: Image.Image, device: Image.Image) -> float:
     would be such ink)."""
     a, b = ink(ours), ink(device)
     return 0.0 if not a.any() else float((a & ~widened(b)).sum()) / float(a.sum())
+
+
+def supernotelib_pages(note: Path) -> list[tuple[Image.Image, Image.Image]]:
+    """Each page as we draw it, and as supernotelib's own ImageConverter draws it without the template."""
+    from supernotelib import parser
+    from supernotelib.converter import ImageConverter, VisibilityOverlay, build_visibility_overlay
+    from supernotelib.decoder import PngDecoder
+
+    from eink_llm.reader.supernote import _grey_converter
+
+    notebook = parser.load(io.BytesIO(note.read_bytes()))
+    theirs, ours = ImageConverter(notebook), _grey_converter(ImageConverter, PngDecoder)(notebook)
+    without_template = build_visibility_overlay(background=VisibilityOverlay.INVISIBLE)
+    return [
+        (ours.convert(i).convert("L"), theirs.convert(i, visibility_overlay=without_template).convert("L"))
+        for i in range(notebook.get_total_pages())
+    ]
+
+
+def same_writing(ours: Image.Image, theirs: Image.Image) -> bool:
+    """Whether the two pages have exactly the same ink by the page economy's rule (the template is not ink)."""
+    from eink_llm.economy import INK_THRESHOLD
+
+    return bool((np.asarray(ours) < INK_THRESHOLD).tobytes() == (np.asarray(theirs) < INK_THRESHOLD).tobytes())
