@@ -428,3 +428,22 @@ def test_mutated_notebooks_end_in_a_document_or_a_typed_error(tmp_path: Path, ca
             outcomes["read"] = outcomes.get("read", 0) + 1
         assert time.monotonic() - started < CAGED.max_decode_seconds + 30
     assert sum(outcomes.values()) == 60 and outcomes.get("read", 0) > 0, outcomes
+
+
+def test_a_page_with_impossible_points_is_an_input_error_in_process(tmp_path: Path) -> None:
+    """Points at NaN, infinity and 10¹² with absurd widths (written with rmscene's own writer): no ValueError or
+    OverflowError escapes the reader, even outside the cage; the page is refused by its size."""
+    from rmscene import read_blocks, write_blocks
+    from rmscene.scene_stream import SceneLineItemBlock
+
+    blocks = list(read_blocks(io.BytesIO((REMARKABLE / "Lines_v2.rm").read_bytes())))
+    lines = [block.item.value for block in blocks if isinstance(block, SceneLineItemBlock) and block.item.value]
+    for number, point in enumerate(p for line in lines for p in line.points):
+        point.x = (float("nan"), float("inf"), 1e12)[number % 3]
+        point.width = 60_000
+    out = io.BytesIO()
+    write_blocks(out, blocks)
+    path = tmp_path / "impossible.rm"
+    path.write_bytes(out.getvalue())
+    with pytest.raises(InputTooLargeError, match=r"impossible\.rm has ink spread over"):
+        read_input(path)

@@ -33,6 +33,8 @@ PAGE_WIDTH, PAGE_HEIGHT = 1404, 1872
 #: Around the ink when it reaches beyond the page (a page scrolled down, strokes left of the margin).
 _MARGIN = 40
 _MAX_GROUP_DEPTH = 64
+#: No pen is wider than this many page pixels (a damaged point may claim any width).
+_MAX_WIDTH = 200.0
 
 # Tool ids (rmscene.scene_items.Pen) by how they are drawn.
 _HIGHLIGHTERS = {5, 18, 23}  # highlighter 1/2, shader
@@ -132,7 +134,7 @@ def _strokes(
     """The visible strokes in drawing order: layers (top-level groups) in order, hidden ones left out; a group
     anchored to a character of the typed text moved to that character's line."""
     if depth > _MAX_GROUP_DEPTH:
-        raise CorruptInputError("the page's layers nest too deeply", SYNC_AGAIN)
+        raise ValueError("the page's layers nest too deeply")  # a damaged page, said so by draw_page
     for child in group.children.values():
         if child is None:
             continue
@@ -144,9 +146,12 @@ def _strokes(
         elif isinstance(child, si.Line) and child.points:
             dx, dy = offset
             points = [
-                (p.x + dx, p.y + dy, max(p.width, 0) / 4.0, min(max(p.pressure, 0), 255) / 255.0) for p in child.points
+                (p.x + dx, p.y + dy, min(max(p.width, 0) / 4.0, _MAX_WIDTH), min(max(p.pressure, 0), 255) / 255.0)
+                for p in child.points
+                if math.isfinite(p.x + dx) and math.isfinite(p.y + dy)
             ]
-            yield _Stroke(int(child.tool), int(child.color), float(child.thickness_scale or 1.0), points)
+            if points:
+                yield _Stroke(int(child.tool), int(child.color), float(child.thickness_scale or 1.0), points)
 
 
 def _anchored(group: Any, anchors: dict[Any, float], offset: tuple[float, float]) -> tuple[float, float]:
@@ -154,7 +159,8 @@ def _anchored(group: Any, anchors: dict[Any, float], offset: tuple[float, float]
     origin_x = getattr(group, "anchor_origin_x", None)
     if anchor_id is None or origin_x is None:
         return offset
-    return offset[0] + float(origin_x.value), offset[1] + anchors.get(anchor_id.value, 0.0)
+    x, y = offset[0] + float(origin_x.value), offset[1] + anchors.get(anchor_id.value, 0.0)
+    return (x, y) if math.isfinite(x) and math.isfinite(y) else offset
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,6 +176,8 @@ def _typed_text(tree: Any, rm: Rmscene) -> _Text:
     if root is None:
         return _Text("", [], {rm.crdt_id(0, 281474976710654): 100.0, rm.crdt_id(0, 281474976710655): 100.0})
     x, y = float(root.pos_x), float(root.pos_y) + _TEXT_TOP
+    if not (math.isfinite(x) and math.isfinite(y)):  # damaged: where the tablet puts a new page's text
+        x, y = -468.0, 234.0 + _TEXT_TOP
     lines: list[tuple[float, float, str, int]] = []
     # Two special anchors found in the tablet's own notebooks (as rmc places them).
     anchors: dict[Any, float] = {rm.crdt_id(0, 281474976710654): 100.0, rm.crdt_id(0, 281474976710655): 100.0}
