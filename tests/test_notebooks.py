@@ -232,16 +232,18 @@ def test_rmdoc_idx_order_wins_over_the_list_order(tmp_path: Path) -> None:
 # --- hostile and damaged files -------------------------------------------------------------------------------
 
 
-def _zip_one(name: str, raw_deflate: bytes, declared: int, crc: int) -> bytes:
+def _zip_one(name: str, raw_deflate: bytes, declared: int, crc: int, flags: int = 0) -> bytes:
     """A zip with one deflated member whose headers declare ``declared`` bytes (a bomb may lie)."""
     encoded = name.encode()
-    local = struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0, crc, len(raw_deflate), declared, len(encoded), 0)
+    local = struct.pack(
+        "<IHHHHHIIIHH", 0x04034B50, 20, flags, 8, 0, 0, crc, len(raw_deflate), declared, len(encoded), 0
+    )
     central = struct.pack(
         "<IHHHHHHIIIHHHHHII",
         0x02014B50,
         20,
         20,
-        0,
+        flags,
         8,
         0,
         0,
@@ -292,6 +294,7 @@ def hostile_files(tmp_path: Path) -> dict[str, tuple[Path, type[InputError], str
         "lying-bomb.rmdoc": (_zip_one("doc.content", deflated, 1000, crc), CorruptInputError, "damaged"),
         "escape.rmdoc": (_zip_one("../../etc/x.content", *_small(b"{}")), UnsupportedInputError, "outside it"),
         "plain.rmdoc": (_zip_one("hello.txt", *_small(b"hello")), UnsupportedInputError, "not a reMarkable document"),
+        "locked.rmdoc": (_zip_one("d.content", *_small(b"{}"), flags=1), CorruptInputError, "could not be unpacked"),
         "cut.rmdoc": (rmdoc(["Lines_v2.rm"])[:-30], CorruptInputError, "could not be opened"),
         "many.rmdoc": (rmdoc([None] * 25), InputTooLargeError, "25 pages; the limit is 20"),
     }

@@ -104,7 +104,15 @@ def _inflate(name: str, archive: zipfile.ZipFile, member: str, limit: int) -> by
     try:
         with archive.open(member) as handle:
             data = handle.read(limit + 1)
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, ValueError, OSError, EOFError) as exc:
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        NotImplementedError,
+        RuntimeError,
+        ValueError,
+        OSError,
+        EOFError,
+    ) as exc:  # RuntimeError: encrypted
         raise CorruptInputError(
             f"{name} is damaged: its part {member[:80]!r} could not be unpacked.", SYNC_AGAIN, detail=describe(exc)
         ) from None
