@@ -105,3 +105,13 @@ def same_writing(ours: Image.Image, theirs: Image.Image) -> bool:
     from eink_llm.economy import INK_THRESHOLD
 
     return bool((np.asarray(ours) < INK_THRESHOLD).tobytes() == (np.asarray(theirs) < INK_THRESHOLD).tobytes())
+
+
+def note_without_last_page(note: Path) -> bytes:
+    """The notebook as it was before its last page was added: the same file with that page left out (written by
+    supernotelib's own writer, which checks the result parses)."""
+    from supernotelib import manipulator, parser
+
+    notebook = parser.load(io.BytesIO(note.read_bytes()))
+    notebook.pages.pop()
+    return bytes(manipulator.reconstruct(notebook))

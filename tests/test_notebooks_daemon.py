@@ -1,6 +1,6 @@
 """Native notebooks with the real daemon (issue 14): a Supernote .note and a reMarkable .rmdoc dropped into the
-watched folder are answered; the .rmdoc re-synced with a new page continues its conversation with only that
-page; a notebook saved five times while it is being written gets one answer."""
+watched folder are answered; each re-synced with a new page continues its conversation with only that page; a
+notebook saved five times while it is being written gets one answer."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 
 from tests.fakes import FakeLLMServer
 from tests.harness import DaemonProcess, db_rows, outputs, pdf_text, wait_until, write_config
-from tests.notebooks import SUPERNOTE, rmdoc
+from tests.notebooks import SUPERNOTE, note_without_last_page, rmdoc
 
 NOTEBOOK_SETTLE = 2.0
 
@@ -41,21 +41,32 @@ def test_notebooks_are_answered_grow_and_settle(tmp_path: Path, server: FakeLLMS
     staging = tmp_path / "tablet"
     staging.mkdir()
     with DaemonProcess(config(tmp_path, inbox, server), tmp_path) as daemon:
-        # A Supernote notebook straight from the sync folder: five pages of ink.
-        shutil.copy(SUPERNOTE / "stroke-n5-20260016-isolation-tools-colors-widths.note", inbox / "Pens.note")
+        # A Supernote notebook straight from the sync folder: four pages of ink; then it comes back with a fifth.
+        pens = SUPERNOTE / "stroke-n5-20260016-isolation-tools-colors-widths.note"
+        (staging / "Pens.note").write_bytes(note_without_last_page(pens))
+        shutil.move(staging / "Pens.note", inbox / "Pens.note")
         (note_answer,) = wait_until(lambda: outputs(inbox, "RESPONSE_"), timeout=60, what="the .note answered")
         assert note_answer.name.endswith("_ex001_Pens.pdf")
-        assert len(server.requests[0].images()) == 5
+        assert len(server.requests[0].images()) == 4
+        shutil.copy(pens, staging / "Pens.note")
+        shutil.move(staging / "Pens.note", inbox / "Pens.note")
+        wait_until(lambda: len(server.requests) == 2, timeout=60, what="the grown .note answered")
+        assert len(server.requests[1].images()) == 1  # only the new page
+        wait_until(
+            lambda: [p for p in outputs(inbox, "RESPONSE_") if p.name.endswith("_ex002_Pens.pdf")],
+            timeout=30,
+            what="exchange 2 of the .note's conversation",
+        )
 
         # A reMarkable document with one page, then re-synced with a second page: only that page is sent.
         (staging / "Physics.rmdoc").write_bytes(rmdoc(["Lines_v2.rm"]))
         shutil.move(staging / "Physics.rmdoc", inbox / "Physics.rmdoc")
-        wait_until(lambda: len(server.requests) == 2, timeout=60, what="the .rmdoc answered")
-        assert len(server.requests[1].images()) == 1
+        wait_until(lambda: len(server.requests) == 3, timeout=60, what="the .rmdoc answered")
+        assert len(server.requests[2].images()) == 1
         (staging / "Physics.rmdoc").write_bytes(rmdoc(["Lines_v2.rm", "Color_and_tool_v3.14.4.rm"]))
         shutil.move(staging / "Physics.rmdoc", inbox / "Physics.rmdoc")
-        wait_until(lambda: len(server.requests) == 3, timeout=60, what="the grown .rmdoc answered")
-        assert len(server.requests[2].images()) == 1  # only the new page
+        wait_until(lambda: len(server.requests) == 4, timeout=60, what="the grown .rmdoc answered")
+        assert len(server.requests[3].images()) == 1  # only the new page
         second = wait_until(
             lambda: [p for p in outputs(inbox, "RESPONSE_") if p.name.endswith("_ex002_Physics.pdf")],
             timeout=30,
@@ -77,16 +88,17 @@ def test_notebooks_are_answered_grow_and_settle(tmp_path: Path, server: FakeLLMS
         for save in range(5):
             (inbox / "Physics.rmdoc").write_bytes(rmdoc([*pages, *written[: save + 1]]))
             time.sleep(NOTEBOOK_SETTLE / 4)
-        wait_until(lambda: len(server.requests) >= 4, timeout=60, what="an answer to the five saves")
+        wait_until(lambda: len(server.requests) >= 5, timeout=60, what="an answer to the five saves")
         time.sleep(NOTEBOOK_SETTLE * 2)  # long enough for any other save to have been answered too
-        assert len(server.requests) == 4
-        assert len(server.requests[3].images()) == 5  # the five new pages, once
-        wait_until(lambda: len(outputs(inbox, "RESPONSE_")) == 4, timeout=30, what="four answers")
+        assert len(server.requests) == 5
+        assert len(server.requests[4].images()) == 5  # the five new pages, once
+        wait_until(lambda: len(outputs(inbox, "RESPONSE_")) == 5, timeout=30, what="five answers")
         assert daemon.stop() == 0
     assert not outputs(inbox, "ERROR_")
     rows = [(r["input_file"], r["sequence_number"], r["status"]) for r in exchanges(tmp_path)]
     assert rows == [
         ("Pens.note", 1, "ok"),
+        ("Pens.note", 2, "ok"),
         ("Physics.rmdoc", 1, "ok"),
         ("Physics.rmdoc", 2, "ok"),
         ("Physics.rmdoc", 3, "ok"),
