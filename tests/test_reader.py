@@ -338,7 +338,6 @@ def test_text_and_web_pages_named_pdf_say_what_they_are(tmp_path: Path) -> None:
     [
         (b"GIF89a\x01\x00\x01\x00\x00\x00\x00;", "GIF"),
         (b"\x00\x00\x00\x18ftypheic\x00\x00\x00\x00mif1heic", "HEIC"),
-        (b"PK\x03\x04\x14\x00\x00\x00" + bytes(40), "ZIP"),
         (bytes(range(256)) * 4, "format eink-llm does not know"),
     ],
 )
@@ -515,7 +514,7 @@ def test_pdf_pictures_are_checked_before_pdfium_decodes_them(
 
 
 def test_supported_suffixes() -> None:
-    assert {".pdf", ".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"} == SUPPORTED_SUFFIXES
+    assert {".pdf", ".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".note", ".rm", ".rmdoc"} == SUPPORTED_SUFFIXES
 
 
 def test_sha256_file(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
+from pathlib import Path
 from types import FrameType
 
 import structlog
@@ -27,6 +28,7 @@ from eink_llm import delivery, intake, startup
 from eink_llm.atomic import remove_stale_temps
 from eink_llm.backends.base import Backend
 from eink_llm.config import LoadedConfig, load_config
+from eink_llm.config.schema import WatchConfig
 from eink_llm.errors import EinkError, StoreError
 from eink_llm.oneshot import ProcessResult, close_backends, open_backends, process_files, retry_failed, retry_files
 from eink_llm.pipeline import Pipeline
@@ -192,6 +194,7 @@ class Daemon:
             polling=watch.polling,
             polling_interval=watch.polling_interval_seconds,
             reserved_names=reserved,
+            settle_for=_settle_rule(watch),
         )
 
     def _main_loop(self, store: Store) -> int:
@@ -431,3 +434,13 @@ __all__ = [
     "retry_failed",
     "retry_files",
 ]
+
+
+def _settle_rule(watch: WatchConfig) -> Callable[[Path, Path], float]:
+    """Each file's settle period: its folder's (or the common one), longer for native notebooks."""
+    folders = {Path(os.path.abspath(folder.path)): folder for folder in watch.folders}
+
+    def settle(path: Path, root: Path) -> float:
+        return watch.settle_seconds_for(folders.get(root), path.name)
+
+    return settle

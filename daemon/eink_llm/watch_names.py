@@ -12,12 +12,16 @@ from pathlib import Path
 
 __all__ = [
     "CANDIDATE_SUFFIXES",
+    "NOTEBOOK_SUFFIXES",
     "is_candidate",
     "is_candidate_name",
     "is_ignored_dir_name",
+    "is_notebook_name",
 ]
 
-CANDIDATE_SUFFIXES = frozenset({".pdf", ".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"})
+#: Native notebooks (read with the optional ``notebooks`` extra): saved in place while being written.
+NOTEBOOK_SUFFIXES = frozenset({".note", ".rm", ".rmdoc"})
+CANDIDATE_SUFFIXES = frozenset({".pdf", ".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"}) | NOTEBOOK_SUFFIXES
 
 # Folders that belong to sync clients, NAS software or operating systems, never to the user (compared
 # case-insensitively). Every hidden folder (leading ".") is ignored as well, which already covers the dotted names
@@ -122,3 +126,8 @@ def is_candidate(path: Path, root: Path, reserved: frozenset[str] = frozenset())
     if len(parts) == 1 and parts[0].casefold() in reserved:
         return False
     return is_candidate_name(parts[-1])
+
+
+def is_notebook_name(name: str) -> bool:
+    """Whether ``name`` ends like a native notebook (any case): such files get the notebook settle period."""
+    return os.path.splitext(name.casefold())[1] in NOTEBOOK_SUFFIXES

@@ -131,6 +131,7 @@ class Watcher:
         polling_interval: float = 5.0,
         reserved_names: Iterable[str] = (),
         clock: Callable[[], float] = time.monotonic,
+        settle_for: Callable[[Path, Path], float] | None = None,
     ) -> None:
         if not roots:
             raise ValueError("Watcher needs at least one root folder")
@@ -146,6 +147,8 @@ class Watcher:
         self._root_paths = list(unique)
         self._on_settled = on_settled
         self._settle = float(settle_seconds)
+        #: A path's own settle period from (its path, its root), e.g. longer for notebooks or per folder.
+        self._settle_for = settle_for
         self._polling = polling
         self._polling_interval = float(polling_interval)
         self._clock = clock
@@ -281,7 +284,8 @@ class Watcher:
                     explained = entry.last_noted >= entry.stat_at
                     entry.key, entry.stable_since = key, entry.last_noted if explained else now
                 entry.stat_at = now
-                if now - entry.stable_since < self._settle or now - entry.last_noted < self._settle:
+                settle = self._settle_of(path, entry.root)
+                if now - entry.stable_since < settle or now - entry.last_noted < settle:
                     continue
                 del self._pending[path]
                 if self._reported.get(path) == (st.st_size, st.st_mtime_ns):
@@ -315,12 +319,21 @@ class Watcher:
             if self._dirs_to_scan:
                 return self._clock()
             dues = []
-            for entry in self._pending.values():
+            for path, entry in self._pending.items():
                 due = max(entry.stable_since if entry.key is not None else entry.last_noted, entry.last_noted)
-                due += self._settle
+                due += self._settle_of(path, entry.root)
                 if entry.stat_at < due:  # else a tick already looked at it since it was due
                     dues.append(due)
             return min(dues, default=None)
+
+    def _settle_of(self, path: Path, root: Path) -> float:
+        if self._settle_for is None:
+            return self._settle
+        try:
+            return max(0.0, float(self._settle_for(path, root)))
+        except Exception:  # a rule that fails must not stop the watcher: the common period then
+            _log.exception("could not tell a file's settle period", path=str(path))
+            return self._settle
 
     def is_healthy(self) -> bool:
         """True while events can still arrive: observer and every emitter thread alive, every root a folder.

@@ -17,6 +17,7 @@ from eink_llm.economy import MIN_STROKE_PX
 from eink_llm.errors import ConfigError
 from eink_llm.reader.limits import InputLimits
 from eink_llm.retry import RetryPolicy
+from eink_llm.watch_names import is_notebook_name
 
 APP = "eink-llm"
 DEFAULT_PROFILE = "default"
@@ -67,6 +68,19 @@ class FolderConfig(_Section):
         description="Keep the daemon's status page (status_page.name) at the top of this folder, when "
         "status_page.enabled is on.",
     )
+    settle_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        le=3600,
+        description="This folder's settle period (seconds); unset: watch.settle_seconds.",
+    )
+    notebook_settle_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        le=3600,
+        description="This folder's settle period for native notebooks (.note, .rm, .rmdoc); unset: "
+        "watch.notebook_settle_seconds.",
+    )
 
     def conversation_folder(self, path: Path) -> Path | None:
         """In folder mode, the folder whose one conversation a file belongs to; ``None`` when per-file."""
@@ -103,6 +117,14 @@ class WatchConfig(_Section):
         le=3600,
         description="A file is taken only after its size and modification time stayed unchanged this long.",
     )
+    notebook_settle_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=3600,
+        description="Native notebooks (.note, .rm, .rmdoc) change in place while you write (the tablet saves "
+        "every few seconds): one is taken only after it stayed unchanged this long, so a page being written gets "
+        "one answer. Never shorter than the folder's settle_seconds.",
+    )
     polling: bool | Literal["auto"] = Field(
         default="auto",
         description="`auto` uses inotify and falls back to polling on network filesystems or when the watch "
@@ -111,6 +133,15 @@ class WatchConfig(_Section):
     polling_interval_seconds: float = Field(
         default=5.0, gt=0, le=3600, description="How often the folders are polled when polling is used."
     )
+
+    def settle_seconds_for(self, folder: FolderConfig | None, name: str) -> float:
+        """How long a file named ``name`` in ``folder`` (``None``: not a configured one) must stay unchanged."""
+        plain = self.settle_seconds
+        notebook = self.notebook_settle_seconds
+        if folder is not None:
+            plain = folder.settle_seconds if folder.settle_seconds is not None else plain
+            notebook = folder.notebook_settle_seconds if folder.notebook_settle_seconds is not None else notebook
+        return max(plain, notebook) if is_notebook_name(name) else plain
 
     @field_validator("folders", mode="before")
     @classmethod

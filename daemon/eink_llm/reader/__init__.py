@@ -20,6 +20,8 @@ The package is split by concern:
 * :mod:`~eink_llm.reader.pdf` — PDFs through pypdfium2, under :data:`PDFIUM_LOCK`;
 * :mod:`~eink_llm.reader.origin` — recognising our own answers coming back under another name (PDF metadata);
 * :mod:`~eink_llm.reader.image` — pictures through Pillow;
+* :mod:`~eink_llm.reader.supernote`, :mod:`~eink_llm.reader.remarkable`, :mod:`~eink_llm.reader.rmdoc` — native
+  notebooks (the optional ``notebooks`` extra; :mod:`~eink_llm.reader.notebook_common` what they share);
 * :mod:`~eink_llm.reader.limits` — limits, the result type, shared advice and the PNG encoder.
 """
 

@@ -394,7 +394,7 @@ def _document(name: str, header: dict[str, Any], blobs: list[bytearray], limits:
         kind = header["kind"]
         page_count = header["page_count"]
         sizes = header["sizes"]
-        if kind not in ("pdf", "image") or not isinstance(page_count, int) or not isinstance(sizes, list):
+        if kind not in ("pdf", "image", "notebook") or not isinstance(page_count, int) or not isinstance(sizes, list):
             raise ValueError("bad header")
         if len(sizes) > limits.max_pages or len(blobs) != len(sizes) + 1:
             raise ValueError("bad page list")

@@ -31,7 +31,7 @@ from eink_llm.reader.files import Kind, decode_bytes
 from eink_llm.reader.limits import InputDocument, InputLimits, describe
 
 PR_SET_PDEATHSIG = 1
-KINDS: frozenset[str] = frozenset({"pdf", "png", "jpeg", "webp", "tiff"})
+KINDS: frozenset[str] = frozenset({"pdf", "png", "jpeg", "webp", "tiff", "note", "rm", "zip"})
 
 
 def main(argv: list[str]) -> int:

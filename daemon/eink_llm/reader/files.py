@@ -34,9 +34,12 @@ from eink_llm.reader.limits import (
     check_file_size,
 )
 from eink_llm.reader.pdf import read_pdf
+from eink_llm.reader.remarkable import read_rm
+from eink_llm.reader.rmdoc import read_rmdoc
+from eink_llm.reader.supernote import read_note
 
 #: A format the reader decodes, as sniffed from the first bytes.
-Kind = Literal["pdf", "png", "jpeg", "webp", "tiff"]
+Kind = Literal["pdf", "png", "jpeg", "webp", "tiff", "note", "rm", "zip"]
 
 
 def sha256_file(path: Path) -> str:
@@ -94,6 +97,12 @@ def decode_bytes(name: str, data: bytes, kind: Kind, limits: InputLimits) -> Inp
     """Decode a file's bytes of a sniffed ``kind`` in this process (the reading cage runs this inside)."""
     if kind == "pdf":
         return read_pdf(name, data, limits)
+    if kind == "note":
+        return read_note(name, data, limits)
+    if kind == "rm":
+        return read_rm(name, data, limits)
+    if kind == "zip":  # a reMarkable document, or told apart from one inside the cage (a zip is hostile)
+        return read_rmdoc(name, data, limits)
     return read_image(name, data, kind, limits)
 
 
@@ -186,6 +195,13 @@ def _sniff(data: bytes) -> Kind | None:
     # Checked after the image signatures, which sit at offset 0: a PNG may mention "%PDF-" in a text chunk.
     if b"%PDF-" in data[:1024]:
         return "pdf"
+    # Native notebooks (read when the optional ``notebooks`` extra is installed; an ERROR_ names it otherwise).
+    if head.startswith(b"noteSN_FILE_VER_"):
+        return "note"
+    if data.startswith(b"reMarkable .lines file"):
+        return "rm"
+    if head.startswith((b"PK\x03\x04", b"PK\x05\x06")):  # a .rmdoc; any other zip is told so in the cage
+        return "zip"
     return None
 
 
@@ -198,12 +214,8 @@ def _describe_unknown(data: bytes) -> str:
         return "a BMP picture"
     if head[4:8] == b"ftyp" and head[8:12] in (b"heic", b"heix", b"hevc", b"mif1", b"msf1", b"avif", b"avis"):
         return "an HEIC or AVIF photo"
-    if head.startswith(b"reMarkable .lines file"):
-        return "a reMarkable notebook page, not an exported one"
-    if head.startswith(b"noteSN_FILE_VER"):
-        return "a Supernote notebook, not an exported page"
-    if head.startswith(b"PK\x03\x04"):
-        return "a ZIP archive (such as a notebook bundle), not an exported page"
+    if head.startswith(b"SN_FILE_ASA_"):
+        return "a notebook from the first Supernote (A6), which eink-llm cannot read"
     sample = data[:4096]
     try:
         text = sample.decode("utf-8")

@@ -18,7 +18,9 @@ from eink_llm.errors import InputTooLargeError
 from eink_llm.reader.origin import PdfOrigin
 
 #: File name endings the watcher picks up. The reader itself trusts the content, not the name.
-SUPPORTED_SUFFIXES = frozenset({".pdf", ".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff"})
+SUPPORTED_SUFFIXES = frozenset(
+    {".pdf", ".png", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".note", ".rm", ".rmdoc"}  # notebooks: extra
+)
 
 EXPORT_AGAIN = "Export the page from the tablet again (as PDF or PNG) and let it sync completely."
 EXPORT_SUPPORTED = "Export the page from the tablet again as PDF, PNG or JPEG."
@@ -108,7 +110,7 @@ class InputDocument:
     it was.
     """
 
-    kind: Literal["pdf", "image"]
+    kind: Literal["pdf", "image", "notebook"]
     images: tuple[Image.Image, ...]
     text: str
     page_count: int

@@ -1,0 +1,117 @@
+"""Test helpers for native notebooks: the sample files, a .rmdoc built from .rm pages, and ink masks to compare
+our drawing with a device's own export."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFilter
+
+DATA = Path(__file__).parent / "data" / "notebooks"
+SUPERNOTE = DATA / "supernote"
+REMARKABLE = DATA / "remarkable"
+
+#: A pixel darker than this is ink: every Supernote pen grey (157, 201) counts, the paper and the faint
+#: anti-aliased fringe of the export's vector strokes do not.
+INK_BELOW = 230
+
+
+def rmdoc(
+    pages: Sequence[str | None],
+    *,
+    doc_id: str = "0f1e2d3c-aaaa-bbbb-cccc-000000000001",
+    name: str = "Notes",
+    order: Sequence[int] | None = None,
+    folder: Path = REMARKABLE,
+) -> bytes:
+    """A .rmdoc as the reMarkable desktop app exports it: ``.content`` (``cPages.pages`` with ids and ``idx``),
+    ``.metadata``, and one ``<doc>/<page>.rm`` per page (``None``: a page never written on, without a file).
+    ``order`` lists the pages' positions in the archive (to check that the .content order, not the zip's, wins)."""
+    ids = [f"{index:08d}-1111-2222-3333-444444444444" for index in range(len(pages))]
+    entries = [
+        {
+            "id": page_id,
+            "idx": {"timestamp": "1:2", "value": f"b{chr(ord('a') + index)}"},
+            "template": {"value": "Blank"},
+        }
+        for index, page_id in enumerate(ids)
+    ]
+    content = {"cPages": {"pages": entries, "original": {"value": -1}}, "fileType": "notebook", "formatVersion": 2}
+    metadata = {"visibleName": name, "type": "DocumentType", "lastModified": "1733360000000", "parent": ""}
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr(f"{doc_id}.metadata", json.dumps(metadata))
+        for position in order if order is not None else range(len(pages)):
+            source = pages[position]
+            if source is not None:
+                archive.writestr(f"{doc_id}/{ids[position]}.rm", (folder / source).read_bytes())
+        archive.writestr(f"{doc_id}.content", json.dumps(content))
+    return buffer.getvalue()
+
+
+def ink(image: Image.Image) -> np.ndarray:
+    return np.asarray(image.convert("L")) < INK_BELOW
+
+
+def widened(mask: np.ndarray) -> np.ndarray:
+    """The mask grown by one pixel each way (3×3)."""
+    image = Image.fromarray(mask.astype(np.uint8) * 255)
+    return np.asarray(image.filter(ImageFilter.MaxFilter(3))) > 0
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = int((a | b).sum())
+    return 1.0 if union == 0 else int((a & b).sum()) / union
+
+
+def ink_iou(ours: Image.Image, device: Image.Image) -> tuple[float, float]:
+    """Intersection over union of the two pages' ink: exact pixels, and with both masks widened by one pixel
+    (the device's export is vector strokes with anti-aliased edges, our page its bitmap: edges differ by a pixel)."""
+    a, b = ink(ours), ink(device)
+    return iou(a, b), iou(widened(a), widened(b))
+
+
+def stray_ink(ours: Image.Image, device: Image.Image) -> float:
+    """The share of our ink farther than one pixel from any ink of the device's export (an erased stroke we drew
+    would be such ink)."""
+    a, b = ink(ours), ink(device)
+    return 0.0 if not a.any() else float((a & ~widened(b)).sum()) / float(a.sum())
+
+
+def supernotelib_pages(note: Path) -> list[tuple[Image.Image, Image.Image]]:
+    """Each page as we draw it, and as supernotelib's own ImageConverter draws it without the template."""
+    from supernotelib import parser
+    from supernotelib.converter import ImageConverter, VisibilityOverlay, build_visibility_overlay
+    from supernotelib.decoder import PngDecoder
+
+    from eink_llm.reader.supernote import _grey_converter
+
+    notebook = parser.load(io.BytesIO(note.read_bytes()))
+    theirs, ours = ImageConverter(notebook), _grey_converter(ImageConverter, PngDecoder)(notebook)
+    without_template = build_visibility_overlay(background=VisibilityOverlay.INVISIBLE)
+    return [
+        (ours.convert(i).convert("L"), theirs.convert(i, visibility_overlay=without_template).convert("L"))
+        for i in range(notebook.get_total_pages())
+    ]
+
+
+def same_writing(ours: Image.Image, theirs: Image.Image) -> bool:
+    """Whether the two pages have exactly the same ink by the page economy's rule (the template is not ink)."""
+    from eink_llm.economy import INK_THRESHOLD
+
+    return bool((np.asarray(ours) < INK_THRESHOLD).tobytes() == (np.asarray(theirs) < INK_THRESHOLD).tobytes())
+
+
+def note_without_last_page(note: Path) -> bytes:
+    """The notebook as it was before its last page was added: the same file with that page left out (written by
+    supernotelib's own writer, which checks the result parses)."""
+    from supernotelib import manipulator, parser
+
+    notebook = parser.load(io.BytesIO(note.read_bytes()))
+    notebook.pages.pop()
+    return bytes(manipulator.reconstruct(notebook))
