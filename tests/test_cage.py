@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from eink_llm.errors import CorruptInputError, InputBeyondLimitsError
+from eink_llm.errors import CorruptInputError, InputBeyondLimitsError, ReaderUnavailableError
 from eink_llm.reader import InputLimits, read_input
-from eink_llm.reader.cage import Cage, ReaderUnavailableError
+from eink_llm.reader.cage import Cage
 from tests import hostile, samples
 from tests.harness import wait_until
 

@@ -20,12 +20,12 @@ import structlog
 
 from eink_llm import redact
 from eink_llm.backends.base import Backend, LLMRequest, LLMResponse, ModelOptions
-from eink_llm.budget import BudgetExceededError, budget_left, check_budget
+from eink_llm.budget import budget_left, check_budget
 from eink_llm.ceiling import Ceiling, Fitted, budget_ceiling, fit_request, model_ceiling
 from eink_llm.config import Config, Profile
 from eink_llm.context import Context, summary_request
 from eink_llm.economy import prepare_pages
-from eink_llm.errors import BackendError, EinkError, RequestTooLargeError
+from eink_llm.errors import BackendError, BudgetExceededError, EinkError, RequestTooLargeError
 from eink_llm.reader import InputDocument
 from eink_llm.resolve import Resolution
 from eink_llm.retry import Breakers, CircuitBreaker

@@ -6,20 +6,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from eink_llm.config import Profile
-from eink_llm.errors import EinkError
+from eink_llm.errors import BudgetExceededError
 from eink_llm.store import Store
-
-
-class BudgetExceededError(EinkError):
-    """The profile's cap is reached; the fallback chain is tried, and if none is left the user is told when
-    the budget resets."""
-
-    title = "The budget is spent"
-    exit_code = 69
-
-    def __init__(self, what: str, todo: str = "", *, resets_at: datetime) -> None:
-        super().__init__(what, todo)
-        self.resets_at = resets_at
 
 
 def period_starts(now: datetime) -> tuple[datetime, datetime, datetime, datetime]:

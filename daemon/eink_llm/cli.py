@@ -13,7 +13,7 @@ import yaml
 
 from eink_llm import __version__, redact
 from eink_llm.config import LoadedConfig, load_config, masked_dump
-from eink_llm.errors import EX_SOFTWARE, EX_USAGE, EinkError
+from eink_llm.errors import EX_INTERRUPTED, EX_SOFTWARE, EX_USAGE, EinkError
 from eink_llm.logsetup import configure_logging
 
 if TYPE_CHECKING:
@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(redact.text(f"  Detail: {exc.detail}"), file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        return 130
+        return EX_INTERRUPTED
     except Exception as exc:  # a bug: say so plainly, with the type, and keep the traceback in the log
         import logging
 

@@ -10,6 +10,8 @@ The CLI turns an error into an exit code in one place (``cli.main``), using :att
 
 from __future__ import annotations
 
+from datetime import datetime
+
 EX_USAGE = 64
 EX_DATAERR = 65
 EX_NOINPUT = 66
@@ -18,6 +20,8 @@ EX_SOFTWARE = 70
 EX_IOERR = 74
 EX_TEMPFAIL = 75
 EX_CONFIG = 78
+#: Stopped by Ctrl-C (128 + SIGINT), as shells report it.
+EX_INTERRUPTED = 130
 
 
 class EinkError(Exception):
@@ -253,3 +257,38 @@ class StartupError(ConfigError):
     def __init__(self, what: str, todo: str = "", *, exit_code: int = EX_CONFIG) -> None:
         super().__init__(what, todo)
         self.exit_code = exit_code
+
+
+class ReaderUnavailableError(EinkError):
+    """The reading process could not be started (the system is out of processes or memory, or the install
+    is broken): not the file's fault."""
+
+    title = "eink-llm could not start reading your page"
+
+
+class BudgetExceededError(EinkError):
+    """The profile's cap is reached; the fallback chain is tried, and if none is left the user is told when
+    the budget resets."""
+
+    title = "The budget is spent"
+    exit_code = EX_UNAVAILABLE
+
+    def __init__(self, what: str, todo: str = "", *, resets_at: datetime) -> None:
+        super().__init__(what, todo)
+        self.resets_at = resets_at
+
+
+class UnexpectedError(EinkError):
+    """A bug or an unforeseen condition: still reported to the user, never allowed to stop the daemon."""
+
+    title = "Something unexpected went wrong"
+
+
+class UnreadableInputError(UnexpectedError):
+    """The reader failed in a way it does not know: still the input's fault."""
+
+    input_fault = True
+
+
+class InputVanishedError(EinkError):
+    title = "Your page disappeared"

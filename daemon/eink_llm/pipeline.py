@@ -41,7 +41,15 @@ from eink_llm.backends.base import Backend, LLMResponse
 from eink_llm.ceiling import Fitted
 from eink_llm.config import Config, Profile
 from eink_llm.context import Context, build_context
-from eink_llm.errors import EinkError, InputChangedError, InterruptedTooOftenError, OutputError
+from eink_llm.errors import (
+    EinkError,
+    InputChangedError,
+    InputVanishedError,
+    InterruptedTooOftenError,
+    OutputError,
+    UnexpectedError,
+    UnreadableInputError,
+)
 from eink_llm.image_tokens import estimate_image_tokens
 from eink_llm.reader import Decoder, InputDocument, read_input
 from eink_llm.render import RenderMeta, get_device, render_answer, render_error
@@ -66,22 +74,6 @@ class Outcome:
     note: str | None = None  # why a skipped job needed no answer
     reopened: int | None = None  # ink on an ERROR_ page: the failed job it put back in the queue
     unwritten: bool = False  # recorded, but the folder did not take the PDF yet: kept, written later
-
-
-class UnexpectedError(EinkError):
-    """A bug or an unforeseen condition: still reported to the user, never allowed to stop the daemon."""
-
-    title = "Something unexpected went wrong"
-
-
-class UnreadableInputError(UnexpectedError):
-    """The reader failed in a way it does not know: still the input's fault."""
-
-    input_fault = True
-
-
-class InputVanishedError(EinkError):
-    title = "Your page disappeared"
 
 
 class Pipeline:

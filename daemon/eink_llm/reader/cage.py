@@ -48,11 +48,11 @@ from PIL import Image
 
 from eink_llm.errors import (
     CorruptInputError,
-    EinkError,
     EncryptedInputError,
     InputBeyondLimitsError,
     InputError,
     InputTooLargeError,
+    ReaderUnavailableError,
     UnsupportedInputError,
 )
 from eink_llm.reader.cage_wire import LENGTH, MAX_HEADER_BYTES, WireError, frame, parse_header
@@ -75,13 +75,6 @@ _ERRORS: dict[str, type[InputError]] = {
     cls.__name__: cls
     for cls in (CorruptInputError, EncryptedInputError, InputError, InputTooLargeError, UnsupportedInputError)
 }
-
-
-class ReaderUnavailableError(EinkError):
-    """The reading process could not be started (the system is out of processes or memory, or the install
-    is broken): not the file's fault."""
-
-    title = "eink-llm could not start reading your page"
 
 
 class _Broken(Exception):
