@@ -32,9 +32,10 @@ from PIL import Image, ImageChops
 from eink_llm.backends.base import Capabilities, PageImage
 from eink_llm.errors import InputTooLargeError
 from eink_llm.image_tokens import estimate_image_tokens
+from eink_llm.ink import INK_THRESHOLD, Ink, dark_mask, find_ink, has_grey_ink
 
-#: Pixels darker than this are ink. Tablet templates (lines, grids) are drawn in light grey and stay out.
-INK_THRESHOLD = 160
+__all__ = ["INK_THRESHOLD", "PreparedPage", "ink_mask", "is_blank", "plan_pages", "prepare_pages", "stroke_width"]
+
 #: A page with fewer ink pixels than this (at ~150 dpi: a dot or two, a stray tap of the pen) is blank.
 BLANK_INK_PIXELS = 40
 #: White space kept around the ink, in pixels of the page as decoded.
@@ -47,6 +48,9 @@ BLANK_PAGE_LONG_EDGE = 512
 #: INK_THRESHOLD, so the grey rim of a thin or downscaled stroke stays black).
 GREY_LEVELS = (0, 85, 170, 255)
 BILEVEL_THRESHOLD = 180
+#: A page with grey ink (light pens, pencil, highlighter, colour) goes in 16 grey levels: after scaling, anything
+#: darker than this is ink and keeps at least the lightest grey below white, so no light stroke turns into paper.
+GREY_PAPER = 248
 #: Strokes at least this wide (after scaling) survive black-and-white encoding unbroken; thinner ones keep their
 #: grey anti-aliasing, which carries their shape.
 BILEVEL_MIN_STROKE_PX = 1.5
@@ -90,13 +94,15 @@ def as_grey(image: Image.Image) -> Image.Image:
 
 
 def ink_mask(grey: Image.Image) -> Image.Image:
-    """255 where there is ink, 0 elsewhere (mode ``L``)."""
-    return grey.point([255 if value < INK_THRESHOLD else 0 for value in range(256)])
+    """255 where there is ink, 0 elsewhere (mode ``L``): every mark of any grey that is not the notebook's
+    template (:mod:`eink_llm.ink`)."""
+    return find_ink(as_grey(grey)).mask
 
 
 def is_blank(image: Image.Image) -> bool:
-    """Whether a page has too little ink to be worth sending (the rule that drops blank pages)."""
-    return ink_mask(as_grey(image)).histogram()[255] < BLANK_INK_PIXELS
+    """Whether a page has too little ink to be worth sending (the rule that drops blank pages; a page written only
+    in light grey is not blank)."""
+    return find_ink(as_grey(image)).pixels() < BLANK_INK_PIXELS
 
 
 def stroke_width(mask: Image.Image) -> float:
@@ -179,11 +185,11 @@ def plan_pages(
 ) -> tuple[PreparedPage, ...]:
     """Like :func:`prepare_pages`, with what was done to each page (dropped pages included)."""
     greys = [as_grey(image) for image in images]
-    masks = [ink_mask(grey) for grey in greys]
+    inks = [find_ink(grey) for grey in greys]
     crops = [crop_to_ink] * len(images) if isinstance(crop_to_ink, bool) else list(crop_to_ink)
     if len(crops) != len(images):
         raise ValueError("crop_to_ink needs one flag per page")
-    inked = [not crop or mask.histogram()[255] >= BLANK_INK_PIXELS for crop, mask in zip(crops, masks, strict=True)]
+    inked = [not crop or ink.pixels() >= BLANK_INK_PIXELS for crop, ink in zip(crops, inks, strict=True)]
     kept = sum(inked) or (1 if images else 0)
     if caps.max_images is not None and kept > caps.max_images:
         raise InputTooLargeError(
@@ -195,10 +201,10 @@ def plan_pages(
     extra = 1.0
     for _attempt in range(8):
         plans: list[PreparedPage] = []
-        for index, (grey, mask) in enumerate(zip(greys, masks, strict=True)):
+        for index, (grey, ink) in enumerate(zip(greys, inks, strict=True)):
             if inked[index]:
                 plans.append(
-                    _prepare(index, grey, mask, caps, long_edge_limit, min_stroke_px, margin_px, extra, crops[index])
+                    _prepare(index, grey, ink, caps, long_edge_limit, min_stroke_px, margin_px, extra, crops[index])
                 )
             elif index == 0 and not any(inked):
                 plans.append(_prepare_blank(grey, caps, long_edge_limit, extra))
@@ -217,7 +223,7 @@ def plan_pages(
 def _prepare(
     index: int,
     grey: Image.Image,
-    mask: Image.Image,
+    ink: Ink,
     caps: Capabilities,
     long_edge_limit: int | None,
     min_stroke_px: float,
@@ -225,7 +231,7 @@ def _prepare(
     extra: float,
     crop_to_ink: bool = True,
 ) -> PreparedPage:
-    box = (mask.getbbox() if crop_to_ink else None) or (0, 0, grey.width, grey.height)
+    box = (ink.mask.getbbox() if crop_to_ink else None) or (0, 0, grey.width, grey.height)
     margin = max(margin_px, 0)
     crop = (
         max(0, box[0] - margin),
@@ -233,15 +239,21 @@ def _prepare(
         min(grey.width, box[2] + margin),
         min(grey.height, box[3] + margin),
     )
-    region = grey.crop(crop)
-    stroke = stroke_width(mask.crop(crop))
+    # A page sent whole keeps everything (its faded context too); a cropped page only its ink, on white paper.
+    region = ink.clean(grey).crop(crop) if crop_to_ink else grey.crop(crop)
+    mask = ink.mask.crop(crop)
+    # The pen width comes from the dark ink (a highlighter band is no pen); a page in light ink only has its own.
+    dark = dark_mask(grey.crop(crop), mask if crop_to_ink else None)
+    stroke = stroke_width(dark if dark.histogram()[255] >= BLANK_INK_PIXELS or not crop_to_ink else mask)
+    grey_ink = crop_to_ink and has_grey_ink(region, mask)
     width, height = region.size
     ceiling = max_useful_scale(caps, width, height, long_edge_limit) * extra
     floor = min(ceiling, min_stroke_px / stroke) if stroke > 0 else ceiling
     scale = _cheapest_scale(caps, width, height, floor, ceiling)
     for _attempt in range(12):
-        bilevel = crop_to_ink and stroke * scale >= BILEVEL_MIN_STROKE_PX
-        image = _encode(_resize(region, scale), caps, bilevel=bilevel, shades=4 if crop_to_ink else 16)
+        bilevel = crop_to_ink and not grey_ink and stroke * scale >= BILEVEL_MIN_STROKE_PX
+        shades = 16 if grey_ink or not crop_to_ink else 4
+        image = _encode(_resize(region, scale), caps, bilevel=bilevel, shades=shades)
         if caps.max_image_bytes is None or caps.fits(len(image.data)):
             tokens = estimate_image_tokens(caps, image.width, image.height)
             return PreparedPage(index, image, False, crop, stroke, scale, tokens)
@@ -312,14 +324,19 @@ def _resize(image: Image.Image, scale: float) -> Image.Image:
 
 def _encode(image: Image.Image, caps: Capabilities, *, bilevel: bool, shades: int = 4) -> PageImage:
     """The smallest legible encoding the provider accepts: black and white when strokes are wide enough to survive
-    it, else four grey levels (``shades``: 4 or 16); as PNG or lossless WebP. Candidates are compared at a fast
-    zlib level, and only the PNG that wins is compressed harder."""
+    it, else four grey levels (``shades`` 4: black ink with thin strokes) or 16 (grey ink, or a page sent whole:
+    everything darker than :data:`GREY_PAPER` keeps a grey below white); as PNG or lossless WebP. Candidates are
+    compared at a fast zlib level, and only the PNG that wins is compressed harder."""
     if bilevel:
         compact = image.point([255 if value >= BILEVEL_THRESHOLD else 0 for value in range(256)]).convert("1")
-    else:
-        levels = GREY_LEVELS if shades == len(GREY_LEVELS) else tuple(255 * i // (shades - 1) for i in range(shades))
+    elif shades == len(GREY_LEVELS):
         compact = image.point([min(shades - 1, value * shades // 256) for value in range(256)]).convert("P")
-        compact.putpalette([level for level in levels for _ in range(3)])
+        compact.putpalette([level for level in GREY_LEVELS for _ in range(3)])
+    else:
+        top = shades - 1
+        table = [top if value >= GREY_PAPER else min(top - 1, round(value * top / 255)) for value in range(256)]
+        compact = image.point(table).convert("P")
+        compact.putpalette([255 * i // top for i in range(shades) for _ in range(3)])
     png_options: dict[str, object] = {} if bilevel else {"bits": 2 if shades <= 4 else 4}
     candidates: list[tuple[bytes, str]] = []
     if caps.accepts("image/png"):
