@@ -32,7 +32,7 @@ from PIL import Image, ImageChops
 from eink_llm.backends.base import Capabilities, PageImage
 from eink_llm.errors import InputTooLargeError
 from eink_llm.image_tokens import estimate_image_tokens
-from eink_llm.ink import INK_THRESHOLD, Ink, dark_mask, find_ink, has_grey_ink
+from eink_llm.ink import INK_THRESHOLD, Ink, dark_mask, find_ink, has_grey_ink, pen_masks
 
 __all__ = ["INK_THRESHOLD", "PreparedPage", "ink_mask", "is_blank", "plan_pages", "prepare_pages", "stroke_width"]
 
@@ -242,10 +242,15 @@ def _prepare(
     # A page sent whole keeps everything (its faded context too); a cropped page only its ink, on white paper.
     region = ink.clean(grey).crop(crop) if crop_to_ink else grey.crop(crop)
     mask = ink.mask.crop(crop)
-    # The pen width comes from the dark ink (a highlighter band is no pen); a page in light ink only has its own.
-    dark = dark_mask(grey.crop(crop), mask if crop_to_ink else None)
-    stroke = stroke_width(dark if dark.histogram()[255] >= BLANK_INK_PIXELS or not crop_to_ink else mask)
+    # The pen width comes from the dark ink (the grey rim of a black stroke is no pen of its own); with grey ink,
+    # from the thinnest of its black, mid grey and light grey pens (a thick grey marker beside a thin black pen).
     grey_ink = crop_to_ink and has_grey_ink(region, mask)
+    if grey_ink:
+        pens = [pen for pen in pen_masks(region, mask) if pen.histogram()[255] >= BLANK_INK_PIXELS]
+    else:
+        dark = dark_mask(grey.crop(crop), mask if crop_to_ink else None)
+        pens = [dark] if dark.histogram()[255] >= BLANK_INK_PIXELS or not crop_to_ink else []
+    stroke = min(stroke_width(pen) for pen in pens) if pens else stroke_width(mask)
     width, height = region.size
     ceiling = max_useful_scale(caps, width, height, long_edge_limit) * extra
     floor = min(ceiling, min_stroke_px / stroke) if stroke > 0 else ceiling

@@ -44,6 +44,8 @@ MAX_LINE_PX = 6
 MIN_LINES = 3
 #: Template line pixels are kept where a mark is this much darker than the line's own grey.
 DARKER_THAN_TEMPLATE = 48
+#: Upper bounds of the pens' greys told apart when measuring pen widths: black, mid grey, light grey.
+PEN_GREYS = (100, 180)
 #: A page has grey ink when at least this many of its ink pixels, and this share of them, lie away from dark ink.
 GREY_INK_PIXELS = 40
 GREY_INK_SHARE = 0.02
@@ -94,14 +96,36 @@ def dark_mask(grey: Image.Image, ink: Image.Image | None = None) -> Image.Image:
     return dark if ink is None else ImageChops.darker(dark, ink)
 
 
+def grey_ink_mask(grey: Image.Image, ink: Image.Image) -> Image.Image:
+    """The ink of ``ink`` (a mask over ``grey``) that is grey ink of its own: more than a pixel away from any black
+    ink (the anti-aliased rim of a black stroke lies within a pixel of its core)."""
+    black = grey.point([255 if value < PEN_GREYS[0] else 0 for value in range(256)])
+    return ImageChops.subtract(ink, ImageChops.darker(black, ink).filter(ImageFilter.MaxFilter(3)))
+
+
+def pen_masks(grey: Image.Image, ink: Image.Image) -> list[Image.Image]:
+    """The ink of ``ink`` split by pen: black, mid grey and light grey (:data:`PEN_GREYS`), each without the
+    anti-aliased rim of the darker ones, so that a page written with a thin black pen and a thick grey marker
+    has the thin pen's width measured on its own."""
+    masks: list[Image.Image] = []
+    darker = Image.new("L", ink.size, 0)
+    low = 0
+    for high in (*PEN_GREYS, 256):
+        band = grey.point([255 if low <= value < high else 0 for value in range(256)])
+        band = ImageChops.darker(band, ink)
+        masks.append(ImageChops.subtract(band, darker.filter(ImageFilter.MaxFilter(3))))
+        darker = ImageChops.lighter(darker, band)
+        low = high
+    return masks
+
+
 def has_grey_ink(grey: Image.Image, ink: Image.Image) -> bool:
-    """Whether ``ink`` (a mask over ``grey``) has marks a black-and-white image would lose or blacken: ink pixels
-    more than a pixel away from any dark ink (the rim of a black stroke is within a pixel of its core)."""
+    """Whether ``ink`` (a mask over ``grey``) has marks a black-and-white image would lose or blacken: enough
+    :func:`grey_ink_mask` pixels."""
     total = ink.histogram()[255]
     if total == 0:
         return False
-    near_dark = dark_mask(grey, ink).filter(ImageFilter.MaxFilter(3))
-    apart = ImageChops.subtract(ink, near_dark).histogram()[255]
+    apart = grey_ink_mask(grey, ink).histogram()[255]
     return apart >= GREY_INK_PIXELS and apart >= GREY_INK_SHARE * total
 
 
