@@ -54,6 +54,10 @@ GREY_PAPER = 248
 #: Strokes at least this wide (after scaling) survive black-and-white encoding unbroken; thinner ones keep their
 #: grey anti-aliasing, which carries their shape.
 BILEVEL_MIN_STROKE_PX = 1.5
+#: A pixel of at least this HSV saturation is colour ink, and no lighter than ``COLOUR_INK_GREY`` (a pale
+#: yellow highlighter, luma ~240, would otherwise pass for paper).
+COLOUR_SATURATION = 64
+COLOUR_INK_GREY = 224
 #: Tile snapping: below the legibility floor, a page may shrink by at most this factor more, and only when that
 #: saves at least ``SNAP_SAVING`` of the tokens (a whole row or column of OpenAI/Gemini tiles); a smooth formula
 #: such as Anthropic's never saves that much, so there the floor holds exactly.
@@ -85,12 +89,25 @@ class PreparedPage:
 
 
 def as_grey(image: Image.Image) -> Image.Image:
-    """``image`` as 8-bit grey on white (transparent areas become paper)."""
+    """``image`` as 8-bit grey on white (transparent areas become paper). Colours go to their luma (ITU-R 601,
+    as Pillow and PDFium convert), so different colours keep different greys; a coloured mark, however light (a
+    pastel highlighter), is at most :data:`COLOUR_INK_GREY`, so it stays ink."""
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(paper, rgba).convert("L")
-    return image if image.mode == "L" else image.convert("L")
+        image = Image.alpha_composite(paper, rgba).convert("RGB")
+    if image.mode == "L":
+        return image
+    if image.mode != "P" and len(image.getbands()) == 1:
+        return image.convert("L")
+    rgb = image.convert("RGB")
+    grey = rgb.convert("L")
+    saturation = rgb.convert("HSV").getchannel("S")
+    coloured = saturation.point([255 if value >= COLOUR_SATURATION else 0 for value in range(256)])
+    if coloured.getbbox() is None:
+        return grey
+    cap = Image.composite(Image.new("L", grey.size, COLOUR_INK_GREY), Image.new("L", grey.size, 255), coloured)
+    return ImageChops.darker(grey, cap)
 
 
 def ink_mask(grey: Image.Image) -> Image.Image:
