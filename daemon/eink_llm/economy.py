@@ -248,7 +248,13 @@ def _prepare(
     extra: float,
     crop_to_ink: bool = True,
 ) -> PreparedPage:
-    box = (ink.mask.getbbox() if crop_to_ink else None) or (0, 0, grey.width, grey.height)
+    # A page with grey ink is cut around all of it; a page in black ink around its dark strokes (the margin holds
+    # their anti-aliased rims), as before grey ink counted, so black pages cost no more than they did.
+    grey_ink = crop_to_ink and has_grey_ink(grey, ink.mask, ink.lines)
+    box = None
+    if crop_to_ink:
+        box = (ink.mask if grey_ink else dark_mask(grey, ink.mask)).getbbox() or ink.mask.getbbox()
+    box = box or (0, 0, grey.width, grey.height)
     margin = max(margin_px, 0)
     crop = (
         max(0, box[0] - margin),
@@ -261,7 +267,6 @@ def _prepare(
     mask = ink.mask.crop(crop)
     # The pen width comes from the dark ink (the grey rim of a black stroke is no pen of its own); with grey ink,
     # from the thinnest of its black, mid grey and light grey pens (a thick grey marker beside a thin black pen).
-    grey_ink = crop_to_ink and has_grey_ink(region, mask)
     if grey_ink:
         pens = [pen for pen in pen_masks(region, mask) if pen.histogram()[255] >= BLANK_INK_PIXELS]
     else:

@@ -46,9 +46,10 @@ MIN_LINES = 3
 DARKER_THAN_TEMPLATE = 48
 #: Upper bounds of the pens' greys told apart when measuring pen widths: black, mid grey, light grey.
 PEN_GREYS = (100, 180)
-#: A page has grey ink when at least this many of its ink pixels, and this share of them, lie away from dark ink.
+#: A page has grey ink when at least this many of its ink pixels lie away from black ink (a light word or two).
 GREY_INK_PIXELS = 40
-GREY_INK_SHARE = 0.02
+#: Ink at least this light disappears from a 1-bit image (its threshold is 180).
+LIGHT_INK = 180
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +62,9 @@ class Ink:
     template: Image.Image
     #: Pixels darker than this were marks.
     threshold: int
+    #: 255 on the rows and columns of template lines and the points of a dot lattice (where ink crossing the
+    #: template keeps a little of it).
+    lines: Image.Image
 
     def pixels(self) -> int:
         return self.mask.histogram()[255]
@@ -83,11 +87,13 @@ def find_ink(grey: Image.Image) -> Ink:
     marks = grey.point([255 if value < threshold else 0 for value in range(256)])
     empty = Image.new("L", grey.size, 0)
     if marks.getbbox() is None:
-        return Ink(marks, empty, threshold)
-    template = ImageChops.lighter(_template_lines(grey, marks), _template_dots(marks))
+        return Ink(marks, empty, threshold, empty)
+    lines, line_areas = _template_lines(grey, marks)
+    dots, lattice = _template_dots(marks)
+    template = ImageChops.lighter(lines, dots)
     if template.getbbox() is None:
-        return Ink(marks, empty, threshold)
-    return Ink(ImageChops.subtract(marks, template), template, threshold)
+        return Ink(marks, empty, threshold, empty)
+    return Ink(ImageChops.subtract(marks, template), template, threshold, ImageChops.lighter(line_areas, lattice))
 
 
 def dark_mask(grey: Image.Image, ink: Image.Image | None = None) -> Image.Image:
@@ -119,20 +125,28 @@ def pen_masks(grey: Image.Image, ink: Image.Image) -> list[Image.Image]:
     return masks
 
 
-def has_grey_ink(grey: Image.Image, ink: Image.Image) -> bool:
-    """Whether ``ink`` (a mask over ``grey``) has marks a black-and-white image would lose or blacken: enough
-    :func:`grey_ink_mask` pixels."""
-    total = ink.histogram()[255]
-    if total == 0:
+def has_grey_ink(grey: Image.Image, ink: Image.Image, lines: Image.Image | None = None) -> bool:
+    """Whether ``ink`` (a mask over ``grey``) has marks a black-and-white image would lose or blacken: at least
+    :data:`GREY_INK_PIXELS` :func:`grey_ink_mask` pixels (not counting those on template ``lines``, what is left of
+    a line where a black stroke crosses it) that are light (a 1-bit image would drop them), or mid grey in areas at
+    least 3 px across (a grey pen; a thin black stroke's anti-aliasing is mid grey too, and 1-bit draws it right)."""
+    apart = grey_ink_mask(grey, ink)
+    if lines is not None:
+        apart = ImageChops.subtract(apart, lines)
+    if apart.getbbox() is None:
         return False
-    apart = grey_ink_mask(grey, ink).histogram()[255]
-    return apart >= GREY_INK_PIXELS and apart >= GREY_INK_SHARE * total
+    light = grey.point([255 if value >= LIGHT_INK else 0 for value in range(256)])
+    if ImageChops.darker(apart, light).histogram()[255] >= GREY_INK_PIXELS:
+        return True
+    mid = ImageChops.subtract(apart, light).filter(ImageFilter.MinFilter(3))
+    return mid.histogram()[255] >= GREY_INK_PIXELS
 
 
 # --- template lines ---------------------------------------------------------------------------------------------
 
 
-def _template_lines(grey: Image.Image, marks: Image.Image) -> Image.Image:
+def _template_lines(grey: Image.Image, marks: Image.Image) -> tuple[Image.Image, Image.Image]:
+    """(the template line pixels, the rows and columns of the template lines)."""
     rows = _line_bands(marks, horizontal=True)
     columns = _line_bands(marks, horizontal=False)
     if rows or columns:  # a margin rule across a lined page
@@ -144,14 +158,15 @@ def _template_lines(grey: Image.Image, marks: Image.Image) -> Image.Image:
         row_mask.paste(255, (0, first, width, last))
     for first, last in columns:
         column_mask.paste(255, (first, 0, last, height))
-    off_lines = ImageChops.subtract(marks, ImageChops.lighter(row_mask, column_mask))
+    areas = ImageChops.lighter(row_mask, column_mask)
+    off_lines = ImageChops.subtract(marks, areas)
     template = Image.new("L", marks.size, 0)
     for bands, band_mask, horizontal in ((rows, row_mask, True), (columns, column_mask, False)):
         if bands:
             thickest = max(last - first for first, last in bands)
             pixels = _line_pixels(grey, marks, off_lines, band_mask, thickest, horizontal)
             template = ImageChops.lighter(template, pixels)
-    return template
+    return template, areas
 
 
 def _profile(mask: Image.Image, horizontal: bool) -> bytes:
@@ -191,10 +206,32 @@ def _line_bands(
     on_grid = [
         band
         for index, band in enumerate(bands)
-        if (index > 0 and abs(gaps[index - 1] - spacing) <= 2)
-        or (index < len(gaps) and abs(gaps[index] - spacing) <= 2)
+        if (index > 0 and _on_grid(gaps[index - 1], spacing)) or (index < len(gaps) and _on_grid(gaps[index], spacing))
     ]
-    return on_grid if len(on_grid) >= MIN_LINES else []
+    if len(on_grid) < MIN_LINES:
+        return []
+    return sorted(on_grid + _faint_lines(profile, on_grid, spacing))
+
+
+def _faint_lines(profile: bytes, bands: list[tuple[int, int]], spacing: float) -> list[tuple[int, int]]:
+    """The template lines between found ones that are too faint to cover half the page (a thin rule drawn across
+    two pixel rows): rows of some cover where the spacing puts a line."""
+    found: list[tuple[int, int]] = []
+    edge = 0.1 * 255
+    for (first, last), (after, _) in pairwise(bands):
+        steps = round((after - first) / spacing)
+        for step in range(1, steps):
+            centre = round(first + (last - first - 1) / 2 + step * (after - first) / steps)
+            rows = [row for row in range(centre - 2, centre + 3) if 0 <= row < len(profile) and profile[row] >= edge]
+            if rows:
+                found.append((min(rows), max(rows) + 1))
+    return found
+
+
+def _on_grid(gap: float, spacing: float) -> bool:
+    """Whether ``gap`` is a whole number of ``spacing``s (a template line too faint to be a mark lies between)."""
+    steps = round(gap / spacing) if spacing > 0 else 0
+    return steps >= 1 and abs(gap - steps * spacing) <= 2 * steps
 
 
 def _line_pixels(
@@ -250,7 +287,8 @@ def _counts(mask: Image.Image, radius: int) -> Image.Image:
     return mask.filter(ImageFilter.BoxBlur(radius)).point([min(255, round(v * area / 255)) for v in range(256)])
 
 
-def _template_dots(marks: Image.Image) -> Image.Image:
+def _template_dots(marks: Image.Image) -> tuple[Image.Image, Image.Image]:
+    """(the template dot pixels, the lattice points)."""
     inner = _counts(marks, _INNER)
     ring = ImageChops.subtract(_counts(marks, _OUTER), inner)
     isolated = ring.point([255 if value <= 2 else 0 for value in range(256)])
@@ -258,10 +296,10 @@ def _template_dots(marks: Image.Image) -> Image.Image:
     dots = ImageChops.darker(marks, ImageChops.darker(isolated, small))
     empty = Image.new("L", marks.size, 0)
     if dots.getbbox() is None:
-        return empty
+        return empty, empty
     rows, columns = _dot_bands(dots, horizontal=True), _dot_bands(dots, horizontal=False)
     if not rows or not columns:
-        return empty
+        return empty, empty
     row_mask, column_mask = empty.copy(), empty.copy()
     for first, last in rows:
         row_mask.paste(255, (0, first, marks.width, last))
@@ -273,7 +311,7 @@ def _template_dots(marks: Image.Image) -> Image.Image:
     around = ImageChops.subtract(_grow(_grow(lattice, 2, vertical=True), 2, vertical=False), lattice)
     entering = ImageChops.darker(marks, around)
     stroke = _grow(_grow(entering, 3, vertical=True), 3, vertical=False)
-    return ImageChops.subtract(ImageChops.darker(marks, lattice), stroke)
+    return ImageChops.subtract(ImageChops.darker(marks, lattice), stroke), lattice
 
 
 def _dot_bands(dots: Image.Image, *, horizontal: bool) -> list[tuple[int, int]]:

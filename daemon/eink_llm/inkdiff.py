@@ -160,7 +160,11 @@ def _scaled(page: Image.Image, width: int | None = None) -> Image.Image:
 
 
 def _ink(scaled: Image.Image) -> Image.Image:
-    """The ink mask of a page at the comparison size: the economy's rule (any grey, template removed)."""
+    """The ink mask of a page at the comparison size: the economy's rule (any grey, template removed). A print
+    (only black and white) is ink already: taken as it is, so a print's digest is its page's."""
+    colours = scaled.getcolors(2)
+    if colours is not None and {value for _, value in colours} <= {0, 255}:
+        return scaled.point([255 if value < INK_THRESHOLD else 0 for value in range(256)])
     return find_ink(scaled).mask
 
 
