@@ -60,7 +60,7 @@ from typing import Literal
 import pypdfium2 as pdfium
 from PIL import Image, ImageChops
 
-from eink_llm.ink import INK_THRESHOLD, find_ink  # the one definition of ink, shared with what is sent
+from eink_llm.ink import DARK_THRESHOLD, INK_THRESHOLD, find_ink  # the one definition of ink, shared with what is sent
 from eink_llm.reader import PDFIUM_LOCK
 
 __all__ = [
@@ -82,6 +82,8 @@ COMPARE_LONG_EDGE = 1200
 FAINT_THRESHOLD = 250
 #: Radius in comparison pixels by which old ink is grown before subtracting it (antialiasing, misregistration).
 TOLERANCE = 2
+#: Light new ink (lighter than the economy's DARK_THRESHOLD) must lie this much farther from old content.
+LIGHT_DISTANCE = 4
 #: Largest shift (comparison pixels) the alignment considers.
 MAX_SHIFT = 8
 #: A component of new ink smaller than this many comparison pixels is a speck.
@@ -98,6 +100,7 @@ SAME_PAGE_COVERAGE = 0.9
 _CELL = 6  # component grid cell, comparison pixels
 _LAYOUT = (24, 32)
 _FAINT_LUT = [255 if v < FAINT_THRESHOLD else 0 for v in range(256)]
+_DARK_LUT = [255 if v < DARK_THRESHOLD else 0 for v in range(256)]
 _ANY_LUT = [0] + [255] * 255
 _FADE_LUT = [FADE_LEVEL + v * (255 - FADE_LEVEL) // 255 for v in range(256)]
 _NONZERO = re.compile(rb"[^\x00]")
@@ -132,6 +135,7 @@ class _Page:
     image: Image.Image  # the page as given, in "L"
     ink: Image.Image  # ink mask (255 = ink) at the comparison size
     faint: Image.Image  # anything visibly not paper (lenient threshold), same size
+    gray_scaled: Image.Image  # the page in "L" at the comparison size
 
 
 def _gray(page: Image.Image) -> Image.Image:
@@ -171,7 +175,7 @@ def _ink(scaled: Image.Image) -> Image.Image:
 def _prepare(page: Image.Image) -> _Page:
     gray = _gray(page)
     scaled = _scaled(gray)
-    return _Page(gray, _ink(scaled), scaled.point(_FAINT_LUT))
+    return _Page(gray, _ink(scaled), scaled.point(_FAINT_LUT), scaled)
 
 
 def _dilate(mask: Image.Image, radius: int) -> Image.Image:
@@ -352,7 +356,13 @@ def _diff(before: _Page, after: _Page, page_index: int, *, check_same: bool) -> 
         missing = _count(ImageChops.subtract(old, _dilate(after.faint, 1)))
         if old_pixels and missing > old_pixels * (1 - SAME_PAGE_COVERAGE):
             return False, None
-    kept, boxes, pixels = _components(ImageChops.subtract(after.ink, grown))
+    # Light ink (a grey pen, a highlighter) is new only away from old content: near it, light pixels are as likely
+    # the anti-aliasing or JPEG ringing of the old content rendered another way.
+    light = ImageChops.subtract(after.ink, after.gray_scaled.point(_DARK_LUT))
+    new = ImageChops.subtract(
+        ImageChops.subtract(after.ink, grown), ImageChops.darker(light, _dilate(grown, LIGHT_DISTANCE))
+    )
+    kept, boxes, pixels = _components(new)
     if pixels < MIN_NEW_PIXELS:
         return True, None
     touches = any(_count(old.crop((x0 - NEAR, y0 - NEAR, x1 + NEAR, y1 + NEAR))) > 0 for x0, y0, x1, y1 in boxes)
