@@ -177,6 +177,25 @@ def test_black_ink_keeps_the_compact_one_bit_encoding() -> None:
         assert share(shown(sent_page(plan, SIZE)), page.strokes) >= 0.98
 
 
+def jpeg(image: Image.Image, quality: int = 75) -> Image.Image:
+    """``image`` after a round trip through JPEG (a tablet that exports pictures, a scan)."""
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality)
+    with Image.open(io.BytesIO(buffer.getvalue())) as decoded:
+        return decoded.convert("L")
+
+
+def test_jpeg_ringing_is_not_grey_ink_but_a_light_word_is() -> None:
+    black = Page("lined", greys=(0,), highlight=False)
+    [plan] = plan_pages([jpeg(black.image)], PNG_ONLY)
+    assert encoded_levels(plan) == 2  # the specks around black strokes do not make it a grey page
+    assert share(shown(sent_page(plan, SIZE)), black.strokes) >= 0.98
+    mixed = Page("lined", greys=(0, 0, 0, 201), highlight=False)
+    [plan] = plan_pages([jpeg(mixed.image)], PNG_ONLY)
+    assert encoded_levels(plan) > 4
+    assert share(shown(sent_page(plan, SIZE)), mixed.marks["grey 201"]) >= 0.98
+
+
 def test_blank_and_crop_use_the_same_ink_rule() -> None:
     light = Page("lined", greys=(220,), highlight=False)
     assert not is_blank(light.image)  # a page written only in light grey is not blank

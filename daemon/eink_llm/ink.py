@@ -51,6 +51,10 @@ PEN_GREYS = (100, 180)
 GREY_INK_PIXELS = 40
 #: Ink at least this light disappears from a 1-bit image (its threshold is 180).
 LIGHT_INK = 180
+#: Light ink this many pixels or more from black ink is writing of its own, not a black stroke's halo.
+LIGHT_APART = 3
+#: Light ink holding this share of a page's ink darkness (a highlighter band, pencil grain) is worth keeping.
+LIGHT_INK_SHARE = 0.1
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,20 +131,47 @@ def pen_masks(grey: Image.Image, ink: Image.Image) -> list[Image.Image]:
 
 
 def has_grey_ink(grey: Image.Image, ink: Image.Image, lines: Image.Image | None = None) -> bool:
-    """Whether ``ink`` (a mask over ``grey``) has marks a black-and-white image would lose or blacken: at least
-    :data:`GREY_INK_PIXELS` :func:`grey_ink_mask` pixels (not counting those on template ``lines``, what is left of
-    a line where a black stroke crosses it) that are light (a 1-bit image would drop them), or mid grey in areas at
-    least 3 px across (a grey pen; a thin black stroke's anti-aliasing is mid grey too, and 1-bit draws it right)."""
+    """Whether ``ink`` (a mask over ``grey``) has marks a black-and-white image would lose or blacken. Of the
+    :func:`grey_ink_mask` pixels (not counting those on template ``lines``, what is left of a line where a black
+    stroke crosses it), any of these:
+
+    * at least :data:`GREY_INK_PIXELS` light ones (a 1-bit image drops them) more than :data:`LIGHT_APART` px from
+      black ink, in strokes at least 2 px wide: a light pen's writing (the faint anti-aliasing of black strokes
+      stays closer, JPEG ringing is specks);
+    * light ones holding :data:`LIGHT_INK_SHARE` of the page's ink darkness: a highlighter band, pencil grain;
+    * at least :data:`GREY_INK_PIXELS` mid grey ones in areas at least 3 px across: a grey pen (a thin black
+      stroke's anti-aliasing is mid grey too, and a 1-bit image draws it right).
+    """
     apart = grey_ink_mask(grey, ink)
     if lines is not None:
         apart = ImageChops.subtract(apart, lines)
     if apart.getbbox() is None:
         return False
-    light = grey.point([255 if value >= LIGHT_INK else 0 for value in range(256)])
-    if ImageChops.darker(apart, light).histogram()[255] >= GREY_INK_PIXELS:
+    light = ImageChops.darker(apart, grey.point([255 if value >= LIGHT_INK else 0 for value in range(256)]))
+    black = ImageChops.darker(grey.point([255 if value < PEN_GREYS[0] else 0 for value in range(256)]), ink)
+    near_black = _grow(_grow(black, LIGHT_APART, vertical=False), LIGHT_APART, vertical=True)
+    if _pairs(ImageChops.subtract(light, near_black)).histogram()[255] >= GREY_INK_PIXELS:
+        return True
+    if _darkness(grey, light) >= LIGHT_INK_SHARE * _darkness(grey, ink):
         return True
     mid = _square(ImageChops.subtract(apart, light), ImageChops.darker)
     return mid.histogram()[255] >= GREY_INK_PIXELS
+
+
+def _pairs(mask: Image.Image) -> Image.Image:
+    """A 0/255 mask shrunk to the pixels whose right, lower and lower-right neighbours are in it too: strokes at
+    least 2 px wide stay, the scattered specks of JPEG ringing go."""
+    out = mask
+    for dx, dy in ((-1, 0), (0, -1), (-1, -1)):
+        shifted = Image.new("L", mask.size, 0)
+        shifted.paste(mask, (dx, dy))
+        out = ImageChops.darker(out, shifted)
+    return out
+
+
+def _darkness(grey: Image.Image, mask: Image.Image) -> int:
+    """How much ink there is under ``mask``: the sum of its pixels' darkness (255 − grey)."""
+    return sum((255 - value) * count for value, count in enumerate(grey.histogram(mask=mask)))
 
 
 # --- template lines ---------------------------------------------------------------------------------------------
