@@ -250,7 +250,8 @@ def _prepare(
 ) -> PreparedPage:
     # A page with grey ink is cut around all of it; a page in black ink around its dark strokes (the margin holds
     # their anti-aliased rims), as before grey ink counted, so black pages cost no more than they did.
-    grey_ink = crop_to_ink and has_grey_ink(grey, ink.mask, ink.lines)
+    inked = ink.mask.getbbox() if crop_to_ink else None
+    grey_ink = inked is not None and has_grey_ink(grey.crop(inked), ink.mask.crop(inked), ink.lines.crop(inked))
     box = None
     if crop_to_ink:
         box = (ink.mask if grey_ink else dark_mask(grey, ink.mask)).getbbox() or ink.mask.getbbox()
