@@ -192,11 +192,11 @@ def _template_lines(grey: Image.Image, marks: Image.Image) -> tuple[Image.Image,
         column_mask.paste(255, (first, 0, last, height))
     areas = ImageChops.lighter(row_mask, column_mask)
     off_lines = ImageChops.subtract(marks, areas)
+    crossings = ImageChops.darker(row_mask, column_mask)
     template = Image.new("L", marks.size, 0)
     for bands, band_mask, horizontal in ((rows, row_mask, True), (columns, column_mask, False)):
         if bands:
-            thickest = max(last - first for first, last in bands)
-            pixels = _line_pixels(grey, marks, off_lines, band_mask, thickest, horizontal)
+            pixels = _line_pixels(grey, marks, off_lines, band_mask, bands, crossings, horizontal)
             template = ImageChops.lighter(template, pixels)
     return template, areas
 
@@ -271,18 +271,27 @@ def _line_pixels(
     marks: Image.Image,
     off_lines: Image.Image,
     band_mask: Image.Image,
-    thickest: int,
+    bands: list[tuple[int, int]],
+    crossings: Image.Image,
     horizontal: bool,
 ) -> Image.Image:
     """The template pixels of one direction's line bands: their marks, except where a stroke crosses or touches
     them (``off_lines``: the marks off every template line) or darker ink lies."""
     on_lines = ImageChops.darker(marks, band_mask)
+    thickest = max(last - first for first, last in bands)
     # Strokes touching a line from either side: the line's pixels next to them (up to its width away) are theirs.
     beside = ImageChops.subtract(_grow(band_mask, 1, vertical=horizontal), band_mask)
     touching = _grow(ImageChops.darker(off_lines, beside), 1, vertical=not horizontal)
     crossing = _grow(touching, thickest + 1, vertical=horizontal)
-    line_grey = _median(grey.histogram(mask=on_lines))
-    darker = grey.point([255 if value < line_grey - DARKER_THAN_TEMPLATE else 0 for value in range(256)])
+    # Ink clearly darker than the line it lies on (each line has its own grey: a thin rule drawn across two pixel
+    # rows is lighter than one on a single row); where lines cross they overlap darker, and that is no ink.
+    darker = Image.new("L", marks.size, 0)
+    for first, last in bands:
+        box = (0, first, marks.width, last) if horizontal else (first, 0, last, marks.height)
+        region = grey.crop(box)
+        line_grey = _median(region.histogram(mask=on_lines.crop(box)))
+        darker.paste(region.point([255 if v < line_grey - DARKER_THAN_TEMPLATE else 0 for v in range(256)]), box)
+    darker = ImageChops.subtract(darker, crossings)
     return ImageChops.subtract(on_lines, ImageChops.lighter(crossing, darker))
 
 
