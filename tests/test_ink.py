@@ -316,3 +316,21 @@ def test_supernote_light_grey_stroke_reaches_the_model_distinct_from_black() -> 
         assert core.histogram()[255] > 100
         medians[pen] = median_grey(sent, core)
     assert medians[0] <= 30 and 140 <= medians[157] <= 175 and 190 <= medians[201] <= 225, medians
+
+
+def test_supernote_lined_template_is_removed_and_the_writing_kept() -> None:
+    """The A5X's own lined template: rules in many greys (thin rules fall across pixel rows), a margin rule."""
+    [page] = supernote_pages("ink-a5x-2.14.28-old-pen-width.pdf")
+    [plan] = plan_pages([page], PNG_ONLY)
+    assert plan.image is not None
+    x0, y0, _, y1 = plan.crop
+    assert (y1 - y0) < 0.3 * page.height and x0 > 60  # the writing at the top, not the ruled page and its margin
+    sent = shown(sent_page(plan, page.size))
+    black = page.point([255 if value <= 3 else 0 for value in range(256)])
+    assert share(sent, black) >= 0.98
+    # The rules (and the margin rule) away from the writing: many on the page, none of them sent.
+    rules = ImageChops.subtract(
+        page.point([255 if 100 <= value < 236 else 0 for value in range(256)]), black.filter(ImageFilter.MaxFilter(9))
+    )
+    assert rules.histogram()[255] > 20_000
+    assert share(sent, rules) <= 0.02
