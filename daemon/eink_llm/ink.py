@@ -43,8 +43,14 @@ MARGIN_RULE_COVERAGE = 0.85
 MAX_LINE_PX = 6
 #: Fewest lines (dot rows) at one spacing that make a template.
 MIN_LINES = 3
-#: Template line pixels are kept where a mark is this much darker than the line's own grey.
+#: A template's lines start and end within this share of the page of where most of them do.
+EXTENT_SLACK = 0.04
+#: Template line pixels are kept where a mark is this much darker than the line's own grey, the grey below which
+#: this share of the line's pixels lie (most of a line is line, even where an axis or underline runs along it).
 DARKER_THAN_TEMPLATE = 48
+LINE_GREY_QUANTILE = 0.95
+#: A row of a line holding this share of the longest line rows' pixels is line all along.
+FULL_ROW = 0.9
 #: Upper bounds of the pens' greys told apart when measuring pen widths: black, mid grey, light grey.
 PEN_GREYS = (100, 180)
 #: A page has grey ink when at least this many of its ink pixels lie away from black ink (a light word or two).
@@ -230,6 +236,7 @@ def _line_bands(
     ]
     if not regular:
         return bands
+    bands = _same_extent(marks, bands, horizontal)
     if len(bands) < MIN_LINES:
         return []
     centres = [(first + last) / 2 for first, last in bands]
@@ -243,6 +250,26 @@ def _line_bands(
     if len(on_grid) < MIN_LINES:
         return []
     return sorted(on_grid + _faint_lines(profile, on_grid, spacing))
+
+
+def _same_extent(marks: Image.Image, bands: list[tuple[int, int]], horizontal: bool) -> list[tuple[int, int]]:
+    """The bands that start and end where most of them do (within :data:`EXTENT_SLACK` of the page): a template's
+    lines all run across the same span, a ruler line or an axis drawn along one of them does not."""
+    length = marks.width if horizontal else marks.height
+    extents = []
+    for first, last in bands:
+        box = marks.crop((0, first, marks.width, last) if horizontal else (first, 0, last, marks.height)).getbbox()
+        extents.append((box[0], box[2]) if box and horizontal else (box[1], box[3]) if box else (0, 0))
+    if len(extents) < MIN_LINES:
+        return bands
+    starts, ends = sorted(e[0] for e in extents), sorted(e[1] for e in extents)
+    start, end = starts[len(starts) // 2], ends[len(ends) // 2]
+    slack = EXTENT_SLACK * length
+    return [
+        band
+        for band, (first, last) in zip(bands, extents, strict=True)
+        if abs(first - start) <= slack and abs(last - end) <= slack
+    ]
 
 
 def _faint_lines(profile: bytes, bands: list[tuple[int, int]], spacing: float) -> list[tuple[int, int]]:
@@ -283,16 +310,44 @@ def _line_pixels(
     beside = ImageChops.subtract(_grow(band_mask, 1, vertical=horizontal), band_mask)
     touching = _grow(ImageChops.darker(off_lines, beside), 1, vertical=not horizontal)
     crossing = _grow(touching, thickest + 1, vertical=horizontal)
-    # Ink clearly darker than the line it lies on (each line has its own grey: a thin rule drawn across two pixel
-    # rows is lighter than one on a single row); where lines cross they overlap darker, and that is no ink.
+    # Ink clearly darker than the line it lies on (each row of a line has its own grey, see _row_greys).
     darker = Image.new("L", marks.size, 0)
+    much_darker = Image.new("L", marks.size, 0)
+    full = max(_row_lengths(on_lines, bands, horizontal))
     for first, last in bands:
-        box = (0, first, marks.width, last) if horizontal else (first, 0, last, marks.height)
-        region = grey.crop(box)
-        line_grey = _median(region.histogram(mask=on_lines.crop(box)))
-        darker.paste(region.point([255 if v < line_grey - DARKER_THAN_TEMPLATE else 0 for v in range(256)]), box)
-    darker = ImageChops.subtract(darker, crossings)
+        for row, line_grey in _row_greys(grey, on_lines, first, last, horizontal, full):
+            box = (0, row, marks.width, row + 1) if horizontal else (row, 0, row + 1, marks.height)
+            region = grey.crop(box)
+            for out, below in (
+                (darker, line_grey - DARKER_THAN_TEMPLATE),
+                (much_darker, line_grey - 2 * DARKER_THAN_TEMPLATE),
+            ):
+                out.paste(region.point([255 if v < below else 0 for v in range(256)]), box)
+    # Where two lines cross they overlap darker: there only ink twice as much darker than the line is ink.
+    darker = ImageChops.lighter(ImageChops.subtract(darker, crossings), ImageChops.darker(much_darker, crossings))
     return ImageChops.subtract(on_lines, ImageChops.lighter(crossing, darker))
+
+
+def _row_lengths(on_lines: Image.Image, bands: list[tuple[int, int]], horizontal: bool) -> list[int]:
+    """How many line pixels each row (column) of the bands holds."""
+    profile = _profile(on_lines, horizontal)
+    length = on_lines.width if horizontal else on_lines.height
+    return [round(profile[row] * length / 255) for first, last in bands for row in range(first, last)]
+
+
+def _row_greys(
+    grey: Image.Image, on_lines: Image.Image, first: int, last: int, horizontal: bool, full: int
+) -> list[tuple[int, int]]:
+    """(row, the line's grey there) for the rows (columns) of one line. A row as long as the longest line rows
+    (``full``) is line all along, with its own grey (a thin rule falls on pixel rows differently from line to line);
+    a shorter row (a stroke drawn along the line, the line's faint edge) takes the grey of the line's full rows."""
+    rows = []
+    for row in range(first, last):
+        box = (0, row, on_lines.width, row + 1) if horizontal else (row, 0, row + 1, on_lines.height)
+        histogram = grey.crop(box).histogram(mask=on_lines.crop(box))
+        rows.append((row, sum(histogram) >= FULL_ROW * full, _quantile(histogram, LINE_GREY_QUANTILE)))
+    line = max((value for _, is_full, value in rows if is_full), default=None)
+    return [(row, value if is_full or line is None else line) for row, is_full, value in rows]
 
 
 def _square(mask: Image.Image, combine: Callable[[Image.Image, Image.Image], Image.Image]) -> Image.Image:
@@ -308,14 +363,14 @@ def _square(mask: Image.Image, combine: Callable[[Image.Image, Image.Image], Ima
     return out
 
 
-def _median(histogram: list[int]) -> int:
-    """The median value of a histogram (0 for an empty one)."""
-    half, seen = sum(histogram) / 2, 0
+def _quantile(histogram: list[int], share: float) -> int:
+    """The value below which ``share`` of a histogram's counts lie (255 for an empty one)."""
+    limit, seen = sum(histogram) * share, 0
     for value, count in enumerate(histogram):
         seen += count
-        if seen >= half and seen:
+        if seen >= limit and seen:
             return value
-    return 0
+    return 255
 
 
 def _grow(mask: Image.Image, radius: int, *, vertical: bool) -> Image.Image:
