@@ -6,18 +6,21 @@ Supernote's grey 201), pencil texture, a highlighter band or colour ink mapped t
 marks, the notebook's *template* is taken out, found by its regularity:
 
 * **lines** (ruled paper, grids): rows (columns) whose marks cover at least :data:`LINE_COVERAGE` of the page's
-  width (height), thin (at most :data:`MAX_LINE_PX` px), at least :data:`MIN_LINES` of them at one spacing; when
-  a page has such lines, a single near-full-length line across them (a ruled page's margin rule) is template too.
-  Where a stroke crosses a template line, the line's pixels next to the stroke stay (the stroke is unbroken), and so
-  do pixels clearly darker than the line (a word underlined along the rule);
+  width (height), thin (at most :data:`MAX_LINE_PX` px), spanning what most of them span, at least
+  :data:`MIN_LINES` of them at one spacing (or multiples of it); when a page has such lines, a single
+  near-full-length line across them (a ruled page's margin rule) is template too. Where a stroke crosses or touches
+  a template line, the line's pixels next to the stroke stay (the stroke is unbroken), and so do pixels clearly
+  darker than the line (a word underlined along the rule, an axis drawn along a grid line);
 * **dots** (dot grids): small isolated blobs that line up in rows *and* columns with at least :data:`MIN_LINES`
   others; a handwritten full stop or i-dot is kept unless it sits exactly on the lattice.
 
 A thick full-width band (a highlighter stroke across the page) is not a line. Everything is Pillow C operations on
-the page (box blurs, point tables, shifted copies; no numpy): ~20–40 ms for a 150 dpi page.
+the page (box blurs, point tables, shifted copies; no numpy): ~40–60 ms for a 150 dpi page on a loaded 2-core
+machine.
 
-:func:`has_grey_ink` says whether a page carries ink that a 1-bit image would lose or turn black: marks that are
-not the anti-aliased rim of a dark stroke.
+:func:`has_grey_ink` says whether a page carries ink that a 1-bit image would lose or turn black (light strokes,
+a highlighter band, pencil grain, a grey pen), not just the anti-aliased rim of black strokes or JPEG ringing;
+:func:`pen_masks` splits ink by pen grey, so a page's thinnest pen sets how far it may shrink.
 """
 
 from __future__ import annotations
