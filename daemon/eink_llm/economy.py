@@ -3,7 +3,7 @@
 A tablet page is mostly white paper. For each page (a grayscale ``L`` image, as the reader decodes it at about
 150 dpi), :func:`prepare_pages`:
 
-1. finds the ink (pixels darker than :data:`INK_THRESHOLD`; light template lines are not ink), crops to it with a
+1. finds the ink (:mod:`eink_llm.ink`: every mark of any grey, less the notebook's template), crops to it with a
    margin, and drops blank pages — but never all of them: if every page is blank, the first one goes, small, and
    the model can say it sees nothing;
 2. estimates the pen's stroke width (:func:`stroke_width`) and never scales a page so far that strokes become
@@ -12,7 +12,8 @@ A tablet page is mostly white paper. For each page (a grayscale ``L`` image, as 
    512-px tiles — a page within 512 × 512 going at ``detail: low`` for the base price — or 32-px patches;
    Anthropic's pixel area, Gemini's 768-px tiles), never above what the provider downscales to anyway (sending
    more pixels only costs bytes) and never above its hard limits — hard limits win over legibility;
-4. encodes the page in black and white (when strokes stay at least 1.5 px wide) or else in four grey levels, as
+4. encodes a page in black ink in black and white (when strokes stay at least 1.5 px wide) or else in four grey
+   levels, a page with grey ink (light pens, pencil, highlighter, colour) in 16 grey levels that keep it, as
    a PNG or a lossless WebP (when the provider takes WebP), whichever is smaller; then checks the provider's byte
    limits (measured raw or as base64, as :class:`~eink_llm.backends.base.Capabilities` says) and shrinks further if
    needed.
