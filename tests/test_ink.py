@@ -334,3 +334,12 @@ def test_supernote_lined_template_is_removed_and_the_writing_kept() -> None:
     )
     assert rules.histogram()[255] > 20_000
     assert share(sent, rules) <= 0.02
+
+
+def test_dense_hatching_is_ink_not_a_template() -> None:
+    hatched = Image.new("L", (400, 400), 255)
+    draw = ImageDraw.Draw(hatched)
+    for y in range(0, 400, 4):  # a filled area drawn as stripes 4 px apart: nothing like ruled paper
+        draw.line([(0, y), (400, y)], fill=0, width=2)
+    assert not is_blank(hatched)
+    assert share(ink_mask(hatched), hatched.point([255 if v < 128 else 0 for v in range(256)])) == 1.0

@@ -46,6 +46,8 @@ MARGIN_RULE_COVERAGE = 0.85
 MAX_LINE_PX = 6
 #: Fewest lines (dot rows) at one spacing that make a template.
 MIN_LINES = 3
+#: Template lines are at least this far apart (1 mm at 150 dpi; denser stripes are hatching or a fill).
+MIN_SPACING_PX = 6
 #: A template's lines start and end within this share of the page of where most of them do.
 EXTENT_SLACK = 0.04
 #: Template line pixels are kept where a mark is this much darker than the line's own grey, the grey below which
@@ -245,6 +247,8 @@ def _line_bands(
     centres = [(first + last) / 2 for first, last in bands]
     gaps = [b - a for a, b in pairwise(centres)]
     spacing = sorted(gaps)[len(gaps) // 2]
+    if spacing < MIN_SPACING_PX:  # hatching or a filled area, not ruled paper
+        return []
     on_grid = [
         band
         for index, band in enumerate(bands)
