@@ -386,6 +386,10 @@ def test_benchmark_meets_its_target() -> None:
     # scale found by its own scan, and 2× on the median page wherever a legible pen allows it.
     failures, notes = bench.verdict(rows)
     assert failures == []
+    # The pages with grey ink (issue 19) are judged by the same per-page verdict; the rest is about black ink.
+    grey = [row for row in rows if row.group == "grey"]
+    assert len(grey) == 6 * len(bench.BACKENDS) and all(row.ours_size for row in grey)
+    rows = [row for row in rows if row.group == "black"]
     assert all(row.ours_bytes < row.naive_bytes / 2 for row in rows if row.ours_size)
     assert set(bench.BACKENDS) == {
         "openai gpt-4o",

@@ -3,7 +3,7 @@
 A tablet page is mostly white paper. For each page (a grayscale ``L`` image, as the reader decodes it at about
 150 dpi), :func:`prepare_pages`:
 
-1. finds the ink (pixels darker than :data:`INK_THRESHOLD`; light template lines are not ink), crops to it with a
+1. finds the ink (:mod:`eink_llm.ink`: every mark of any grey, less the notebook's template), crops to it with a
    margin, and drops blank pages — but never all of them: if every page is blank, the first one goes, small, and
    the model can say it sees nothing;
 2. estimates the pen's stroke width (:func:`stroke_width`) and never scales a page so far that strokes become
@@ -12,7 +12,8 @@ A tablet page is mostly white paper. For each page (a grayscale ``L`` image, as 
    512-px tiles — a page within 512 × 512 going at ``detail: low`` for the base price — or 32-px patches;
    Anthropic's pixel area, Gemini's 768-px tiles), never above what the provider downscales to anyway (sending
    more pixels only costs bytes) and never above its hard limits — hard limits win over legibility;
-4. encodes the page in black and white (when strokes stay at least 1.5 px wide) or else in four grey levels, as
+4. encodes a page in black ink in black and white (when strokes stay at least 1.5 px wide) or else in four grey
+   levels, a page with grey ink (light pens, pencil, highlighter, colour) in 16 grey levels that keep it, as
    a PNG or a lossless WebP (when the provider takes WebP), whichever is smaller; then checks the provider's byte
    limits (measured raw or as base64, as :class:`~eink_llm.backends.base.Capabilities` says) and shrinks further if
    needed.
@@ -32,9 +33,10 @@ from PIL import Image, ImageChops
 from eink_llm.backends.base import Capabilities, PageImage
 from eink_llm.errors import InputTooLargeError
 from eink_llm.image_tokens import estimate_image_tokens
+from eink_llm.ink import INK_THRESHOLD, Ink, dark_mask, find_ink, has_grey_ink, pen_masks
 
-#: Pixels darker than this are ink. Tablet templates (lines, grids) are drawn in light grey and stay out.
-INK_THRESHOLD = 160
+__all__ = ["INK_THRESHOLD", "PreparedPage", "ink_mask", "is_blank", "plan_pages", "prepare_pages", "stroke_width"]
+
 #: A page with fewer ink pixels than this (at ~150 dpi: a dot or two, a stray tap of the pen) is blank.
 BLANK_INK_PIXELS = 40
 #: White space kept around the ink, in pixels of the page as decoded.
@@ -47,9 +49,16 @@ BLANK_PAGE_LONG_EDGE = 512
 #: INK_THRESHOLD, so the grey rim of a thin or downscaled stroke stays black).
 GREY_LEVELS = (0, 85, 170, 255)
 BILEVEL_THRESHOLD = 180
+#: A page with grey ink (light pens, pencil, highlighter, colour) goes in 16 grey levels: after scaling, anything
+#: darker than this is ink and keeps at least the lightest grey below white, so no light stroke turns into paper.
+GREY_PAPER = 248
 #: Strokes at least this wide (after scaling) survive black-and-white encoding unbroken; thinner ones keep their
 #: grey anti-aliasing, which carries their shape.
 BILEVEL_MIN_STROKE_PX = 1.5
+#: A pixel of at least this HSV saturation is colour ink, and no lighter than ``COLOUR_INK_GREY`` (a pale
+#: yellow highlighter, luma ~240, would otherwise pass for paper).
+COLOUR_SATURATION = 64
+COLOUR_INK_GREY = 224
 #: Tile snapping: below the legibility floor, a page may shrink by at most this factor more, and only when that
 #: saves at least ``SNAP_SAVING`` of the tokens (a whole row or column of OpenAI/Gemini tiles); a smooth formula
 #: such as Anthropic's never saves that much, so there the floor holds exactly.
@@ -81,22 +90,37 @@ class PreparedPage:
 
 
 def as_grey(image: Image.Image) -> Image.Image:
-    """``image`` as 8-bit grey on white (transparent areas become paper)."""
+    """``image`` as 8-bit grey on white (transparent areas become paper). Colours go to their luma (ITU-R 601,
+    as Pillow and PDFium convert), so different colours keep different greys; a coloured mark, however light (a
+    pastel highlighter), is at most :data:`COLOUR_INK_GREY`, so it stays ink."""
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         paper = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(paper, rgba).convert("L")
-    return image if image.mode == "L" else image.convert("L")
+        image = Image.alpha_composite(paper, rgba).convert("RGB")
+    if image.mode == "L":
+        return image
+    if image.mode != "P" and len(image.getbands()) == 1:
+        return image.convert("L")
+    rgb = image.convert("RGB")
+    grey = rgb.convert("L")
+    saturation = rgb.convert("HSV").getchannel("S")
+    coloured = saturation.point([255 if value >= COLOUR_SATURATION else 0 for value in range(256)])
+    if coloured.getbbox() is None:
+        return grey
+    cap = Image.composite(Image.new("L", grey.size, COLOUR_INK_GREY), Image.new("L", grey.size, 255), coloured)
+    return ImageChops.darker(grey, cap)
 
 
 def ink_mask(grey: Image.Image) -> Image.Image:
-    """255 where there is ink, 0 elsewhere (mode ``L``)."""
-    return grey.point([255 if value < INK_THRESHOLD else 0 for value in range(256)])
+    """255 where there is ink, 0 elsewhere (mode ``L``): every mark of any grey that is not the notebook's
+    template (:mod:`eink_llm.ink`)."""
+    return find_ink(as_grey(grey)).mask
 
 
 def is_blank(image: Image.Image) -> bool:
-    """Whether a page has too little ink to be worth sending (the rule that drops blank pages)."""
-    return ink_mask(as_grey(image)).histogram()[255] < BLANK_INK_PIXELS
+    """Whether a page has too little ink to be worth sending (the rule that drops blank pages; a page written only
+    in light grey is not blank)."""
+    return find_ink(as_grey(image)).pixels() < BLANK_INK_PIXELS
 
 
 def stroke_width(mask: Image.Image) -> float:
@@ -179,11 +203,11 @@ def plan_pages(
 ) -> tuple[PreparedPage, ...]:
     """Like :func:`prepare_pages`, with what was done to each page (dropped pages included)."""
     greys = [as_grey(image) for image in images]
-    masks = [ink_mask(grey) for grey in greys]
+    inks = [find_ink(grey) for grey in greys]
     crops = [crop_to_ink] * len(images) if isinstance(crop_to_ink, bool) else list(crop_to_ink)
     if len(crops) != len(images):
         raise ValueError("crop_to_ink needs one flag per page")
-    inked = [not crop or mask.histogram()[255] >= BLANK_INK_PIXELS for crop, mask in zip(crops, masks, strict=True)]
+    inked = [not crop or ink.pixels() >= BLANK_INK_PIXELS for crop, ink in zip(crops, inks, strict=True)]
     kept = sum(inked) or (1 if images else 0)
     if caps.max_images is not None and kept > caps.max_images:
         raise InputTooLargeError(
@@ -195,10 +219,10 @@ def plan_pages(
     extra = 1.0
     for _attempt in range(8):
         plans: list[PreparedPage] = []
-        for index, (grey, mask) in enumerate(zip(greys, masks, strict=True)):
+        for index, (grey, ink) in enumerate(zip(greys, inks, strict=True)):
             if inked[index]:
                 plans.append(
-                    _prepare(index, grey, mask, caps, long_edge_limit, min_stroke_px, margin_px, extra, crops[index])
+                    _prepare(index, grey, ink, caps, long_edge_limit, min_stroke_px, margin_px, extra, crops[index])
                 )
             elif index == 0 and not any(inked):
                 plans.append(_prepare_blank(grey, caps, long_edge_limit, extra))
@@ -217,7 +241,7 @@ def plan_pages(
 def _prepare(
     index: int,
     grey: Image.Image,
-    mask: Image.Image,
+    ink: Ink,
     caps: Capabilities,
     long_edge_limit: int | None,
     min_stroke_px: float,
@@ -225,7 +249,14 @@ def _prepare(
     extra: float,
     crop_to_ink: bool = True,
 ) -> PreparedPage:
-    box = (mask.getbbox() if crop_to_ink else None) or (0, 0, grey.width, grey.height)
+    # A page with grey ink is cut around all of it; a page in black ink around its dark strokes (the margin holds
+    # their anti-aliased rims), as before grey ink counted, so black pages cost no more than they did.
+    inked = ink.mask.getbbox() if crop_to_ink else None
+    grey_ink = inked is not None and has_grey_ink(grey.crop(inked), ink.mask.crop(inked), ink.lines.crop(inked))
+    box = None
+    if crop_to_ink:
+        box = (ink.mask if grey_ink else dark_mask(grey, ink.mask)).getbbox() or ink.mask.getbbox()
+    box = box or (0, 0, grey.width, grey.height)
     margin = max(margin_px, 0)
     crop = (
         max(0, box[0] - margin),
@@ -233,15 +264,25 @@ def _prepare(
         min(grey.width, box[2] + margin),
         min(grey.height, box[3] + margin),
     )
-    region = grey.crop(crop)
-    stroke = stroke_width(mask.crop(crop))
+    # A page sent whole keeps everything (its faded context too); a cropped page only its ink, on white paper.
+    region = ink.clean(grey).crop(crop) if crop_to_ink else grey.crop(crop)
+    mask = ink.mask.crop(crop)
+    # The pen width comes from the dark ink (the grey rim of a black stroke is no pen of its own); with grey ink,
+    # from the thinnest of its black, mid grey and light grey pens (a thick grey marker beside a thin black pen).
+    if grey_ink:
+        pens = [pen for pen in pen_masks(region, mask) if pen.histogram()[255] >= BLANK_INK_PIXELS]
+    else:
+        dark = dark_mask(grey.crop(crop), mask if crop_to_ink else None)
+        pens = [dark] if dark.histogram()[255] >= BLANK_INK_PIXELS or not crop_to_ink else []
+    stroke = min(stroke_width(pen) for pen in pens) if pens else stroke_width(mask)
     width, height = region.size
     ceiling = max_useful_scale(caps, width, height, long_edge_limit) * extra
     floor = min(ceiling, min_stroke_px / stroke) if stroke > 0 else ceiling
     scale = _cheapest_scale(caps, width, height, floor, ceiling)
     for _attempt in range(12):
-        bilevel = crop_to_ink and stroke * scale >= BILEVEL_MIN_STROKE_PX
-        image = _encode(_resize(region, scale), caps, bilevel=bilevel, shades=4 if crop_to_ink else 16)
+        bilevel = crop_to_ink and not grey_ink and stroke * scale >= BILEVEL_MIN_STROKE_PX
+        shades = 16 if grey_ink or not crop_to_ink else 4
+        image = _encode(_resize(region, scale), caps, bilevel=bilevel, shades=shades)
         if caps.max_image_bytes is None or caps.fits(len(image.data)):
             tokens = estimate_image_tokens(caps, image.width, image.height)
             return PreparedPage(index, image, False, crop, stroke, scale, tokens)
@@ -312,14 +353,19 @@ def _resize(image: Image.Image, scale: float) -> Image.Image:
 
 def _encode(image: Image.Image, caps: Capabilities, *, bilevel: bool, shades: int = 4) -> PageImage:
     """The smallest legible encoding the provider accepts: black and white when strokes are wide enough to survive
-    it, else four grey levels (``shades``: 4 or 16); as PNG or lossless WebP. Candidates are compared at a fast
-    zlib level, and only the PNG that wins is compressed harder."""
+    it, else four grey levels (``shades`` 4: black ink with thin strokes) or 16 (grey ink, or a page sent whole:
+    everything darker than :data:`GREY_PAPER` keeps a grey below white); as PNG or lossless WebP. Candidates are
+    compared at a fast zlib level, and only the PNG that wins is compressed harder."""
     if bilevel:
         compact = image.point([255 if value >= BILEVEL_THRESHOLD else 0 for value in range(256)]).convert("1")
-    else:
-        levels = GREY_LEVELS if shades == len(GREY_LEVELS) else tuple(255 * i // (shades - 1) for i in range(shades))
+    elif shades == len(GREY_LEVELS):
         compact = image.point([min(shades - 1, value * shades // 256) for value in range(256)]).convert("P")
-        compact.putpalette([level for level in levels for _ in range(3)])
+        compact.putpalette([level for level in GREY_LEVELS for _ in range(3)])
+    else:
+        top = shades - 1
+        table = [top if value >= GREY_PAPER else min(top - 1, round(value * top / 255)) for value in range(256)]
+        compact = image.point(table).convert("P")
+        compact.putpalette([255 * i // top for i in range(shades) for _ in range(3)])
     png_options: dict[str, object] = {} if bilevel else {"bits": 2 if shades <= 4 else 4}
     candidates: list[tuple[bytes, str]] = []
     if caps.accepts("image/png"):

@@ -60,7 +60,7 @@ from typing import Literal
 import pypdfium2 as pdfium
 from PIL import Image, ImageChops
 
-from eink_llm.economy import INK_THRESHOLD  # the one definition of ink, shared with what is sent
+from eink_llm.ink import DARK_THRESHOLD, INK_THRESHOLD, find_ink  # the one definition of ink, shared with what is sent
 from eink_llm.reader import PDFIUM_LOCK
 
 __all__ = [
@@ -79,9 +79,11 @@ __all__ = [
 #: Long edge of the comparison raster in pixels (see the module docstring for the choice).
 COMPARE_LONG_EDGE = 1200
 #: Lenient threshold for "was already there": a faint grey pixel on the old page is old content, not paper.
-FAINT_THRESHOLD = 224
+FAINT_THRESHOLD = 250
 #: Radius in comparison pixels by which old ink is grown before subtracting it (antialiasing, misregistration).
 TOLERANCE = 2
+#: Light new ink (lighter than the economy's DARK_THRESHOLD) must lie this much farther from old content.
+LIGHT_DISTANCE = 4
 #: Largest shift (comparison pixels) the alignment considers.
 MAX_SHIFT = 8
 #: A component of new ink smaller than this many comparison pixels is a speck.
@@ -97,8 +99,8 @@ SAME_PAGE_COVERAGE = 0.9
 
 _CELL = 6  # component grid cell, comparison pixels
 _LAYOUT = (24, 32)
-_INK_LUT = [255 if v < INK_THRESHOLD else 0 for v in range(256)]
 _FAINT_LUT = [255 if v < FAINT_THRESHOLD else 0 for v in range(256)]
+_DARK_LUT = [255 if v < DARK_THRESHOLD else 0 for v in range(256)]
 _ANY_LUT = [0] + [255] * 255
 _FADE_LUT = [FADE_LEVEL + v * (255 - FADE_LEVEL) // 255 for v in range(256)]
 _NONZERO = re.compile(rb"[^\x00]")
@@ -133,6 +135,7 @@ class _Page:
     image: Image.Image  # the page as given, in "L"
     ink: Image.Image  # ink mask (255 = ink) at the comparison size
     faint: Image.Image  # anything visibly not paper (lenient threshold), same size
+    gray_scaled: Image.Image  # the page in "L" at the comparison size
 
 
 def _gray(page: Image.Image) -> Image.Image:
@@ -160,10 +163,19 @@ def _scaled(page: Image.Image, width: int | None = None) -> Image.Image:
     return gray
 
 
+def _ink(scaled: Image.Image) -> Image.Image:
+    """The ink mask of a page at the comparison size: the economy's rule (any grey, template removed). A print
+    (only black and white) is ink already: taken as it is, so a print's digest is its page's."""
+    colours = scaled.getcolors(2)
+    if colours is not None and {value for _, value in colours} <= {0, 255}:
+        return scaled.point([255 if value < INK_THRESHOLD else 0 for value in range(256)])
+    return find_ink(scaled).mask
+
+
 def _prepare(page: Image.Image) -> _Page:
     gray = _gray(page)
     scaled = _scaled(gray)
-    return _Page(gray, scaled.point(_INK_LUT), scaled.point(_FAINT_LUT))
+    return _Page(gray, _ink(scaled), scaled.point(_FAINT_LUT), scaled)
 
 
 def _dilate(mask: Image.Image, radius: int) -> Image.Image:
@@ -194,7 +206,7 @@ def _shift(mask: Image.Image, dx: int, dy: int) -> Image.Image:
 
 def make_print(page: Image.Image) -> bytes:
     """A compact print of ``page``: its ink at the comparison size as a 1-bit PNG (ink black)."""
-    mask = _scaled(page).point(_INK_LUT)
+    mask = _ink(_scaled(page))
     buffer = io.BytesIO()
     # optimize=True would save ~4 % for 6x the time.
     ImageChops.invert(mask).convert("1", dither=Image.Dither.NONE).save(buffer, "PNG")
@@ -209,7 +221,7 @@ def load_print(data: bytes) -> Image.Image:
 
 def print_digest(page: bytes | Image.Image) -> str:
     """Exact-match key of a page or print: equal only for identical binarized comparison rasters (see module)."""
-    return _mask_digest(_scaled(load_print(page) if isinstance(page, bytes) else page).point(_INK_LUT))
+    return _mask_digest(_ink(_scaled(load_print(page) if isinstance(page, bytes) else page)))
 
 
 def _mask_digest(mask: Image.Image) -> str:
@@ -328,9 +340,9 @@ def _diff(before: _Page, after: _Page, page_index: int, *, check_same: bool) -> 
     # grey rule that resampling lightened past the threshold, antialiasing) is old; and vice versa for "missing".
     size = after.ink.size
     old, old_faint = before.ink, before.faint
-    if abs(old.width - size[0]) > 2:  # a pixel or two is rounding (pdfium rounds up), not worth a resize
+    if abs(old.width - size[0]) > 0:  # even one pixel of rounding (pdfium rounds up) is ~1 px off at the far edge
         scaled = _scaled(before.image, size[0])
-        old, old_faint = scaled.point(_INK_LUT), scaled.point(_FAINT_LUT)
+        old, old_faint = _ink(scaled), scaled.point(_FAINT_LUT)
     if old.size != size:  # another shape: compare the top-left-aligned overlap, the rest is new
         old, old_faint = old.crop((0, 0, *size)), old_faint.crop((0, 0, *size))  # crop pads with 0
     # Strong ink grows by TOLERANCE, faint content (template ruling, thin rules) by 1 px only, so writing on a ruled
@@ -344,7 +356,13 @@ def _diff(before: _Page, after: _Page, page_index: int, *, check_same: bool) -> 
         missing = _count(ImageChops.subtract(old, _dilate(after.faint, 1)))
         if old_pixels and missing > old_pixels * (1 - SAME_PAGE_COVERAGE):
             return False, None
-    kept, boxes, pixels = _components(ImageChops.subtract(after.ink, grown))
+    # Light ink (a grey pen, a highlighter) is new only away from old content: near it, light pixels are as likely
+    # the anti-aliasing or JPEG ringing of the old content rendered another way.
+    light = ImageChops.subtract(after.ink, after.gray_scaled.point(_DARK_LUT))
+    new = ImageChops.subtract(
+        ImageChops.subtract(after.ink, grown), ImageChops.darker(light, _dilate(grown, LIGHT_DISTANCE))
+    )
+    kept, boxes, pixels = _components(new)
     if pixels < MIN_NEW_PIXELS:
         return True, None
     touches = any(_count(old.crop((x0 - NEAR, y0 - NEAR, x1 + NEAR, y1 + NEAR))) > 0 for x0, y0, x1, y1 in boxes)
