@@ -101,10 +101,16 @@ def supernotelib_pages(note: Path) -> list[tuple[Image.Image, Image.Image]]:
 
 
 def same_writing(ours: Image.Image, theirs: Image.Image) -> bool:
-    """Whether the two pages have exactly the same ink by the page economy's rule (the template is not ink)."""
+    """Whether the two pages have exactly the same writing: every mark darker than paper by the ink rule, except
+    our template, which we draw in exactly :data:`TEMPLATE_GREY` (no pen draws that grey: the Supernote's are
+    0, 157 and 201) and supernotelib's drawing of the writing does not have."""
     from eink_llm.economy import INK_THRESHOLD
+    from eink_llm.reader.supernote import TEMPLATE_GREY
 
-    return bool((np.asarray(ours) < INK_THRESHOLD).tobytes() == (np.asarray(theirs) < INK_THRESHOLD).tobytes())
+    mine = np.asarray(ours)
+    return bool(
+        ((mine < INK_THRESHOLD) & (mine != TEMPLATE_GREY)).tobytes() == (np.asarray(theirs) < INK_THRESHOLD).tobytes()
+    )
 
 
 def note_without_last_page(note: Path) -> bytes:
