@@ -53,7 +53,7 @@ def _pdfium(call: Callable[[], _T]) -> _T:
 def read_pdf(name: str, data: bytes, limits: InputLimits) -> InputDocument:
     document = _pdfium(lambda: _open_pdf(name, data))
     pages: list[Image.Image] = []
-    text = _TextLayer(limits.max_text_tokens)
+    text = TextLayer(limits.max_text_tokens)
     index = -1
     try:
         count: int = _pdfium(lambda: page_count(document, limits.max_pages))  # the real kids, not /Count
@@ -87,7 +87,7 @@ def read_pdf(name: str, data: bytes, limits: InputLimits) -> InputDocument:
     return InputDocument("pdf", tuple(pages), text.text(), count, origin, status_page=status_page, text_cut=text.cut())
 
 
-class _TextLayer:
+class TextLayer:
     """The text layer, read page by page within ``max_text_tokens`` (estimated as the history budget counts).
 
     Reading stops once the budget is spent: each page's text is read only as far as the budget still reaches
@@ -133,6 +133,18 @@ class _TextLayer:
                 self.cut_page = page
             else:
                 self.unread.append(page)
+
+    def add_read(self, page: int, read: Callable[[], str]) -> None:
+        """The next page when its whole text is at hand (a notebook's recognition or typed text): ``read`` is
+        called only while the budget lasts, and a page without text costs nothing, not even a page break."""
+        wanted = self.chars_wanted()
+        if wanted is None:
+            self.add(page, None, 0, True, None)
+            return
+        raw = read()
+        cleaned = _clean_text(raw)
+        if cleaned:
+            self.add(page, raw, len(cleaned), True, len(raw))
 
     def text(self) -> str:
         return "\n\n".join(self.texts)

@@ -60,7 +60,7 @@ def read_rm(name: str, data: bytes, limits: InputLimits) -> InputDocument:
     rmscene = load_rmscene(name, "a reMarkable notebook page (.rm)")
     page, text = draw_page(name, data, limits, rmscene)
     layer = TextLayer(limits.max_text_tokens)
-    layer.add(1, lambda: text)
+    layer.add_read(1, lambda: text)
     return InputDocument("notebook", (fit(page, limits),), layer.text(), 1, text_cut=layer.cut())
 
 

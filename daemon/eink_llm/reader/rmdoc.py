@@ -63,7 +63,7 @@ def read_rmdoc(name: str, data: bytes, limits: InputLimits) -> InputDocument:
             else:  # a page never written on has no scene file
                 page, page_text = Image.new("L", (PAGE_WIDTH, PAGE_HEIGHT), 255), ""
             pages.append(fit(page, limits))
-            text.add(number, functools.partial(str, page_text))
+            text.add_read(number, functools.partial(str, page_text))
     if not pages:
         raise CorruptInputError(f"{name} is a reMarkable document without pages.", SYNC_AGAIN)
     return InputDocument("notebook", tuple(pages), text.text(), len(pages), text_cut=text.cut())

@@ -84,7 +84,7 @@ def _pages(name: str, notebook: Any, image_converter: Any, text_converter: Any, 
     for index in range(count):
         page = images.convert(index)
         pages.append(fit(page if page.mode == "L" else page.convert("L"), limits))
-        text.add(index + 1, functools.partial(_page_text, texts, index))
+        text.add_read(index + 1, functools.partial(_page_text, texts, index))
     return InputDocument("notebook", tuple(pages), text.text(), count, text_cut=text.cut())
 
 
