@@ -225,14 +225,7 @@ def _line_bands(
     least :data:`MIN_LINES` of them."""
     profile = _profile(marks, horizontal)
     level = coverage * 255
-    bands: list[tuple[int, int]] = []
-    start = None
-    for index, value in enumerate([*profile, 0]):
-        if value >= level and start is None:
-            start = index
-        elif value < level and start is not None:
-            bands.append((start, index))
-            start = None
+    bands = _runs_at_least(profile, level)
     edge = 0.15 * 255
     bands = [
         (first - (first > 0 and profile[first - 1] >= edge), last + (last < len(profile) and profile[last] >= edge))
@@ -391,6 +384,19 @@ def _grow(mask: Image.Image, radius: int, *, vertical: bool) -> Image.Image:
     return out
 
 
+def _runs_at_least(profile: bytes, level: float) -> list[tuple[int, int]]:
+    """The runs of ``profile`` at or above ``level``, as (first, last + 1)."""
+    runs: list[tuple[int, int]] = []
+    start = None
+    for index, value in enumerate([*profile, 0]):
+        if value >= level and start is None:
+            start = index
+        elif value < level and start is not None:
+            runs.append((start, index))
+            start = None
+    return runs
+
+
 # --- template dots ----------------------------------------------------------------------------------------------
 
 _INNER = 4  # radius of the window a dot must fit in (a 9 × 9 square holds a dot of up to 5 px from any pixel of it)
@@ -436,14 +442,7 @@ def _dot_bands(dots: Image.Image, *, horizontal: bool) -> list[tuple[int, int]]:
     profile = _profile(dots, horizontal)
     length = dots.width if horizontal else dots.height
     level = max(6.0, 0.015 * length) * 255 / length
-    bands: list[tuple[int, int]] = []
-    start = None
-    for index, value in enumerate([*profile, 0]):
-        if value >= level and start is None:
-            start = index
-        elif value < level and start is not None:
-            bands.append((start, index))
-            start = None
+    bands = _runs_at_least(profile, level)
     # A dot's edge rows hold less of it: widen each band by its anti-aliased rim.
     bands = [(max(0, first - 1), last + 1) for first, last in bands if last - first <= MAX_LINE_PX]
     return bands if len(bands) >= MIN_LINES else []
