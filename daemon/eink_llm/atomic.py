@@ -45,12 +45,8 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644, *, root: Path | Non
     following a link in any component below it (:mod:`eink_llm.confined`), and the temp file, the rename and
     the folder's fsync all go through that folder's descriptor: a folder swapped for a link never receives the
     file. Without ``root`` the folder is opened as given."""
-    folder_path = path.parent
     try:
-        if root is not None:
-            folder = confined.open_folder(root, folder_path)
-        else:
-            folder = os.open(folder_path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC)
+        folder = _open_folder(path.parent, root)
     except OSError as exc:
         raise _output_error(path, exc) from None
     try:
@@ -59,6 +55,13 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o644, *, root: Path | Non
         raise _output_error(path, exc) from None
     finally:
         os.close(folder)
+
+
+def _open_folder(folder: Path, root: Path | None) -> int:
+    """A descriptor of ``folder``: reached from ``root`` without following a link below it, or as given."""
+    if root is not None:
+        return confined.open_folder(root, folder)
+    return os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC)
 
 
 def _write_in(folder: int, name: str, data: bytes, mode: int) -> None:
@@ -143,10 +146,7 @@ def remove_if_unchanged(
     """
     aside = _temp_name(path.name)
     try:
-        if root is not None:
-            folder = confined.open_folder(root, path.parent)
-        else:
-            folder = os.open(path.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _CLOEXEC)
+        folder = _open_folder(path.parent, root)
     except OSError:
         return False
     try:
