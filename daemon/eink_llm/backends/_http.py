@@ -205,6 +205,9 @@ class HttpService:
 
     Create one per backend instance; ``post_json`` may be called from several worker threads at once.
     ``label`` is how the user will see the service named ("The AI service at api.openai.com ...").
+    ``secrets`` are masked in every error text, on top of the daemon's own redactor. ``transport`` (default: the
+    network) is handed to the ``httpx.Client``: a test passes an ``httpx.MockTransport`` to see the exact request
+    or answer with something no real server would send.
     """
 
     def __init__(
@@ -214,6 +217,7 @@ class HttpService:
         timeout_seconds: float,
         headers: Mapping[str, str] | None = None,
         secrets: Iterable[str | None] = (),
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.strip()
         self.timeout_seconds = timeout_seconds
@@ -224,8 +228,11 @@ class HttpService:
             self.host = self.base_url
         self.host = self.redact(self.host)
         self._headers = dict(headers or {})
-        # trust_env stays on: people behind a corporate proxy configure it with HTTPS_PROXY.
-        self._client = httpx.Client(timeout=make_timeout(timeout_seconds), follow_redirects=False)
+        # trust_env stays on: people behind a corporate proxy configure it with HTTPS_PROXY. ``transport`` replaces
+        # the network (and any proxy) for every request, e.g. an ``httpx.MockTransport`` in a test.
+        self._client = httpx.Client(
+            timeout=make_timeout(timeout_seconds), follow_redirects=False, transport=transport
+        )
 
     @property
     def label(self) -> str:

@@ -29,6 +29,8 @@ import json
 from dataclasses import replace
 from typing import Any
 
+import httpx
+
 from eink_llm.backends._http import TRY_LATER, HttpService, as_int, provider_message, strip_reasoning, truncate
 from eink_llm.backends._prompt import CUT_OFF_NOTE, INSTRUCTION, TEXT_LAYER_INTRO, require_model, user_text
 from eink_llm.backends.base import (
@@ -97,7 +99,7 @@ class OpenAIBackend:
 
     name = "openai"
 
-    def __init__(self, settings: BackendSettings) -> None:
+    def __init__(self, settings: BackendSettings, *, transport: httpx.BaseTransport | None = None) -> None:
         self.settings = settings
         api_key = (settings.api_key or "").strip() or None
         detail = str(settings.extra.get("detail") or "").strip().lower() or None
@@ -121,6 +123,7 @@ class OpenAIBackend:
             timeout_seconds=settings.timeout_seconds,
             headers=headers,
             secrets=[api_key, settings.api_key],
+            transport=transport,
         )
         self.capabilities = capabilities_for(self.detail, self._http.host, settings.model)
 
