@@ -230,9 +230,7 @@ class HttpService:
         self._headers = dict(headers or {})
         # trust_env stays on: people behind a corporate proxy configure it with HTTPS_PROXY. ``transport`` replaces
         # the network (and any proxy) for every request, e.g. an ``httpx.MockTransport`` in a test.
-        self._client = httpx.Client(
-            timeout=make_timeout(timeout_seconds), follow_redirects=False, transport=transport
-        )
+        self._client = httpx.Client(timeout=make_timeout(timeout_seconds), follow_redirects=False, transport=transport)
 
     @property
     def label(self) -> str:
@@ -317,6 +315,9 @@ class HttpService:
                 "Check llm.base_url.",
                 detail=f"{type(exc).__name__}: {exc}",
             ) from None
+        except httpx.DecodingError as exc:
+            # A body that is not in the Content-Encoding it claims (a confused proxy): an answer we cannot read.
+            raise self.not_understood(f"{type(exc).__name__}: {exc}", status=None) from None
         except httpx.TransportError as exc:
             # RemoteProtocolError (the server hung up), ReadError, WriteError, ProxyError ...
             raise self.error(
