@@ -9,6 +9,9 @@ and >= 500; never 400, 401, 403, 404, 413; honour ``retry-after-ms``, then ``Ret
 
 The daemon retries through its queue, so nothing here retries by itself: one call, one attempt.
 
+Plugins reach a stable subset of this module through :mod:`eink_llm.backends.http`; a change to a name listed
+there is a change to a public API.
+
 Secrets: every text that leaves this module (``what``, ``todo``, ``detail``) passes through :meth:`HttpService.
 redact`, because providers and HTTP libraries like to echo what they were sent (a key in an error message, a
 ``?key=`` in a URL).
