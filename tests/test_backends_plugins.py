@@ -1,6 +1,9 @@
 """Backends from outside eink-llm: a plugin package installed by pip, ``module:factory`` references, and the
 documented example.
 
+The documented HTTP plugin (docs/backends.md, ``my_http_backend.py``) is built on the public helper
+``eink_llm.backends.http`` and answers through a local server speaking its made-up wire format.
+
 The plugin package in ``tests/plugin_pkg`` is installed for real: ``pip install --no-index --no-build-isolation``
 builds it offline with the setuptools of our own environment (the ``test`` extra) and installs it into a temporary
 directory with ``--target``. A real ``eink-llm process`` then finds it through its entry point with that directory
@@ -10,31 +13,42 @@ environment afterwards.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import importlib
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
 import yaml
 from PIL import Image, ImageDraw
 
 from eink_llm.backends import (
+    Backend,
     BackendSettings,
     LLMRequest,
     Message,
+    ModelOptions,
     PageImage,
     available_backends,
     create_backend,
 )
+from eink_llm.backends import http as public_http
+from eink_llm.backends.http import CUT_OFF_NOTE, user_text
 from eink_llm.backends.openai import OpenAIBackend
 from eink_llm.backends.plugins import ENTRY_POINT_GROUP, entry_point_backends, is_reference
 from eink_llm.errors import BackendError
+from tests.fakes import FakeLLMServer, Fault, RecordedRequest, Route
 from tests.harness import clean_env, outputs, pdf_text
-from tests.test_backends_command import doc_example
+from tests.test_backends_command import DOCS, doc_example
 
 PLUGIN_PKG = Path(__file__).resolve().parent / "plugin_pkg"
 
@@ -175,6 +189,139 @@ def test_the_documented_example_backend_works(site: Path) -> None:
     with pytest.raises(BackendError) as caught:
         backend.complete(LLMRequest(system_prompt="", pages=request.pages * 11))
     assert not caught.value.retryable
+
+
+# --- an HTTP plugin on the public helper ------------------------------------------------------------------------
+
+NOTES_KEY = "notes-key-0123456789-abcdefghijklmnop"
+
+
+def _notes_images(body: Any) -> list[tuple[str, bytes]]:
+    images = body.get("images", []) if isinstance(body, dict) else []
+    return [("image/png", base64.b64decode(data, validate=True)) for data in images]
+
+
+def _notes_answer(request: RecordedRequest, text: str, number: int) -> Any:
+    body = request.body if isinstance(request.body, dict) else {}
+    usage = {"in": 5 + 100 * len(_notes_images(body)), "out": len(text.split())}
+    return {"answer": text, "truncated": False, "usage": usage, "model": f"{body.get('model')}-2026"}
+
+
+#: The made-up API of the documented example: POST /v1/answer, ``{"answer": ...}`` back, ``{"error": ...}`` on error.
+NOTES_ROUTE = Route(
+    name="notes",
+    method="POST",
+    path=re.compile(r"/v1/answer"),
+    answer=_notes_answer,
+    error=lambda status, message: {"error": {"message": message}},
+    images=_notes_images,
+)
+
+
+@pytest.fixture(scope="module")
+def notes_server() -> Iterator[FakeLLMServer]:
+    with FakeLLMServer(routes=[NOTES_ROUTE]) as server:
+        yield server
+
+
+@pytest.fixture
+def notes(site: Path, notes_server: FakeLLMServer) -> Iterator[Any]:
+    """Builds the documented HTTP backend, loaded as a plugin (``my_http_backend:create``), on the local server."""
+    notes_server.reset()
+    (site / "my_http_backend.py").write_text(doc_example("my_http_backend.py"))
+    made: list[Backend] = []
+
+    def make(**fields: Any) -> Backend:
+        fields = {"base_url": notes_server.base_url, "api_key": NOTES_KEY, "model": "notes-large", **fields}
+        backend = create_backend(BackendSettings("my_http_backend:create", **{"timeout_seconds": 5.0, **fields}))
+        made.append(backend)
+        return backend
+
+    yield make
+    for backend in made:
+        backend.close()
+    assert not notes_server.errors, notes_server.errors
+
+
+def notes_request() -> LLMRequest:
+    return LLMRequest(
+        system_prompt="Be brief.",
+        history=(Message("user", "Earlier"), Message("assistant", "Answer")),
+        pages=(PageImage(b"page one", "image/png", 1, 1), PageImage(b"page two", "image/png", 1, 1)),
+        text="typed words",
+        options=ModelOptions(max_output_tokens=222),
+    )
+
+
+def test_the_documented_http_plugin_answers_through_a_local_server(notes: Any, notes_server: FakeLLMServer) -> None:
+    response = notes().complete(notes_request())
+    sent = notes_server.last_request
+    assert sent.path == "/v1/answer" and sent.headers["x-notes-key"] == NOTES_KEY
+    assert sent.body["question"] == user_text(notes_request())  # the built-in backends' words, text layer included
+    assert sent.body["history"] == [{"role": "user", "text": "Earlier"}, {"role": "assistant", "text": "Answer"}]
+    assert [data for _, data in sent.image_payloads()] == [b"page one", b"page two"]
+    assert sent.body["model"] == "notes-large" and sent.body["max_tokens"] == 222
+    assert "received 2 page image(s)" in response.text
+    assert response.usage.input_tokens == 205 and response.usage.output_tokens > 0
+    assert response.model == "notes-large-2026"
+
+
+@pytest.mark.parametrize(
+    ("fault", "retryable", "retry_after", "words"),
+    [
+        (Fault.status(429, headers={"Retry-After": "7"}), True, 7.0, "too many requests"),
+        (Fault.status(503), True, None, "overloaded or temporarily unavailable"),
+        (Fault.status(401, json={"error": {"message": f"unknown key {NOTES_KEY}"}}), False, None, "API key"),
+        (Fault.reply({"error": {"message": "upstream model is down"}}), True, None, "upstream model is down"),
+        (Fault.garbage(), True, None, "could not be understood"),
+        (Fault.reply({"answer": "<think>hmm</think>", "truncated": True}), False, None, "length limit"),
+        (Fault.timeout(5), True, None, "did not answer within 1 second"),
+    ],
+)
+def test_the_http_plugin_fails_like_the_built_in_backends(
+    notes: Any, notes_server: FakeLLMServer, fault: Fault, retryable: bool, retry_after: float | None, words: str
+) -> None:
+    notes_server.script(fault)
+    with pytest.raises(BackendError) as caught:
+        notes(timeout_seconds=1.0).complete(notes_request())
+    error = caught.value
+    assert error.retryable is retryable and error.retry_after == retry_after
+    assert words in error.what, error.what
+    assert NOTES_KEY not in f"{error.what} {error.todo} {error.detail}"
+
+
+def test_the_http_plugin_notes_a_cut_off_answer(notes: Any, notes_server: FakeLLMServer) -> None:
+    notes_server.script(Fault.reply({"answer": "Half an answer", "truncated": True}))
+    assert notes().complete(notes_request()).text == f"Half an answer\n\n{CUT_OFF_NOTE}"
+
+
+def test_the_http_plugin_takes_a_mock_transport(notes: Any) -> None:
+    """As docs/backends.md says: the helper's ``transport`` lets a plugin's own tests see the exact request."""
+    module = importlib.import_module("my_http_backend")  # written by the ``notes`` fixture
+    sent: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        sent.append(request)
+        return httpx.Response(200, json={"answer": "Hi"})
+
+    settings = BackendSettings("notes", api_key=NOTES_KEY, model="m")
+    backend = module.NotesBackend(settings, transport=httpx.MockTransport(handler))
+    try:
+        response = backend.complete(notes_request())
+    finally:
+        backend.close()
+    [request] = sent
+    assert str(request.url) == "https://notes.example/v1/answer"  # its default address, no network needed
+    assert json.loads(request.content)["images"] == [base64.b64encode(b"page one").decode(), "cGFnZSB0d28="]
+    assert response.text == "Hi" and response.model == "m" and response.usage.input_tokens == 0
+
+
+def test_every_public_http_helper_is_documented() -> None:
+    documented = DOCS.read_text().partition("### A backend for an HTTP API")[2].partition("<!-- example")[0]
+    missing = [name for name in public_http.__all__ if not re.search(rf"`\.?{name}\b", documented)]
+    assert not missing, f"docs/backends.md does not describe {missing}"
+    for name in public_http.__all__:
+        assert getattr(public_http, name) is not None
 
 
 def test_dotted_attribute_references(site: Path) -> None:

@@ -9,6 +9,9 @@ and >= 500; never 400, 401, 403, 404, 413; honour ``retry-after-ms``, then ``Ret
 
 The daemon retries through its queue, so nothing here retries by itself: one call, one attempt.
 
+Plugins reach a stable subset of this module through :mod:`eink_llm.backends.http`; a change to a name listed
+there is a change to a public API.
+
 Secrets: every text that leaves this module (``what``, ``todo``, ``detail``) passes through :meth:`HttpService.
 redact`, because providers and HTTP libraries like to echo what they were sent (a key in an error message, a
 ``?key=`` in a URL).
@@ -205,6 +208,9 @@ class HttpService:
 
     Create one per backend instance; ``post_json`` may be called from several worker threads at once.
     ``label`` is how the user will see the service named ("The AI service at api.openai.com ...").
+    ``secrets`` are masked in every error text, on top of the daemon's own redactor. ``transport`` (default: the
+    network) is handed to the ``httpx.Client``: a test passes an ``httpx.MockTransport`` to see the exact request
+    or answer with something no real server would send.
     """
 
     def __init__(
@@ -214,6 +220,7 @@ class HttpService:
         timeout_seconds: float,
         headers: Mapping[str, str] | None = None,
         secrets: Iterable[str | None] = (),
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.base_url = base_url.strip()
         self.timeout_seconds = timeout_seconds
@@ -224,8 +231,9 @@ class HttpService:
             self.host = self.base_url
         self.host = self.redact(self.host)
         self._headers = dict(headers or {})
-        # trust_env stays on: people behind a corporate proxy configure it with HTTPS_PROXY.
-        self._client = httpx.Client(timeout=make_timeout(timeout_seconds), follow_redirects=False)
+        # trust_env stays on: people behind a corporate proxy configure it with HTTPS_PROXY. ``transport`` replaces
+        # the network (and any proxy) for every request, e.g. an ``httpx.MockTransport`` in a test.
+        self._client = httpx.Client(timeout=make_timeout(timeout_seconds), follow_redirects=False, transport=transport)
 
     @property
     def label(self) -> str:
@@ -310,6 +318,9 @@ class HttpService:
                 "Check llm.base_url.",
                 detail=f"{type(exc).__name__}: {exc}",
             ) from None
+        except httpx.DecodingError as exc:
+            # A body that is not in the Content-Encoding it claims (a confused proxy): an answer we cannot read.
+            raise self.not_understood(f"{type(exc).__name__}: {exc}", status=None) from None
         except httpx.TransportError as exc:
             # RemoteProtocolError (the server hung up), ReadError, WriteError, ProxyError ...
             raise self.error(

@@ -76,14 +76,18 @@ def dumps(value: object) -> str:
     return json.dumps(value, ensure_ascii=False, default=str)
 
 
-def finish_answer(http: HttpService, raw: str, *, cut_off: bool, withheld: str | None, detail: str) -> str:
+def finish_answer(
+    http: HttpService, raw: str, *, cut_off: bool, withheld: str | None, detail: str, fallback: str | None = None
+) -> str:
     """The answer to show, from the model's raw text: reasoning stripped, a note if it was cut short.
 
-    An empty answer is an error: permanent when the length limit ate it (retrying spends the same tokens on the
-    same thoughts) or the provider withheld it (``withheld`` names the reason); otherwise retryable, because an
-    empty normal stop is what overloaded servers and flaky proxies produce.
+    ``fallback`` stands in for an answer that is empty once reasoning is stripped (OpenAI's ``refusal``: the
+    model's own words on why it will not answer are an answer to show). An answer that is still empty is an
+    error: permanent when the length limit ate it (retrying spends the same tokens on the same thoughts) or the
+    provider withheld it (``withheld`` names the reason); otherwise retryable, because an empty normal stop is what
+    overloaded servers and flaky proxies produce.
     """
-    text = strip_reasoning(raw)
+    text = strip_reasoning(raw) or (fallback or "").strip()
     if not text:
         if cut_off:
             raise http.error(

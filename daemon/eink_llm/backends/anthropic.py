@@ -20,6 +20,8 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import httpx
+
 from eink_llm.backends._http import HttpService, as_int, truncate
 from eink_llm.backends._prompt import alternating_history, dumps, error_in_body, finish_answer, require_model, user_text
 from eink_llm.backends.base import BackendSettings, Capabilities, LLMRequest, LLMResponse, PageImage, Usage
@@ -53,7 +55,7 @@ class AnthropicBackend:
     name = "anthropic"
     capabilities = CAPABILITIES
 
-    def __init__(self, settings: BackendSettings) -> None:
+    def __init__(self, settings: BackendSettings, *, transport: httpx.BaseTransport | None = None) -> None:
         self.settings = settings
         api_key = (settings.api_key or "").strip() or None
         version = str(settings.extra.get("anthropic_version") or DEFAULT_VERSION).strip()
@@ -63,7 +65,11 @@ class AnthropicBackend:
         base_url = (settings.base_url or DEFAULT_BASE_URL).strip().rstrip("/")
         self._path = "messages" if base_url.endswith("/v1") else "v1/messages"
         self._http = HttpService(
-            base_url, timeout_seconds=settings.timeout_seconds, headers=headers, secrets=[api_key, settings.api_key]
+            base_url,
+            timeout_seconds=settings.timeout_seconds,
+            headers=headers,
+            secrets=[api_key, settings.api_key],
+            transport=transport,
         )
 
     def close(self) -> None:

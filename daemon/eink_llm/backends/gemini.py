@@ -16,6 +16,8 @@ import base64
 from typing import Any
 from urllib.parse import quote
 
+import httpx
+
 from eink_llm.backends._http import HttpService, as_int, truncate
 from eink_llm.backends._prompt import alternating_history, dumps, error_in_body, finish_answer, require_model, user_text
 from eink_llm.backends.base import BackendSettings, Capabilities, LLMRequest, LLMResponse, PageImage, Usage
@@ -54,14 +56,18 @@ class GeminiBackend:
     name = "gemini"
     capabilities = CAPABILITIES
 
-    def __init__(self, settings: BackendSettings) -> None:
+    def __init__(self, settings: BackendSettings, *, transport: httpx.BaseTransport | None = None) -> None:
         self.settings = settings
         api_key = (settings.api_key or "").strip() or None
         headers = {"x-goog-api-key": api_key} if api_key else {}
         base_url = (settings.base_url or DEFAULT_BASE_URL).strip().rstrip("/")
         self._prefix = "" if base_url.endswith(("/v1beta", "/v1")) else "v1beta/"
         self._http = HttpService(
-            base_url, timeout_seconds=settings.timeout_seconds, headers=headers, secrets=[api_key, settings.api_key]
+            base_url,
+            timeout_seconds=settings.timeout_seconds,
+            headers=headers,
+            secrets=[api_key, settings.api_key],
+            transport=transport,
         )
 
     def close(self) -> None:

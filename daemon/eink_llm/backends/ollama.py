@@ -21,6 +21,8 @@ from __future__ import annotations
 import base64
 from typing import Any
 
+import httpx
+
 from eink_llm.backends._http import HttpService, as_int, truncate
 from eink_llm.backends._prompt import dumps, error_in_body, finish_answer, require_model, user_text
 from eink_llm.backends.base import BackendSettings, Capabilities, LLMRequest, LLMResponse, Usage
@@ -44,7 +46,7 @@ class OllamaBackend:
     name = "ollama"
     capabilities = CAPABILITIES
 
-    def __init__(self, settings: BackendSettings) -> None:
+    def __init__(self, settings: BackendSettings, *, transport: httpx.BaseTransport | None = None) -> None:
         self.settings = settings
         api_key = (settings.api_key or "").strip() or None
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -55,7 +57,11 @@ class OllamaBackend:
         keep_alive = settings.extra.get("keep_alive")
         self.keep_alive = None if keep_alive is None else keep_alive if isinstance(keep_alive, int) else str(keep_alive)
         self._http = HttpService(
-            base_url, timeout_seconds=settings.timeout_seconds, headers=headers, secrets=[api_key, settings.api_key]
+            base_url,
+            timeout_seconds=settings.timeout_seconds,
+            headers=headers,
+            secrets=[api_key, settings.api_key],
+            transport=transport,
         )
 
     def close(self) -> None:

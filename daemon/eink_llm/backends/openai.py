@@ -25,12 +25,22 @@ flaky proxies produce, and a second attempt usually succeeds.
 from __future__ import annotations
 
 import base64
-import json
 from dataclasses import replace
 from typing import Any
 
-from eink_llm.backends._http import TRY_LATER, HttpService, as_int, provider_message, strip_reasoning, truncate
-from eink_llm.backends._prompt import CUT_OFF_NOTE, INSTRUCTION, TEXT_LAYER_INTRO, require_model, user_text
+import httpx
+
+from eink_llm.backends._http import HttpService, as_int, truncate
+from eink_llm.backends._prompt import (
+    CUT_OFF_NOTE,
+    INSTRUCTION,
+    TEXT_LAYER_INTRO,
+    dumps,
+    error_in_body,
+    finish_answer,
+    require_model,
+    user_text,
+)
 from eink_llm.backends.base import (
     BackendSettings,
     Capabilities,
@@ -97,7 +107,7 @@ class OpenAIBackend:
 
     name = "openai"
 
-    def __init__(self, settings: BackendSettings) -> None:
+    def __init__(self, settings: BackendSettings, *, transport: httpx.BaseTransport | None = None) -> None:
         self.settings = settings
         api_key = (settings.api_key or "").strip() or None
         detail = str(settings.extra.get("detail") or "").strip().lower() or None
@@ -121,6 +131,7 @@ class OpenAIBackend:
             timeout_seconds=settings.timeout_seconds,
             headers=headers,
             secrets=[api_key, settings.api_key],
+            transport=transport,
         )
         self.capabilities = capabilities_for(self.detail, self._http.host, settings.model)
 
@@ -177,51 +188,26 @@ class OpenAIBackend:
         http = self._http
         choices = data.get("choices")
         if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-            problem = provider_message(_dumps(data)) if "error" in data else None
-            if problem:
-                # OpenRouter and some proxies report upstream failures inside a 200 response.
-                raise http.error(
-                    f"{http.label} reported a problem: “{truncate(problem, 300)}”",
-                    TRY_LATER,
-                    detail="HTTP 200 with an error body",
-                    retryable=True,
-                )
-            raise http.not_understood(f"no choices in the response: {truncate(_dumps(data), 200)}")
+            raise error_in_body(http, data) or http.not_understood(
+                f"no choices in the response: {truncate(dumps(data), 200)}"
+            )
         choice: dict[str, Any] = choices[0]
         message = choice.get("message")
         if not isinstance(message, dict):
-            raise http.not_understood(f"choices[0] has no message: {truncate(_dumps(choice), 200)}")
+            raise http.not_understood(f"choices[0] has no message: {truncate(dumps(choice), 200)}")
         raw = _content_text(message.get("content"))
         if raw is None:
-            raise http.not_understood(f"choices[0].message.content is not text: {truncate(_dumps(message), 200)}")
-        text = strip_reasoning(raw)
+            raise http.not_understood(f"choices[0].message.content is not text: {truncate(dumps(message), 200)}")
         refusal = message.get("refusal")
-        if not text and isinstance(refusal, str) and refusal.strip():
-            text = refusal.strip()  # the model's own words on why it will not answer are an answer to show
         finish = choice.get("finish_reason")
-
-        if not text:
-            if finish == "length":
-                raise http.error(
-                    "The model used up its whole length limit before writing any answer.",
-                    "Raise llm.max_output_tokens (reasoning models need room to think), then export the page again.",
-                    detail="finish_reason=length, empty content",
-                )
-            if finish == "content_filter":
-                raise http.error(
-                    f"{http.label} withheld the answer (content filter).",
-                    "Rephrase the question, then export the page again.",
-                    detail="finish_reason=content_filter",
-                )
-            raise http.error(
-                f"{http.label} sent an empty answer.",
-                TRY_LATER,
-                detail=f"finish_reason={finish}, empty content",
-                retryable=True,
-            )
-        if finish == "length":
-            text = f"{text}\n\n{CUT_OFF_NOTE}"
-
+        text = finish_answer(
+            http,
+            raw,
+            cut_off=finish == "length",
+            withheld="content filter" if finish == "content_filter" else None,
+            detail=f"finish_reason={finish}",
+            fallback=refusal if isinstance(refusal, str) else None,
+        )
         usage = data.get("usage")
         usage = usage if isinstance(usage, dict) else {}
         model = data.get("model")
@@ -251,10 +237,6 @@ def _content_text(content: object) -> str | None:
                     texts.append(value)
         return "".join(texts)
     return None
-
-
-def _dumps(value: object) -> str:
-    return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def create(settings: BackendSettings) -> OpenAIBackend:
