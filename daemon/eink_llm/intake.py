@@ -19,7 +19,7 @@ from pathlib import Path
 
 from eink_llm import naming
 from eink_llm.config import Config
-from eink_llm.store import Store
+from eink_llm.store.ports import JobIntake
 
 #: Prefix of the queue identity of a file over the size limit (never read, so never hashed).
 OVERSIZED = "oversized:"
@@ -52,7 +52,7 @@ def root_for(config: Config, path: Path) -> tuple[Path, str | None]:
     return (folder.path, folder.user) if folder else (path.parent, None)
 
 
-def enqueue(store: Store, config: Config, path: Path, sha256: str, size: int, mtime_ns: int) -> int | None:
+def enqueue(store: JobIntake, config: Config, path: Path, sha256: str, size: int, mtime_ns: int) -> int | None:
     """Queue a file, with what its order key is made of (:func:`eink_llm.store.queue.order_key`: jobs naming the
     same conversation, jobs in the same folder-mode folder, and versions of the same file run one at a time)."""
     root, user = root_for(config, path)
