@@ -2,9 +2,9 @@
 
 :class:`~eink_llm.store.Store` implements every one of them structurally (no inheritance; ``mypy --strict``
 proves it where a ``Store`` is handed on, and for all of them at once in ``store/__init__.py``). A consumer is
-annotated with the narrowest port it needs, so its signature says what it may touch, and a reader of a port
-sees every consumer that can reach a method (grep its name). Signatures here mirror the methods exactly
-(``tests/test_store_ports.py`` compares them); docstrings live on the methods.
+annotated with the narrowest port it needs, so its signature says what it may touch; a method it needs and its
+port lacks goes into the narrowest port that fits, not back to ``Store``. Signatures here mirror the methods
+exactly (``tests/test_store_ports.py`` compares them); docstrings live on the methods.
 
 Roles (one set of methods each; a method may sit in more than one):
 
@@ -14,9 +14,9 @@ port                      methods                                               
 :class:`JobIntake`        ``enqueue``                                            ``intake``
 :class:`JobOutcomes`      what becomes of the job being run: ``retry_later``,    (in ``PipelineStore``)
                           ``finish_job``, ``fail_job``, ``reopen_job``
-:class:`JobQueue`         :class:`JobOutcomes` + ``claim_job``, ``get_job``,     ``service`` workers, ``oneshot``
+:class:`JobQueue`         :class:`JobOutcomes` + ``claim_job``, ``get_job``,     ``service`` workers
                           ``next_due``, ``requeue_running``
-:class:`JobLookup`        which job a file is, and its exchange: ``find_job``,   ``oneshot``
+:class:`JobLookup`        which job a file is, and its exchange: ``find_job``,   ``oneshot`` (``_earlier_result``)
                           ``failed_job_for_output``, ``retryable_failures``,
                           ``is_own_output``, ``exchange_for_job``
 :class:`ExchangeRecords`  a job's exchange: ``reserve_exchange``,                (in ``PipelineStore``)
