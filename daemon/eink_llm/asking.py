@@ -29,7 +29,8 @@ from eink_llm.errors import BackendError, BudgetExceededError, EinkError, Reques
 from eink_llm.reader import InputDocument
 from eink_llm.resolve import Resolution
 from eink_llm.retry import Breakers, CircuitBreaker
-from eink_llm.store import Exchange, Store, utc_now
+from eink_llm.store import Exchange, utc_now
+from eink_llm.store.ports import AskerStore
 from eink_llm.transcript import INSTRUCTION as TRANSCRIBE
 
 log = structlog.get_logger("eink_llm.pipeline")
@@ -47,7 +48,7 @@ class Asker:
     def __init__(
         self,
         config: Config,
-        store: Store,
+        store: AskerStore,
         backends: Mapping[str, Backend],
         profiles: Mapping[str, Profile],
         breakers: Breakers,

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from eink_llm.config import Profile
 from eink_llm.errors import BudgetExceededError
-from eink_llm.store import Store
+from eink_llm.store.ports import BudgetUsage
 
 
 def period_starts(now: datetime) -> tuple[datetime, datetime, datetime, datetime]:
@@ -31,7 +31,7 @@ class BudgetLeft:
     resets_at: datetime
 
 
-def budget_left(store: Store, profile: Profile, now: datetime) -> BudgetLeft | None:
+def budget_left(store: BudgetUsage, profile: Profile, now: datetime) -> BudgetLeft | None:
     """The fewest input tokens any of the profile's caps still allows; ``None`` when it has no cap that counts
     tokens (a cost cap without an input price cannot be turned into tokens)."""
     budget = profile.budget
@@ -56,7 +56,7 @@ def budget_left(store: Store, profile: Profile, now: datetime) -> BudgetLeft | N
     return tightest
 
 
-def check_budget(store: Store, profile: Profile, now: datetime) -> BudgetExceededError | None:
+def check_budget(store: BudgetUsage, profile: Profile, now: datetime) -> BudgetExceededError | None:
     """The first cap the profile has reached, as an error that says which and when it resets; else None."""
     budget = profile.budget
     day, tomorrow, month, next_month = period_starts(now)

@@ -25,7 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from eink_llm.backends.base import LLMRequest, Message, ModelOptions
-from eink_llm.store import Conversation, Exchange, Store
+from eink_llm.store import Conversation, Exchange
+from eink_llm.store.ports import ContextSource
 from eink_llm.text_tokens import estimate_tokens as estimate_tokens  # where it was; still imported from here
 
 SUMMARY_SHARE = 0.25
@@ -87,7 +88,7 @@ def recent_turns(exchanges: Sequence[Exchange], budget: int) -> tuple[tuple[Mess
 
 
 def build_context(
-    store: Store,
+    store: ContextSource,
     conversation: Conversation | None,
     sequence: int,
     query: str,
@@ -132,7 +133,7 @@ def build_context(
 
 
 def _relevant(
-    store: Store,
+    store: ContextSource,
     conversation: Conversation | None,
     sequence: int,
     sent: Sequence[int],

@@ -18,7 +18,8 @@ import structlog
 
 from eink_llm.atomic import atomic_write
 from eink_llm.errors import OutputError
-from eink_llm.store import Store, utc_now
+from eink_llm.store import utc_now
+from eink_llm.store.ports import UnwrittenOutputs
 
 log = structlog.get_logger("eink_llm.delivery")
 
@@ -32,7 +33,7 @@ def retry_at(failed_attempts: int, now: datetime | None = None) -> datetime:
     return (now or utc_now()) + timedelta(seconds=delay)
 
 
-def deliver_due(store: Store, now: datetime | None = None) -> int:
+def deliver_due(store: UnwrittenOutputs, now: datetime | None = None) -> int:
     """Try every kept PDF whose attempt is due; returns how many were written. Store errors propagate (the
     caller backs off); a write that fails again is rescheduled."""
     written = 0

@@ -21,6 +21,7 @@ from typing import Any, Literal
 from eink_llm import history_format as fmt
 from eink_llm.errors import HistoryArgumentError, StoreError, UnknownConversationError
 from eink_llm.store import Conversation, Store, iso
+from eink_llm.store.ports import HistoryCommands
 
 ExportFormat = Literal["md", "json", "pdf"]
 EXPORT_FORMATS: tuple[ExportFormat, ...] = ("md", "json", "pdf")
@@ -39,7 +40,7 @@ def _no_history(database: Path) -> str:
 
 
 @contextmanager
-def open_history(database: Path, *, write: bool = False) -> Iterator[Store | None]:
+def open_history(database: Path, *, write: bool = False) -> Iterator[HistoryCommands | None]:
     """The database for the commands (read-only unless ``write``), ``None`` if there is none yet; a database that
     lacks this version's migrations, or is damaged or unreadable, raises :class:`StoreError`."""
     if not database.exists():
@@ -56,7 +57,9 @@ def open_history(database: Path, *, write: bool = False) -> Iterator[Store | Non
         yield store
 
 
-def _conversation(store: Store | None, database: Path, conversation_id: str) -> tuple[Store, Conversation]:
+def _conversation(
+    store: HistoryCommands | None, database: Path, conversation_id: str
+) -> tuple[HistoryCommands, Conversation]:
     """The conversation with this id, or the one whose id starts with it (a unique prefix is enough)."""
     conversation = store.get_conversation(conversation_id) if store is not None else None
     if store is not None and conversation is None and conversation_id.strip():

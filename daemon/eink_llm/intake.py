@@ -1,6 +1,7 @@
 """From a settled file to a queue row: its identity (the SHA-256 of its bytes, or its size over the limit) and
-its order key. The daemon runs this on a thread of its own, never on the watcher's loop: hashing reads the whole
-file, and the database may be locked for a while (``service.py`` retries).
+what its order key is made of (the conversation its name names, its folder-mode folder; the key itself is
+:func:`eink_llm.store.queue.order_key`). The daemon runs this on a thread of its own, never on the watcher's
+loop: hashing reads the whole file, and the database may be locked for a while (``service.py`` retries).
 
 A file over ``input.max_file_mb`` (seen from the watcher's ``stat``) is never read: it is queued under an
 identity made of its size and modification time, and the pipeline answers it with an ERROR_ that says it is too
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from eink_llm import naming
 from eink_llm.config import Config
-from eink_llm.store import Store
+from eink_llm.store.ports import JobIntake
 
 #: Prefix of the queue identity of a file over the size limit (never read, so never hashed).
 OVERSIZED = "oversized:"
@@ -51,13 +52,10 @@ def root_for(config: Config, path: Path) -> tuple[Path, str | None]:
     return (folder.path, folder.user) if folder else (path.parent, None)
 
 
-def enqueue(store: Store, config: Config, path: Path, sha256: str, size: int, mtime_ns: int) -> int | None:
-    """Queue a file. Jobs with the same order key run one at a time, in order: those naming the same
-    conversation, those in the same folder-mode folder, and versions of the same file."""
+def enqueue(store: JobIntake, config: Config, path: Path, sha256: str, size: int, mtime_ns: int) -> int | None:
+    """Queue a file, with what its order key is made of (:func:`eink_llm.store.queue.order_key`: jobs naming the
+    same conversation, jobs in the same folder-mode folder, and versions of the same file run one at a time)."""
     root, user = root_for(config, path)
-    hint = naming.find_conversation_id(path.name)
-    folder = config.conversation_folder(path)
-    order_key = f"conv:{hint}" if hint else f"folder:{folder}" if folder else f"path:{path}"
     return store.enqueue(
         path,
         root=root,
@@ -65,6 +63,6 @@ def enqueue(store: Store, config: Config, path: Path, sha256: str, size: int, mt
         size=size,
         mtime_ns=mtime_ns,
         user_id=user,
-        conversation_hint=hint,
-        order_key=order_key,
+        conversation_hint=naming.find_conversation_id(path.name),
+        conversation_folder=config.conversation_folder(path),
     )

@@ -22,6 +22,7 @@ from eink_llm.pipeline import Outcome, Pipeline
 from eink_llm.reader.cage import Cage
 from eink_llm.retry import Breakers
 from eink_llm.store import Store, utc_now
+from eink_llm.store.ports import JobLookup, OneShotStore
 
 log = structlog.get_logger("eink_llm.oneshot")
 
@@ -71,7 +72,7 @@ def process_files(loaded: LoadedConfig, files: Sequence[Path]) -> list[ProcessRe
     reported instead.
     """
 
-    def queue(store: Store, config: Config, results: dict[int, Path], done: list[ProcessResult]) -> None:
+    def queue(store: OneShotStore, config: Config, results: dict[int, Path], done: list[ProcessResult]) -> None:
         for file in files:
             found = _identify(file, config, done)
             if found is None:
@@ -93,7 +94,7 @@ def retry_files(loaded: LoadedConfig, files: Sequence[Path]) -> list[ProcessResu
     """``eink-llm retry FILE…``: try failed pages again. FILE is the page or its ERROR_ file; the exchange keeps
     its number, and the answer replaces the ERROR_ page (while that is unchanged)."""
 
-    def queue(store: Store, config: Config, results: dict[int, Path], done: list[ProcessResult]) -> None:
+    def queue(store: OneShotStore, config: Config, results: dict[int, Path], done: list[ProcessResult]) -> None:
         for file in files:
             found = _identify(file, config, done)
             if found is None:
@@ -113,7 +114,7 @@ def retry_files(loaded: LoadedConfig, files: Sequence[Path]) -> list[ProcessResu
 def retry_failed(loaded: LoadedConfig, since: datetime | None) -> list[ProcessResult]:
     """``eink-llm retry --failed``: every page whose ERROR_ was not its own fault (since ``since``)."""
 
-    def queue(store: Store, _config: Config, results: dict[int, Path], _done: list[ProcessResult]) -> None:
+    def queue(store: OneShotStore, _config: Config, results: dict[int, Path], _done: list[ProcessResult]) -> None:
         for job in store.retryable_failures(since):
             if store.reopen_job(job.job_id):
                 results[job.job_id] = job.path
@@ -133,7 +134,7 @@ def _identify(file: Path, config: Config, done: list[ProcessResult]) -> tuple[Pa
 
 
 def _one_shot(
-    loaded: LoadedConfig, queue: Callable[[Store, Config, dict[int, Path], list[ProcessResult]], None]
+    loaded: LoadedConfig, queue: Callable[[OneShotStore, Config, dict[int, Path], list[ProcessResult]], None]
 ) -> list[ProcessResult]:
     """Open the store and backends, let ``queue`` pick jobs, and run them to the end in this thread."""
     config = loaded.config
@@ -146,26 +147,26 @@ def _one_shot(
             # One-shot: no outage mode, so an unreachable model ends in an ERROR_ PDF after max_attempts.
             pipeline = Pipeline(config, store, backends, Breakers(threshold=2**31), decoder=cage)
             queue(store, config, results, done)
-            _drain(pipeline, results, done)
+            _drain(pipeline, store, results, done)
         finally:
             close_backends(backends.values())
     return done
 
 
-def _drain(pipeline: Pipeline, jobs: dict[int, Path], done: list[ProcessResult]) -> None:
-    """Run the given jobs to the end, in this thread, waiting out retry delays."""
+def _drain(pipeline: Pipeline, store: OneShotStore, jobs: dict[int, Path], done: list[ProcessResult]) -> None:
+    """Run the given jobs to the end, in this thread, waiting out retry delays (``store`` is the pipeline's)."""
     remaining = dict(jobs)
     while remaining:
-        job = pipeline.store.claim_job(only=list(remaining))
+        job = store.claim_job(only=list(remaining))
         if job is None:
             for job_id in list(remaining):  # a running daemon took it: report what became of it
-                other = pipeline.store.get_job(job_id)
+                other = store.get_job(job_id)
                 if other.state in {"done", "failed"}:
                     remaining.pop(job_id)
-                    done.append(_earlier_result(pipeline.store, other.path, other.sha256))
+                    done.append(_earlier_result(store, other.path, other.sha256))
             if not remaining:
                 break
-            due = pipeline.store.next_due()
+            due = store.next_due()
             wait = (due - utc_now()).total_seconds() if due else IDLE_POLL_SECONDS
             time.sleep(min(max(wait, 0.05), 30.0))
             continue
@@ -175,7 +176,7 @@ def _drain(pipeline: Pipeline, jobs: dict[int, Path], done: list[ProcessResult])
             continue
         remaining.pop(job.job_id)
         if outcome.reopened is not None:  # ink on an ERROR_ page: its failed page is answered here too
-            remaining[outcome.reopened] = pipeline.store.get_job(outcome.reopened).path
+            remaining[outcome.reopened] = store.get_job(outcome.reopened).path
         if outcome.unwritten:
             message = (
                 f"answered, but {outcome.output} could not be written; the answer is kept in the database and "
@@ -190,7 +191,7 @@ def _drain(pipeline: Pipeline, jobs: dict[int, Path], done: list[ProcessResult])
         done.append(ProcessResult(job.path, outcome, message))
 
 
-def _earlier_result(store: Store, path: Path, sha: str) -> ProcessResult:
+def _earlier_result(store: JobLookup, path: Path, sha: str) -> ProcessResult:
     job = store.find_job(path, sha)
     exchange = store.exchange_for_job(job.job_id) if job else None
     if exchange is None or exchange.status == "pending":

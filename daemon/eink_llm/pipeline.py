@@ -55,7 +55,8 @@ from eink_llm.reader import Decoder, InputDocument, read_input
 from eink_llm.render import RenderMeta, get_device, render_answer, render_error
 from eink_llm.resolve import Resolution, Resolver
 from eink_llm.retry import Breakers, CircuitBreaker, next_attempt, should_retry
-from eink_llm.store import Exchange, ExchangeResult, Job, Store, utc_now
+from eink_llm.store import Exchange, ExchangeResult, Job, utc_now
+from eink_llm.store.ports import PipelineStore
 from eink_llm.transcript import split_reply
 
 log = structlog.get_logger("eink_llm.pipeline")
@@ -82,7 +83,7 @@ class Pipeline:
     def __init__(
         self,
         config: Config,
-        store: Store,
+        store: PipelineStore,
         backends: Mapping[str, Backend],
         breakers: Breakers | None = None,
         *,

@@ -44,7 +44,8 @@ from eink_llm import confined, inkdiff, naming
 from eink_llm.config import Config
 from eink_llm.economy import is_blank
 from eink_llm.reader import InputDocument, records_input
-from eink_llm.store import AnswerRecord, Job, Store
+from eink_llm.store import AnswerRecord, Job
+from eink_llm.store.ports import PastAnswers
 
 log = structlog.get_logger("eink_llm.resolve")
 
@@ -122,7 +123,7 @@ class Resolution:
 
 
 class Resolver:
-    def __init__(self, config: Config, store: Store) -> None:
+    def __init__(self, config: Config, store: PastAnswers) -> None:
         self.config = config
         self.store = store
 

@@ -35,6 +35,7 @@ from eink_llm.pipeline import Pipeline
 from eink_llm.reader.cage import Cage
 from eink_llm.status_page import StatusKeeper
 from eink_llm.store import Job, Store, utc_now
+from eink_llm.store.ports import JobIntake, JobQueue, QueueSummary
 from eink_llm.watcher import SettledFile, Watcher
 
 log = structlog.get_logger("eink_llm.service")
@@ -102,7 +103,7 @@ class Daemon:
             self._status = StatusKeeper(store, self.config, lambda: self._pipeline.breakers)
             with contextlib.suppress(EinkError):  # the writer thread keeps it up to date
                 self._status_text = self._status_line(store)
-            self._watcher = self._new_watcher(store)
+            self._watcher = self._new_watcher()
             for number in range(self.config.service.workers):
                 self._start_thread(f"worker-{number + 1}", self._work, store)
             self._start_thread("intake", self._take_in, store)
@@ -122,7 +123,7 @@ class Daemon:
             self.stop()  # also when the loop ended on its own (dead watcher): workers must not claim more
             notify("STOPPING=1")
             self._watcher.stop()
-            self._finish_workers()
+            self._finish_workers(store)
             self._status.stop()  # after the workers: the page's last word is "stopped"
             return code
         finally:
@@ -183,7 +184,7 @@ class Daemon:
         signal.signal(signal.SIGINT, on_signal)
         signal.signal(signal.SIGHUP, on_hangup)
 
-    def _new_watcher(self, store: Store) -> Watcher:
+    def _new_watcher(self) -> Watcher:
         watch = self.config.watch
         reserved = [self.config.status_page.name] if self.config.status_page.enabled else []
         self._watcher_config = (watch, reserved)
@@ -272,7 +273,7 @@ class Daemon:
             self._start_thread(name, body, store)
         return all_alive
 
-    def _take_in(self, store: Store) -> None:
+    def _take_in(self, store: JobIntake) -> None:
         """The intake thread: hash each settled file and queue it; retry while the database refuses."""
         while not self._stopping.is_set():
             try:
@@ -281,7 +282,7 @@ class Daemon:
                 continue
             self._queue_file(store, settled)
 
-    def _queue_file(self, store: Store, settled: SettledFile) -> None:
+    def _queue_file(self, store: JobIntake, settled: SettledFile) -> None:
         limit = self.config.input.limits().max_file_bytes
         try:
             sha = intake.content_id(settled.path, settled.size, settled.mtime_ns, limit)
@@ -330,7 +331,7 @@ class Daemon:
         if forgotten:
             log.info("dropped old answer copies", count=forgotten, older_than_days=days)
 
-    def _status_line(self, store: Store) -> str:
+    def _status_line(self, store: QueueSummary) -> str:
         counts = store.queue_counts()
         services = self._pipeline.breakers.open_services()
         down = f" (AI service down, probing: {', '.join(services)})" if services else ""
@@ -366,21 +367,21 @@ class Daemon:
         reserved = [config.status_page.name] if config.status_page.enabled else []
         if (config.watch, reserved) != self._watcher_config:
             self._watcher.stop()
-            self._watcher = self._new_watcher(store)
+            self._watcher = self._new_watcher()
             self._watcher.start()
         log.info("configuration reloaded", source=str(loaded.source or "built-in defaults"))
         notify("READY=1")
 
     # --- workers ---------------------------------------------------------------------------------------
 
-    def _work(self, store: Store) -> None:
+    def _work(self, store: JobQueue) -> None:
         while not self._stopping.is_set():
             pipeline = self._pipeline  # read per job: a reload swaps it
             if not pipeline.breakers.may_claim():  # every model is down: leave the queue alone between probes
                 self._stopping.wait(IDLE_POLL_SECONDS)
                 continue
             self._wake.clear()  # before claiming: a job queued from now on wakes the wait below
-            job = pipeline.store.claim_job()  # a store error goes to the guard, which backs off
+            job = store.claim_job()  # a store error goes to the guard, which backs off
             if job is None:
                 self._wake.wait(IDLE_POLL_SECONDS)
                 continue
@@ -412,14 +413,14 @@ class Daemon:
                 if self._stopping.wait(wait):
                     return  # left running: the next start puts it back
 
-    def _finish_workers(self) -> None:
+    def _finish_workers(self, store: JobQueue) -> None:
         deadline = time.monotonic() + self.config.service.shutdown_grace_seconds
         for thread in [t for _b, t in self._threads.values()]:
             thread.join(max(0.0, deadline - time.monotonic()))
         if any(t.is_alive() for t in self._workers):
             log.warning("an answer was still in progress at shutdown; it will be redone at the next start")
             try:  # a clean stop is not the file's fault: give the attempt back (a crash does not get here)
-                self._pipeline.store.requeue_running(refund=True)
+                store.requeue_running(refund=True)
             except EinkError as exc:
                 log.warning("could not put the interrupted answer back now; the next start does", error=str(exc))
 

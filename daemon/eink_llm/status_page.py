@@ -48,7 +48,8 @@ from eink_llm.statusinfo import (
     this_host,
     waiting_line,
 )
-from eink_llm.store import Heartbeat, Outcome, ServiceState, Store, utc_now
+from eink_llm.store import Heartbeat, Outcome, ServiceState, utc_now
+from eink_llm.store.ports import StatusKeeperStore
 
 log = structlog.get_logger("eink_llm.status_page")
 
@@ -188,7 +189,7 @@ class _Page:
 class StatusKeeper:
     """The heartbeat and the folders' status pages; driven by the service's main loop (no thread of its own)."""
 
-    store: Store
+    store: StatusKeeperStore
     config: Config
     breakers: Callable[[], Breakers]
     clock: Callable[[], float] = time.monotonic

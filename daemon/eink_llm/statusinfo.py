@@ -23,7 +23,8 @@ from eink_llm import redact
 from eink_llm.asking import service_key
 from eink_llm.budget import check_budget, period_starts
 from eink_llm.config import Config, FolderConfig, Profile
-from eink_llm.store import Heartbeat, Outcome, RunningJob, Store, WaitingJob
+from eink_llm.store import Heartbeat, Outcome, RunningJob, WaitingJob
+from eink_llm.store.ports import BudgetUsage, SnapshotStore
 
 #: How often a running daemon writes its heartbeat, and after how long without one it counts as gone.
 HEARTBEAT_SECONDS = 5.0
@@ -137,7 +138,7 @@ def _service(
     return ServiceInfo(profile.name, llm.backend, llm.model, "answering")
 
 
-def _budget(store: Store, profile: Profile, now: datetime) -> BudgetInfo:
+def _budget(store: BudgetUsage, profile: Profile, now: datetime) -> BudgetInfo:
     day, _tomorrow, month, next_month = period_starts(now)
     tokens, cost = store.usage_since(profile.name, month)
     budget = profile.budget
@@ -161,7 +162,7 @@ def _budget(store: Store, profile: Profile, now: datetime) -> BudgetInfo:
 
 
 def take_snapshot(
-    store: Store,
+    store: SnapshotStore,
     config: Config,
     *,
     folder: FolderConfig | None = None,

@@ -16,6 +16,23 @@ INTERRUPTED = "interrupted: eink-llm stopped or crashed while working on this fi
 STOPPED = "interrupted by a stop of eink-llm; it is taken up again at the next start"
 
 
+def order_key(path: Path, conversation_hint: str | None = None, conversation_folder: Path | None = None) -> str:
+    """The one rule for which jobs run one at a time, oldest first (:meth:`QueueStore.claim_job`): those naming
+    the same conversation in their file name, else those in the same folder-mode folder (one conversation per
+    folder), else the versions of the same file (a notebook's versions are compared in order).
+
+    Migration ``003_conversations_on_paper`` wrote the same keys for the jobs that existed then, in SQL
+    (``COALESCE('conv:' || conversation_hint, 'path:' || path)``): folder mode came with that migration, so no
+    earlier job had a folder. A shipped migration is never edited; ``tests/test_store_order.py`` holds the two
+    equal.
+    """
+    if conversation_hint:
+        return f"conv:{conversation_hint}"
+    if conversation_folder is not None:
+        return f"folder:{conversation_folder}"
+    return f"path:{path}"
+
+
 class QueueStore(Database):
     def enqueue(
         self,
@@ -27,16 +44,15 @@ class QueueStore(Database):
         mtime_ns: int,
         user_id: str | None = None,
         conversation_hint: str | None = None,
-        order_key: str | None = None,
+        conversation_folder: Path | None = None,
     ) -> int | None:
         """Add a job unless this content was seen at this path before, or is a file we wrote.
 
         Returns the new job's id, or ``None`` when nothing was added. Idempotent: the watcher may report a
-        file many times. ``order_key`` (default: the conversation named in the file name, else the path) makes
-        jobs that share it run one at a time, oldest first.
+        file many times. ``conversation_hint`` (the conversation named in the file name) and
+        ``conversation_folder`` (its folder-mode folder) make its :func:`order_key`.
         """
-        if order_key is None:
-            order_key = f"conv:{conversation_hint}" if conversation_hint else f"path:{path}"
+        key = order_key(path, conversation_hint, conversation_folder)
         now = iso(utc_now())
         with self._write() as db:
             if db.execute("SELECT 1 FROM outputs WHERE sha256 = ?", (sha256,)).fetchone():
@@ -44,7 +60,7 @@ class QueueStore(Database):
             cursor = db.execute(
                 "INSERT OR IGNORE INTO jobs (path, root, sha256, size, mtime_ns, user_id, conversation_hint,"
                 " order_key, next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (str(path), str(root), sha256, size, mtime_ns, user_id, conversation_hint, order_key, now, now, now),
+                (str(path), str(root), sha256, size, mtime_ns, user_id, conversation_hint, key, now, now, now),
             )
             if cursor.rowcount:
                 return cursor.lastrowid
