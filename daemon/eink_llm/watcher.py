@@ -42,7 +42,7 @@ from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
 from watchdog.observers.polling import PollingObserver
 
-from eink_llm.watch_mounts import NETWORK_FILESYSTEMS, filesystem_type, is_network_fs, read_mounts
+from eink_llm.watch_mounts import NETWORK_FILESYSTEMS, MountTable, filesystem_type, is_network_fs, read_mounts
 from eink_llm.watch_names import CANDIDATE_SUFFIXES, is_candidate, is_candidate_name, is_ignored_dir_name
 
 __all__ = [
@@ -119,6 +119,9 @@ class Watcher:
 
     The watcher can be started again after :meth:`stop` (for instance to rebuild a dead observer); what it
     remembers about pending and reported files is kept.
+
+    ``clock``, ``mounts`` and ``native_observer`` are what the watcher takes from the system (the monotonic
+    clock, the mount table in /proc, watchdog's inotify observer); tests hand in their own.
     """
 
     def __init__(
@@ -132,6 +135,8 @@ class Watcher:
         reserved_names: Iterable[str] = (),
         clock: Callable[[], float] = time.monotonic,
         settle_for: Callable[[Path, Path], float] | None = None,
+        mounts: Callable[[], MountTable | None] = read_mounts,
+        native_observer: Callable[[], BaseObserver] = Observer,
     ) -> None:
         if not roots:
             raise ValueError("Watcher needs at least one root folder")
@@ -152,6 +157,10 @@ class Watcher:
         self._polling = polling
         self._polling_interval = float(polling_interval)
         self._clock = clock
+        #: This system's mount table for ``polling="auto"`` (None: no table, so no network mount is detected).
+        self._mounts = mounts
+        #: The platform's event-driven observer (inotify on Linux), used unless polling.
+        self._native_observer = native_observer
         #: Our own files directly in a root (the status page): never reported.
         self._reserved = frozenset(name.casefold() for name in reserved_names)
 
@@ -195,7 +204,7 @@ class Watcher:
         observer: BaseObserver | None = None
         if not use_polling:
             try:
-                observer = self._start_observer(Observer())
+                observer = self._start_observer(self._native_observer())
             except OSError as exc:
                 if self._polling == "auto" and exc.errno in _INOTIFY_LIMIT_ERRNOS:
                     _log.warning(
@@ -516,7 +525,7 @@ class Watcher:
         return observer
 
     def _auto_wants_polling(self, roots: Sequence[_Root]) -> bool:
-        mounts = read_mounts()
+        mounts = self._mounts()
         if mounts is None:
             return False
         for root in roots:
