@@ -29,3 +29,18 @@ def test_console_format_is_readable() -> None:
     structlog.get_logger("t").info("watching", folders=["/in"])
     out = stream.getvalue()
     assert "watching" in out and "folders" in out and not out.lstrip().startswith("{")
+
+
+def test_tests_can_capture_module_loggers_under_the_daemon_configuration() -> None:
+    """Tests check log events with ``structlog.testing.capture_logs`` instead of replacing a module's logger.
+    That must hold after ``configure_logging`` (a CLI test may have run it earlier in the same process), and
+    capturing must not leave the daemon's own output changed behind it."""
+    stream = io.StringIO()
+    configure_logging("json", "info", stream=stream)
+    module_log = structlog.get_logger("eink_llm.watcher")  # what a module holds: a lazy proxy
+    module_log.info("before")  # a logger already used is captured too
+    with structlog.testing.capture_logs() as logs:
+        module_log.warning("captured", folder="/in")
+    module_log.info("after")
+    assert logs == [{"event": "captured", "folder": "/in", "log_level": "warning"}]
+    assert [json.loads(line)["event"] for line in stream.getvalue().splitlines()] == ["before", "after"]

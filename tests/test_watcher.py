@@ -14,16 +14,18 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, MutableMapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 from watchdog.events import FileCreatedEvent, FileModifiedEvent, FileMovedEvent
 from watchdog.observers.inotify import InotifyObserver
 
 from eink_llm import watch_mounts
 from eink_llm import watcher as watcher_module
+from eink_llm.watch_mounts import MountTable
 from eink_llm.watcher import CANDIDATE_SUFFIXES, SettledFile, Watcher, is_candidate
 
 # watchdog warns when its own recursive registration races a `mkdir -p` below a watched folder; harmless.
@@ -68,20 +70,31 @@ class FakeClock:
         self.now += seconds
 
 
-class FakeLog:
-    """Stands in for the module's structlog logger, so tests see log calls whatever logging is configured."""
+def events(logs: list[MutableMapping[str, Any]], level: str) -> list[str]:
+    """The events ``structlog.testing.capture_logs`` captured at ``level``."""
+    return [str(entry["event"]) for entry in logs if entry["log_level"] == level]
 
-    def __init__(self) -> None:
-        self.records: list[tuple[str, str, dict[str, Any]]] = []
 
-    def __getattr__(self, level: str) -> Callable[..., None]:
-        def log(event: str, **fields: Any) -> None:
-            self.records.append((level, event, fields))
+def mount_table(*mounts: tuple[str, str]) -> Callable[[], MountTable]:
+    """A ``mounts`` seam for the watcher: this table instead of the machine's /proc/self/mountinfo."""
+    return lambda: list(mounts)
 
-        return log
 
-    def messages(self, level: str) -> list[str]:
-        return [event for lvl, event, _ in self.records if lvl == level]
+def failing_inotify(code: int, created: list[InotifyObserver] | None = None) -> Callable[[], InotifyObserver]:
+    """A ``native_observer`` seam: a real inotify observer whose start fails with ``code`` (as at the limit)."""
+
+    def make() -> InotifyObserver:
+        observer = InotifyObserver()
+
+        def start() -> None:
+            raise OSError(code, os.strerror(code))
+
+        observer.start = start  # type: ignore[method-assign]
+        if created is not None:
+            created.append(observer)
+        return observer
+
+    return make
 
 
 def wait_until(watcher: Watcher, predicate: Callable[[], object], timeout: float = TIMEOUT, what: str = "") -> None:
@@ -613,11 +626,8 @@ def test_deleted_file_is_forgotten(root: Path, recorder: Recorder, make_watcher:
 
 
 def test_event_handler_survives_bad_events(
-    root: Path, recorder: Recorder, make_watcher: Callable[..., Watcher], monkeypatch: pytest.MonkeyPatch
+    root: Path, recorder: Recorder, make_watcher: Callable[..., Watcher]
 ) -> None:
-    fake_log = FakeLog()
-    monkeypatch.setattr(watcher_module, "_log", fake_log)
-
     class ExplodingEvent:
         event_type = "created"
         src_path = "/x.pdf"
@@ -643,16 +653,18 @@ def test_event_handler_survives_bad_events(
         Featureless(),
     ]
     handler = watcher_module._Handler(watcher)
-    for event in [*bad_events, object()]:
-        handler.dispatch(event)  # directly: must not raise, whatever it is handed
-    observer = watcher._observer
-    assert observer is not None
-    emitter = next(iter(observer.emitters))
-    for event in bad_events:
-        emitter.queue_event(event)  # through watchdog's own dispatch thread
-    wait_for_sentinel(watcher, recorder, root)
+    with structlog.testing.capture_logs() as logs:
+        for event in [*bad_events, object()]:
+            handler.dispatch(event)  # directly: must not raise, whatever it is handed
+        observer = watcher._observer
+        assert observer is not None
+        emitter = next(iter(observer.emitters))
+        for event in bad_events:
+            emitter.queue_event(event)  # through watchdog's own dispatch thread
+        wait_for_sentinel(watcher, recorder, root)
     assert watcher.is_healthy()
-    assert len(fake_log.messages("exception")) >= 2 * 3
+    ignored = [e for e in logs if e["event"] == "ignoring a filesystem event that could not be handled"]
+    assert len(ignored) >= 2 * 3 and all(e["log_level"] == "error" and e["exc_info"] for e in ignored)
     write(root / "later.pdf")
     wait_until(watcher, lambda: "later.pdf" in recorder.names())
 
@@ -761,30 +773,17 @@ def test_auto_falls_back_to_polling_at_the_inotify_limit(
     root: Path,
     recorder: Recorder,
     make_watcher: Callable[..., Watcher],
-    monkeypatch: pytest.MonkeyPatch,
     code: int,
 ) -> None:
-    fake_log = FakeLog()
-    monkeypatch.setattr(watcher_module, "_log", fake_log)
-    monkeypatch.setattr(watcher_module, "read_mounts", lambda: [("/", "ext4")])
     created: list[InotifyObserver] = []
-
-    def limited_observer(**kwargs: Any) -> InotifyObserver:
-        observer = InotifyObserver(**kwargs)
-
-        def start() -> None:
-            raise OSError(code, os.strerror(code))
-
-        observer.start = start  # type: ignore[method-assign]
-        created.append(observer)
-        return observer
-
-    monkeypatch.setattr(watcher_module, "Observer", limited_observer)
-    watcher = make_watcher([root], "auto")
-    watcher.start()
+    watcher = make_watcher(
+        [root], "auto", mounts=mount_table(("/", "ext4")), native_observer=failing_inotify(code, created)
+    )
+    with structlog.testing.capture_logs() as logs:
+        watcher.start()
     assert watcher.using_polling
     assert watcher.is_healthy()
-    [warning] = fake_log.messages("warning")
+    [warning] = events(logs, "warning")
     assert "max_user_watches" in warning and "watch.polling: true" in warning
     reader = getattr(created[0], "_inotify_fd", None)  # watchdog >= 6: one reader thread per inotify observer
     assert reader is None or not reader.is_alive(), "the failed inotify observer left its reader thread running"
@@ -793,52 +792,36 @@ def test_auto_falls_back_to_polling_at_the_inotify_limit(
 
 
 def test_inotify_errors_propagate_when_polling_is_off_or_unrelated(
-    root: Path, make_watcher: Callable[..., Watcher], monkeypatch: pytest.MonkeyPatch
+    root: Path, make_watcher: Callable[..., Watcher]
 ) -> None:
-    monkeypatch.setattr(watcher_module, "read_mounts", lambda: [("/", "ext4")])
-
-    def failing(code: int) -> Callable[..., InotifyObserver]:
-        def make(**kwargs: Any) -> InotifyObserver:
-            observer = InotifyObserver(**kwargs)
-            observer.start = lambda: (_ for _ in ()).throw(OSError(code, os.strerror(code)))  # type: ignore[method-assign]
-            return observer
-
-        return make
-
-    monkeypatch.setattr(watcher_module, "Observer", failing(errno.ENOSPC))
-    forced = make_watcher([root], "inotify")
+    local = mount_table(("/", "ext4"))
+    forced = make_watcher([root], "inotify", mounts=local, native_observer=failing_inotify(errno.ENOSPC))
     with pytest.raises(OSError) as caught:
         forced.start()
     assert caught.value.errno == errno.ENOSPC
     assert not forced.is_healthy()
 
-    monkeypatch.setattr(watcher_module, "Observer", failing(errno.EACCES))
-    auto = make_watcher([root], "auto")
+    auto = make_watcher([root], "auto", mounts=local, native_observer=failing_inotify(errno.EACCES))
     with pytest.raises(PermissionError):
         auto.start()
 
 
 def test_auto_polls_a_root_on_a_network_filesystem(
-    root: Path, recorder: Recorder, make_watcher: Callable[..., Watcher], monkeypatch: pytest.MonkeyPatch
+    root: Path, recorder: Recorder, make_watcher: Callable[..., Watcher]
 ) -> None:
-    fake_log = FakeLog()
-    monkeypatch.setattr(watcher_module, "_log", fake_log)
     real = os.path.realpath(root)
-    monkeypatch.setattr(watcher_module, "read_mounts", lambda: [("/", "ext4"), (real, "nfs4")])
-    watcher = make_watcher([root], "auto")
-    watcher.start()
+    watcher = make_watcher([root], "auto", mounts=mount_table(("/", "ext4"), (real, "nfs4")))
+    with structlog.testing.capture_logs() as logs:
+        watcher.start()
     assert watcher.using_polling
-    [info] = fake_log.messages("info")
+    [info] = events(logs, "info")
     assert "network filesystem" in info
     write(root / "q.pdf")
     wait_until(watcher, lambda: recorder.names() == ["q.pdf"])
 
 
-def test_auto_uses_inotify_on_a_local_filesystem(
-    root: Path, make_watcher: Callable[..., Watcher], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(watcher_module, "read_mounts", lambda: [("/", "ext4")])
-    watcher = make_watcher([root], "auto")
+def test_auto_uses_inotify_on_a_local_filesystem(root: Path, make_watcher: Callable[..., Watcher]) -> None:
+    watcher = make_watcher([root], "auto", mounts=mount_table(("/", "ext4")))
     watcher.start()
     assert not watcher.using_polling
     assert watcher.is_healthy()

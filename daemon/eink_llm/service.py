@@ -21,6 +21,7 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from types import FrameType
+from typing import TypeVar
 
 import structlog
 
@@ -46,6 +47,8 @@ STATUS_SECONDS = 5.0
 PRUNE_SECONDS = 6 * 3600.0
 IDLE_POLL_SECONDS = 1.0
 EX_WATCH_FAILED = 1
+
+_Part = TypeVar("_Part")
 
 
 def notify(message: str) -> None:
@@ -84,6 +87,13 @@ class Daemon:
         self._threads: dict[str, tuple[Callable[[Store], None], threading.Thread]] = {}
         self._settled: queue.SimpleQueue[SettledFile] = queue.SimpleQueue()
         self._status_text = "STATUS=starting"
+        # Built by run() once the database is open (a reload swaps the pipeline and may swap the watcher);
+        # the methods that use them run only from then on, and read them through _built().
+        self._cage: Cage | None = None
+        self._pipeline: Pipeline | None = None
+        self._status: StatusKeeper | None = None
+        self._watcher: Watcher | None = None
+        self._watcher_config: tuple[WatchConfig, list[str]] | None = None  # what the watcher was built from
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
@@ -97,18 +107,18 @@ class Daemon:
         backends = open_backends(self.config)
         self._backends.extend(backends.values())
         # One warm reading process per worker; it outlives reloads (its limits follow the config per file).
-        self._cage = Cage(self.config.service.workers, self.config.input.limits())
+        cage = self._cage = Cage(self.config.service.workers, self.config.input.limits())
         try:
-            self._pipeline = Pipeline(self.config, store, backends, decoder=self._cage)
-            self._status = StatusKeeper(store, self.config, lambda: self._pipeline.breakers)
+            self._pipeline = Pipeline(self.config, store, backends, decoder=cage)
+            status = self._status = StatusKeeper(store, self.config, lambda: _built(self._pipeline).breakers)
             with contextlib.suppress(EinkError):  # the writer thread keeps it up to date
                 self._status_text = self._status_line(store)
-            self._watcher = self._new_watcher()
+            watcher = self._watcher = self._new_watcher()
             for number in range(self.config.service.workers):
                 self._start_thread(f"worker-{number + 1}", self._work, store)
             self._start_thread("intake", self._take_in, store)
             self._start_thread("writer", self._keep_up, store)
-            self._watcher.start()
+            watcher.start()
             log.info(
                 "watching",
                 folders=[str(f.path) for f in self.config.watch.folders],
@@ -116,20 +126,20 @@ class Daemon:
                 backend=self.config.llm.backend,
                 model=self.config.llm.model,
                 database=str(store.path),
-                polling=self._watcher.using_polling,
+                polling=watcher.using_polling,
             )
             notify("READY=1\n" + self._status_text)
             code = self._main_loop(store)
             self.stop()  # also when the loop ended on its own (dead watcher): workers must not claim more
             notify("STOPPING=1")
-            self._watcher.stop()
+            _built(self._watcher).stop()  # the current one: a reload may have replaced it
             self._finish_workers(store)
-            self._status.stop()  # after the workers: the page's last word is "stopped"
+            status.stop()  # after the workers: the page's last word is "stopped"
             return code
         finally:
             close_backends(self._backends)  # retired ones too: closing one mid-request would fail that answer
             store.close()
-            self._cage.close()  # after the store: a job still reading now cannot record a misleading ERROR_
+            cage.close()  # after the store: a job still reading now cannot record a misleading ERROR_
 
     def _open_store(self) -> Store | None:
         """Open the database and put back jobs a crash left running; a locked or full database is waited out
@@ -208,7 +218,7 @@ class Daemon:
                 self._reload.clear()
                 self._apply_reload(store)
                 rescan_every = self.config.service.rescan_seconds
-            watcher = self._watcher
+            watcher = _built(self._watcher)
             watcher.tick()
             now = time.monotonic()
             if rescan_every and now >= next_rescan:
@@ -230,7 +240,7 @@ class Daemon:
 
     def _until_next_tick(self) -> float:
         """Sleep until the next file may settle (so settling adds no tick's worth of delay), at most a tick."""
-        due = self._watcher.next_due()
+        due = _built(self._watcher).next_due()
         if due is None:
             return TICK_SECONDS
         return min(TICK_SECONDS, max(due - time.monotonic() + 0.001, 0.001))
@@ -318,7 +328,7 @@ class Daemon:
                 self._forget_old_answer_pdfs(store)
                 next_prune = time.monotonic() + PRUNE_SECONDS
             self._status_text = self._status_line(store)
-            self._status.tick()  # the heartbeat, and the STATUS pages when they changed: off the main loop
+            _built(self._status).tick()  # the heartbeat, and the STATUS pages when they changed: off the main loop
             self._stopping.wait(IDLE_POLL_SECONDS)
 
     def _forget_old_answer_pdfs(self, store: Store) -> None:
@@ -333,7 +343,7 @@ class Daemon:
 
     def _status_line(self, store: QueueSummary) -> str:
         counts = store.queue_counts()
-        services = self._pipeline.breakers.open_services()
+        services = _built(self._pipeline).breakers.open_services()
         down = f" (AI service down, probing: {', '.join(services)})" if services else ""
         waiting = store.count_unwritten()
         unwritten = f", {waiting} answers waiting for their folder to be writable" if waiting else ""
@@ -361,14 +371,15 @@ class Daemon:
                 log.warning("this option takes effect at the next restart", option=key)
         self._backends.extend(backends.values())
         self.loaded, self.config = loaded, config
-        self._cage.renew(config.input.limits())  # fresh reading processes under the new limits
-        self._pipeline = Pipeline(config, store, backends, self._pipeline.breakers, decoder=self._cage)
-        self._status.configure(config)
+        cage = _built(self._cage)
+        cage.renew(config.input.limits())  # fresh reading processes under the new limits
+        self._pipeline = Pipeline(config, store, backends, _built(self._pipeline).breakers, decoder=cage)
+        _built(self._status).configure(config)
         reserved = [config.status_page.name] if config.status_page.enabled else []
         if (config.watch, reserved) != self._watcher_config:
-            self._watcher.stop()
-            self._watcher = self._new_watcher()
-            self._watcher.start()
+            _built(self._watcher).stop()
+            watcher = self._watcher = self._new_watcher()
+            watcher.start()
         log.info("configuration reloaded", source=str(loaded.source or "built-in defaults"))
         notify("READY=1")
 
@@ -376,7 +387,7 @@ class Daemon:
 
     def _work(self, store: JobQueue) -> None:
         while not self._stopping.is_set():
-            pipeline = self._pipeline  # read per job: a reload swaps it
+            pipeline = _built(self._pipeline)  # read per job: a reload swaps it
             if not pipeline.breakers.may_claim():  # every model is down: leave the queue alone between probes
                 self._stopping.wait(IDLE_POLL_SECONDS)
                 continue
@@ -435,6 +446,13 @@ __all__ = [
     "retry_failed",
     "retry_files",
 ]
+
+
+def _built(part: _Part | None) -> _Part:
+    """One of the parts run() builds (the pipeline, the watcher...), in a method that runs only once it has."""
+    if part is None:
+        raise RuntimeError("the daemon used a part of itself before run() built it")
+    return part
 
 
 def _settle_rule(watch: WatchConfig) -> Callable[[Path, Path], float]:

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import TypeAlias
 
 __all__ = [
     "NETWORK_FILESYSTEMS",
+    "MountTable",
     "filesystem_type",
     "is_network_fs",
     "parse_mountinfo",
@@ -59,6 +61,9 @@ NETWORK_FILESYSTEMS = frozenset(
     }
 )
 
+#: (mount point, filesystem type) pairs in mount order, as :func:`read_mounts` returns them.
+MountTable: TypeAlias = Sequence[tuple[str, str]]
+
 _OCTAL_ESCAPE = re.compile(r"\\([0-7]{3})")
 
 
@@ -102,7 +107,7 @@ def read_mounts() -> list[tuple[str, str]] | None:
     return None  # not Linux: the native observer it is
 
 
-def filesystem_type(path: str, mounts: Sequence[tuple[str, str]]) -> str | None:
+def filesystem_type(path: str, mounts: MountTable) -> str | None:
     """Type of the filesystem holding ``path``: the longest mount point containing it (the last one mounted
     wins when several are stacked on the same point)."""
     best: str | None = None

@@ -19,8 +19,9 @@ Why it is built this way (see the reference notes on sync clients and watchdog):
   :meth:`Watcher.is_healthy` notices emitters that died (root deleted or unmounted) while the observer thread
   still looks alive.
 
-Which names can be questions is decided in :mod:`eink_llm.watch_names`, which filesystems need polling in
-:mod:`eink_llm.watch_mounts`; ``is_candidate`` and ``CANDIDATE_SUFFIXES`` are re-exported here.
+Which names can be questions is decided in :mod:`eink_llm.watch_names`; which observer listens (inotify or
+polling), and whether it is still alive, in :mod:`eink_llm.watch_observer` (which filesystems need polling in
+:mod:`eink_llm.watch_mounts`). ``is_candidate`` and ``CANDIDATE_SUFFIXES`` are re-exported here.
 """
 
 from __future__ import annotations
@@ -40,10 +41,10 @@ import structlog
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 from watchdog.observers.api import BaseObserver
-from watchdog.observers.polling import PollingObserver
 
-from eink_llm.watch_mounts import NETWORK_FILESYSTEMS, filesystem_type, is_network_fs, read_mounts
+from eink_llm.watch_mounts import NETWORK_FILESYSTEMS, MountTable, read_mounts
 from eink_llm.watch_names import CANDIDATE_SUFFIXES, is_candidate, is_candidate_name, is_ignored_dir_name
+from eink_llm.watch_observer import WatchedRoot, observer_alive, start_observer, stop_observer
 
 __all__ = [
     "CANDIDATE_SUFFIXES",
@@ -54,9 +55,6 @@ __all__ = [
 ]
 
 _log = structlog.get_logger(__name__)
-
-_INOTIFY_LIMIT_ERRNOS = frozenset({errno.ENOSPC, errno.EMFILE})
-_JOIN_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,12 +77,6 @@ class _Pending:
     key: tuple[int, int, int] | None = None  # (size, mtime_ns, inode) at the last stat
     stable_since: float = 0.0  # since when ``key`` is known to hold: the event that explains it, else its stat
     stat_at: float = 0.0  # when the last stat was taken
-
-
-@dataclass(frozen=True, slots=True)
-class _Root:
-    path: Path  # absolute, as configured (may contain symlinks)
-    real: Path  # resolved at start(): what is watched, and what every file must resolve under
 
 
 class _Handler(FileSystemEventHandler):
@@ -119,6 +111,9 @@ class Watcher:
 
     The watcher can be started again after :meth:`stop` (for instance to rebuild a dead observer); what it
     remembers about pending and reported files is kept.
+
+    ``clock``, ``mounts`` and ``native_observer`` are what the watcher takes from the system (the monotonic
+    clock, the mount table in /proc, watchdog's inotify observer); tests hand in their own.
     """
 
     def __init__(
@@ -132,6 +127,8 @@ class Watcher:
         reserved_names: Iterable[str] = (),
         clock: Callable[[], float] = time.monotonic,
         settle_for: Callable[[Path, Path], float] | None = None,
+        mounts: Callable[[], MountTable | None] = read_mounts,
+        native_observer: Callable[[], BaseObserver] = Observer,
     ) -> None:
         if not roots:
             raise ValueError("Watcher needs at least one root folder")
@@ -152,6 +149,10 @@ class Watcher:
         self._polling = polling
         self._polling_interval = float(polling_interval)
         self._clock = clock
+        #: This system's mount table for ``polling="auto"`` (None: no table, so no network mount is detected).
+        self._mounts = mounts
+        #: The platform's event-driven observer (inotify on Linux), used unless polling.
+        self._native_observer = native_observer
         #: Our own files directly in a root (the status page): never reported.
         self._reserved = frozenset(name.casefold() for name in reserved_names)
 
@@ -188,31 +189,14 @@ class Watcher:
         roots = self._resolve_roots()
         with self._lock:
             self._roots = roots
-
-        use_polling = self._polling is True
-        if self._polling == "auto":
-            use_polling = self._auto_wants_polling(roots)
-        observer: BaseObserver | None = None
-        if not use_polling:
-            try:
-                observer = self._start_observer(Observer())
-            except OSError as exc:
-                if self._polling == "auto" and exc.errno in _INOTIFY_LIMIT_ERRNOS:
-                    _log.warning(
-                        "cannot use inotify (the inotify watch/instance limit is reached), falling back to "
-                        "polling the watched folders, which is slower and costs more CPU; to fix it raise the "
-                        "limit (sysctl fs.inotify.max_user_watches=524288 and fs.inotify.max_user_instances=512, "
-                        "persisted in /etc/sysctl.d/) or set watch.polling: true to silence this warning",
-                        error=str(exc),
-                        interval_seconds=self._polling_interval,
-                    )
-                    use_polling = True
-                else:
-                    raise
-        if observer is None:
-            observer = self._start_observer(PollingObserver(timeout=self._polling_interval))
-        self._observer = observer
-        self._using_polling = use_polling
+        self._observer, self._using_polling = start_observer(
+            roots,
+            _Handler(self),
+            polling=self._polling,
+            polling_interval=self._polling_interval,
+            mounts=self._mounts,
+            native_observer=self._native_observer,
+        )
         self.scan()
 
     def stop(self) -> None:
@@ -220,7 +204,7 @@ class Watcher:
         observer, self._observer = self._observer, None
         if observer is None:
             return
-        _stop_observer(observer)
+        stop_observer(observer)
 
     def scan(self) -> None:
         """Walk every root (never following symlinks) and note every candidate file.
@@ -336,19 +320,10 @@ class Watcher:
             return self._settle
 
     def is_healthy(self) -> bool:
-        """True while events can still arrive: observer and every emitter thread alive, every root a folder.
-
-        watchdog's observer thread stays alive when an emitter gives up (inotify emitter when its root is
-        deleted, polling emitter when the root vanishes), so the emitters are checked one by one.
-        """
+        """True while events can still arrive: the observer and all its threads alive (see
+        :func:`~eink_llm.watch_observer.observer_alive`), every root a folder."""
         observer = self._observer
-        if observer is None or not observer.is_alive():
-            return False
-        emitters = list(observer.emitters)
-        if not emitters or not all(emitter.is_alive() for emitter in emitters):
-            return False
-        reader = getattr(observer, "_inotify_fd", None)  # watchdog >= 6: one reader thread per inotify observer
-        if isinstance(reader, threading.Thread) and not reader.is_alive():
+        if observer is None or not observer_alive(observer):
             return False
         return all(os.path.isdir(root) for root in self._root_paths)
 
@@ -385,12 +360,12 @@ class Watcher:
 
     # --- internals -----------------------------------------------------------------------------------
 
-    def _resolve_roots(self) -> list[_Root]:
-        roots = [_Root(path, Path(os.path.realpath(path))) for path in self._root_paths]
+    def _resolve_roots(self) -> list[WatchedRoot]:
+        roots = [WatchedRoot(path, Path(os.path.realpath(path))) for path in self._root_paths]
         # Deepest first, so a file in nested roots belongs to the innermost one.
         return sorted(roots, key=lambda r: len(r.real.parts), reverse=True)
 
-    def _roots_snapshot(self) -> list[_Root]:
+    def _roots_snapshot(self) -> list[WatchedRoot]:
         with self._lock:
             return list(self._roots)
 
@@ -496,51 +471,3 @@ class Watcher:
                 if path in self._pending or self._reported.get(path) == key:
                     continue
                 self._pending[path] = _Pending(root=root, first_noted=now, last_noted=now)
-
-    def _start_observer(self, observer: BaseObserver) -> BaseObserver:
-        """Schedule every root on ``observer`` and start it; on failure stop it so no thread is left behind."""
-        try:
-            handler = _Handler(self)
-            scheduled: list[Path] = []
-            for root in sorted(self._roots_snapshot(), key=lambda r: len(r.real.parts)):
-                if any(root.real.is_relative_to(parent) for parent in scheduled):
-                    continue  # a nested root is already covered by its parent's recursive watch
-                # The resolved path is watched: inotify is told not to follow symlinks, so a symlinked root
-                # would otherwise watch the link itself and miss every file directly inside it.
-                observer.schedule(handler, str(root.real), recursive=True)
-                scheduled.append(root.real)
-            observer.start()
-        except BaseException:
-            _stop_observer(observer)
-            raise
-        return observer
-
-    def _auto_wants_polling(self, roots: Sequence[_Root]) -> bool:
-        mounts = read_mounts()
-        if mounts is None:
-            return False
-        for root in roots:
-            fstype = filesystem_type(str(root.real), mounts)
-            if fstype is not None and is_network_fs(fstype):
-                _log.info(
-                    "a watched folder is on a network filesystem where inotify does not see remote changes; "
-                    "polling all watched folders",
-                    folder=str(root.path),
-                    filesystem=fstype,
-                    interval_seconds=self._polling_interval,
-                )
-                return True
-        return False
-
-
-def _stop_observer(observer: BaseObserver) -> None:
-    try:
-        observer.stop()
-    except Exception:
-        _log.exception("error while stopping the folder observer")
-    try:
-        observer.join(_JOIN_TIMEOUT)
-    except RuntimeError:
-        return  # never started
-    if observer.is_alive():
-        _log.warning("the folder observer did not stop in time", timeout_seconds=_JOIN_TIMEOUT)
