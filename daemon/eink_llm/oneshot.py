@@ -16,7 +16,7 @@ import structlog
 from eink_llm import intake, startup
 from eink_llm.backends import create_backend
 from eink_llm.backends.base import Backend
-from eink_llm.config import Config, LoadedConfig
+from eink_llm.config import Config, LoadedConfig, Profiles
 from eink_llm.logsetup import register_secrets
 from eink_llm.pipeline import Outcome, Pipeline
 from eink_llm.reader.cage import Cage
@@ -32,8 +32,8 @@ def open_backends(config: Config) -> dict[str, Backend]:
     """One backend per profile (the pipeline picks by folder). Close them with :func:`close_backends`."""
     backends: dict[str, Backend] = {}
     try:
-        for name in config.profile_names():
-            settings = config.profile(name).llm.backend_settings()
+        for name, profile in Profiles(config).items():
+            settings = profile.llm.backend_settings()
             register_secrets([settings.api_key])
             backends[name] = create_backend(settings)
     except BaseException:

@@ -39,7 +39,7 @@ from eink_llm.asking import Asker
 from eink_llm.atomic import atomic_write, remove_if_unchanged
 from eink_llm.backends.base import Backend, LLMResponse
 from eink_llm.ceiling import Fitted
-from eink_llm.config import Config, Profile
+from eink_llm.config import Config, Profile, Profiles
 from eink_llm.context import Context, build_context
 from eink_llm.errors import (
     EinkError,
@@ -100,7 +100,7 @@ class Pipeline:
         self.limits = dataclasses.replace(config.input.limits(), max_text_tokens=config.context.question_tokens)
         self.resolver = Resolver(config, store)
         #: Every profile's effective settings, merged and validated once (not per job).
-        self.profiles = {name: config.profile(name) for name in config.profile_names()}
+        self.profiles = Profiles(config)
         for profile in self.profiles.values():  # fail at start, not on the first answer, for a bad page size
             get_device(profile.output.device)
         self.asker = Asker(config, store, backends, self.profiles, self.breakers)
@@ -110,7 +110,7 @@ class Pipeline:
         if not job.path.is_file():
             return self._vanished(job)
 
-        profile = self.profiles[self.config.profile_for(job.path)]
+        profile = self.profiles.for_path(job.path)
         breaker = self.asker.breaker(profile)
         if breaker.is_open and not breaker.allow_claim():  # its AI service is down, and this is no probe
             return self._wait_for_service(job, breaker)
