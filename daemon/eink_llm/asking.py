@@ -27,7 +27,7 @@ from eink_llm.context import Context, summary_request
 from eink_llm.economy import prepare_pages
 from eink_llm.errors import BackendError, BudgetExceededError, EinkError, RequestTooLargeError
 from eink_llm.reader import InputDocument
-from eink_llm.resolve import Resolution
+from eink_llm.resolve import Question, Resolution
 from eink_llm.retry import Breakers, CircuitBreaker
 from eink_llm.store import Exchange, Store, utc_now
 from eink_llm.transcript import INSTRUCTION as TRANSCRIBE
@@ -115,7 +115,7 @@ class Asker:
         whole request fitted under the ceiling of the model's context and the profile's budget (ceiling.py)."""
         llm = profile.llm
         caps = backend.capabilities
-        if resolution.pages is None:
+        if resolution.question is Question.WHOLE_INPUT:
             pages = prepare_pages(document.images, caps, min_stroke_px=llm.min_stroke_px)
         else:
             pages = prepare_pages(

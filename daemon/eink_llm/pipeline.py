@@ -53,7 +53,7 @@ from eink_llm.errors import (
 from eink_llm.image_tokens import estimate_image_tokens
 from eink_llm.reader import Decoder, InputDocument, read_input
 from eink_llm.render import RenderMeta, get_device, render_answer, render_error
-from eink_llm.resolve import Resolution, Resolver
+from eink_llm.resolve import Question, Resolution, Resolver
 from eink_llm.retry import Breakers, CircuitBreaker, next_attempt, should_retry
 from eink_llm.store import Exchange, ExchangeResult, Job, Store, utc_now
 from eink_llm.transcript import split_reply
@@ -454,7 +454,7 @@ class Pipeline:
         context: Context | None,
     ) -> dict[str, Any]:
         data: dict[str, Any] = {"joined": resolution.how}
-        if resolution.pages is not None:
+        if resolution.question is Question.THESE_PAGES:
             data["sent_as"] = [f"{page.role}:{page.page_number}" for page in resolution.pages]
         if context is not None:
             data["context"] = {
