@@ -14,7 +14,7 @@ summary when the conversation has outgrown the context budget.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import structlog
 
@@ -41,6 +41,22 @@ def service_key(profile: Profile) -> str:
     return redact.text(f"{profile.llm.backend} {profile.llm.base_url or ''}".strip())
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What :meth:`Asker.answer` got: the model's response, the profile that gave it (the folder's, or one of its
+    fallbacks) and the request as sent (:class:`Fitted`: what was left out to fit)."""
+
+    response: LLMResponse
+    profile: Profile
+    fitted: Fitted
+
+
+def model_options(profile: Profile) -> ModelOptions:
+    """The model settings of every request a profile sends (an answer, a summary)."""
+    llm = profile.llm
+    return ModelOptions(model=llm.model, max_output_tokens=llm.max_output_tokens, temperature=llm.temperature)
+
+
 class Asker:
     """Asks the models. Safe to use from several worker threads at once."""
 
@@ -62,9 +78,8 @@ class Asker:
 
     def answer(
         self, first: Profile, exchange: Exchange, document: InputDocument, resolution: Resolution, context: Context
-    ) -> tuple[LLMResponse, Profile, Fitted]:
-        """Ask the folder's profile; on a permanent failure or a spent budget, its fallbacks in order. Returns the
-        answer, the profile that gave it, and the request as sent (:class:`Fitted`: what was left out to fit).
+    ) -> Answer:
+        """Ask the folder's profile; on a permanent failure or a spent budget, its fallbacks in order.
 
         A transient failure is raised at once: the whole job is retried later, starting again from the top.
         """
@@ -91,7 +106,7 @@ class Asker:
             if fitted.dropped:
                 log.info("request cut to fit", profile=name, **fitted.record())
             try:
-                return self.ask(fitted.request, backend, self.breaker(profile)), profile, fitted
+                return Answer(self.ask(fitted.request, backend, self.breaker(profile)), profile, fitted)
             except BackendError as exc:
                 if exc.retryable:
                     raise
@@ -134,7 +149,7 @@ class Asker:
             history=context.history,
             pages=pages,
             text=resolution.question_text(document),
-            options=ModelOptions(model=llm.model, max_output_tokens=llm.max_output_tokens, temperature=llm.temperature),
+            options=model_options(profile),
             source_name=exchange.input_file,
             instruction=resolution.instruction,
         )
@@ -196,9 +211,7 @@ class Asker:
         if conversation is None:
             return
         earlier = self.store.history(conversation.conversation_id, exchange.sequence_number + 1)
-        llm = profile.llm
-        options = ModelOptions(model=llm.model, max_output_tokens=llm.max_output_tokens, temperature=llm.temperature)
-        due = summary_request(conversation, earlier, self.config.context.history_tokens, options)
+        due = summary_request(conversation, earlier, self.config.context.history_tokens, model_options(profile))
         if due is None:
             return
         request, through = due

@@ -197,11 +197,11 @@ def _earlier_result(store: Store, path: Path, sha: str) -> ProcessResult:
         return ProcessResult(path, None, f"{path}: already queued; the running daemon will answer it")
     output = path.parent / exchange.output_file if exchange.output_file else None
     outcome = Outcome(
-        exchange.job_id or 0,
-        "ok" if exchange.status == "ok" else "error",
-        output,
-        exchange.conversation_id,
-        exchange.sequence_number,
+        job_id=exchange.job_id or 0,
+        status="ok" if exchange.status == "ok" else "error",
+        output=output,
+        conversation_id=exchange.conversation_id,
+        exchange=exchange.sequence_number,
     )
     said = "answered" if exchange.status == "ok" else "failed"
     return ProcessResult(path, outcome, f"already {said} earlier: {output}")
