@@ -13,8 +13,9 @@ summary when the conversation has outgrown the context budget.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 import structlog
 
@@ -67,12 +68,16 @@ class Asker:
         backends: Mapping[str, Backend],
         profiles: Mapping[str, Profile],
         breakers: Breakers,
+        *,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
+        """``clock`` gives the moment a budget is checked at (which day and month it counts)."""
         self.config = config
         self.store = store
         self.backends = backends
         self.profiles = profiles
         self.breakers = breakers
+        self.clock = clock
         for profile in profiles.values():
             self.breaker(profile)  # every service known up front, so a closed one keeps workers claiming
 
@@ -87,7 +92,7 @@ class Asker:
         last: EinkError | None = None
         for name in chain:
             profile = self.profiles[name]
-            over = check_budget(self.store, profile, utc_now())
+            over = check_budget(self.store, profile, self.clock())
             if over is not None:
                 log.warning("budget spent", profile=name, detail=over.what)
                 last = over
@@ -175,7 +180,7 @@ class Asker:
         if num_ctx is not None and 0 < num_ctx < context:
             context = num_ctx
         ceiling = model_ceiling(context, llm.max_output_tokens)
-        left = budget_left(self.store, profile, utc_now())
+        left = budget_left(self.store, profile, self.clock())
         if left is not None and left.tokens < ceiling.tokens:
             return budget_ceiling(left.tokens, left.label, profile.name, left.resets_at)
         return ceiling

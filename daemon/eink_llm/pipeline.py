@@ -29,9 +29,9 @@ import errno
 import hashlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Literal
 
@@ -89,10 +89,13 @@ class Pipeline:
         breakers: Breakers | None = None,
         *,
         decoder: Decoder | None = None,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         """``backends`` maps every profile name to its backend (see ``service.open_backends``). ``decoder`` is the
-        reading cage (``reader.cage.Cage``) the service owns; without one, inputs are decoded in this process."""
+        reading cage (``reader.cage.Cage``) the service owns; without one, inputs are decoded in this process.
+        ``clock`` tells the time for budgets (which day and month a question counts in) and retries."""
         self.config = config
+        self.clock = clock
         self.decoder = decoder
         self.store = store
         self.backends = backends
@@ -105,7 +108,7 @@ class Pipeline:
         self.profiles = Profiles(config)
         for profile in self.profiles.values():  # fail at start, not on the first answer, for a bad page size
             get_device(profile.output.device)
-        self.asker = Asker(config, store, backends, self.profiles, self.breakers)
+        self.asker = Asker(config, store, backends, self.profiles, self.breakers, clock=clock)
 
     def run(self, job: Job) -> Outcome:
         """One job, in the order of the module docstring: answer it, then deliver the answer (or ERROR_ page)."""
@@ -342,7 +345,7 @@ class Pipeline:
 
     def _wait_for_service(self, job: Job, breaker: CircuitBreaker) -> Outcome:
         """Back to the queue until the service's next probe, untouched and without using up an attempt."""
-        at = utc_now() + timedelta(seconds=max(breaker.seconds_to_probe(), 0.05))
+        at = self.clock() + timedelta(seconds=max(breaker.seconds_to_probe(), 0.05))
         self.store.retry_later(job.job_id, at=at, error="waiting: the AI service is down", refund_attempt=True)
         return Outcome(job_id=job.job_id, status="retry")
 
@@ -384,7 +387,7 @@ class Pipeline:
 
     def _retry_later(self, job: Job, exchange: Exchange, failure: EinkError, *, counts: bool = True) -> Outcome:
         """Back to the queue. ``counts=False`` (during an outage) gives the attempt back."""
-        now = utc_now()
+        now = self.clock()
         at = next_attempt(failure, job.attempts, self.config.retry.policy(), now)
         self.store.retry_later(job.job_id, at=at, error=str(failure), refund_attempt=not counts)
         log.warning(
