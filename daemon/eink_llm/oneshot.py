@@ -64,11 +64,13 @@ class ProcessResult:
         return self.outcome.status == "ok" or (self.outcome.status == "skipped" and self.outcome.error is None)
 
 
-def process_files(loaded: LoadedConfig, files: Sequence[Path]) -> list[ProcessResult]:
+def process_files(
+    loaded: LoadedConfig, files: Sequence[Path], *, clock: Callable[[], datetime] = utc_now
+) -> list[ProcessResult]:
     """``eink-llm process``: run the given files through the same queue and pipeline, without a watcher.
 
     A file whose content was already handled at that path is not answered again; its earlier outcome is
-    reported instead.
+    reported instead. ``clock`` is the pipeline's (see :class:`Pipeline`).
     """
 
     def queue(store: Store, config: Config, results: dict[int, Path], done: list[ProcessResult]) -> None:
@@ -86,7 +88,7 @@ def process_files(loaded: LoadedConfig, files: Sequence[Path]) -> list[ProcessRe
             else:
                 results[job_id] = path
 
-    return _one_shot(loaded, queue)
+    return _one_shot(loaded, queue, clock=clock)
 
 
 def retry_files(loaded: LoadedConfig, files: Sequence[Path]) -> list[ProcessResult]:
@@ -133,7 +135,10 @@ def _identify(file: Path, config: Config, done: list[ProcessResult]) -> tuple[Pa
 
 
 def _one_shot(
-    loaded: LoadedConfig, queue: Callable[[Store, Config, dict[int, Path], list[ProcessResult]], None]
+    loaded: LoadedConfig,
+    queue: Callable[[Store, Config, dict[int, Path], list[ProcessResult]], None],
+    *,
+    clock: Callable[[], datetime] = utc_now,
 ) -> list[ProcessResult]:
     """Open the store and backends, let ``queue`` pick jobs, and run them to the end in this thread."""
     config = loaded.config
@@ -144,7 +149,7 @@ def _one_shot(
         backends = open_backends(config)
         try:
             # One-shot: no outage mode, so an unreachable model ends in an ERROR_ PDF after max_attempts.
-            pipeline = Pipeline(config, store, backends, Breakers(threshold=2**31), decoder=cage)
+            pipeline = Pipeline(config, store, backends, Breakers(threshold=2**31), decoder=cage, clock=clock)
             queue(store, config, results, done)
             _drain(pipeline, results, done)
         finally:
