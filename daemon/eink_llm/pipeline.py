@@ -24,7 +24,6 @@ Crash safety comes from where each step commits (see docs/architecture.md):
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import hashlib
 import logging
@@ -102,7 +101,7 @@ class Pipeline:
         retry = config.retry
         self.breakers = breakers or Breakers(retry.outage_after_failures, retry.probe_interval_seconds)
         #: The reader's limits, with the text layer's budget (context.question_tokens) that it stops reading at.
-        self.limits = dataclasses.replace(config.input.limits(), max_text_tokens=config.context.question_tokens)
+        self.limits = replace(config.input.limits(), max_text_tokens=config.context.question_tokens)
         self.resolver = Resolver(config, store)
         #: Every profile's effective settings, merged and validated once (not per job).
         self.profiles = Profiles(config)
@@ -271,13 +270,13 @@ class Pipeline:
             split = split_reply(response.text) if self.config.context.transcribe else None
             text, transcription = (split.answer, split.transcription) if split else (response.text, None)
             reply = replace(reply, transcription=transcription)
-            output = answer.profile.output
+            layout = answer.profile.output
             pdf = render_answer(
                 text,
                 reply.meta(model=response.model, note=reply.answer_note(answer.fitted), transcription=transcription),
-                device=output.device,
-                font_size=output.font_size,
-                reply_page=output.reply_page,
+                device=layout.device,
+                font_size=layout.font_size,
+                reply_page=layout.reply_page,
             )
             return replace(reply, pdf=pdf, response=LLMResponse(text, response.usage, response.model))
         except EinkError as exc:
