@@ -20,6 +20,15 @@ from tests import samples
 from tests.fakes import FakeLLMServer, Fault
 from tests.harness import db_rows, outputs, pdf_text, write_config
 
+#: The budget tests' clock: the last minute of a day and of a month, where two runs of ``process`` would otherwise
+#: count in different periods. Exchanges are recorded at the real time, later than this, so they count in its
+#: day and month.
+END_OF_JANUARY = datetime(2026, 1, 31, 23, 59, 30, tzinfo=UTC)
+
+
+def end_of_january() -> datetime:
+    return END_OF_JANUARY
+
 
 @pytest.fixture()
 def servers() -> Iterator[tuple[FakeLLMServer, FakeLLMServer]]:
@@ -100,8 +109,8 @@ def test_budget_spent_uses_the_fallback_then_says_when_it_resets(
     capped = {"llm": {"model": "strong"}, "budget": {"daily_tokens": 900}, "fallback": ["local"]}
     inbox = write_profiles_config(tmp_path, main, local, tutor=capped)
     loaded = load_config(tmp_path / "c.yaml")
-    first = process_files(loaded, [samples.make_png(inbox / "math" / "a.png", (300, 400))])
-    second = process_files(loaded, [samples.make_png(inbox / "math" / "b.png", (320, 400))])
+    first = process_files(loaded, [samples.make_png(inbox / "math" / "a.png", (300, 400))], clock=end_of_january)
+    second = process_files(loaded, [samples.make_png(inbox / "math" / "b.png", (320, 400))], clock=end_of_january)
     assert first[0].answered and second[0].answered
     assert len(main.requests) == 1 and len(local.requests) == 1  # the second went to the fallback
 
@@ -109,11 +118,12 @@ def test_budget_spent_uses_the_fallback_then_says_when_it_resets(
     alone = {"llm": {"model": "strong"}, "budget": {"monthly_cost": 0.004, "input_price_per_million": 5}}  # 800
     inbox2 = write_profiles_config(tmp_path / "two", main, local, tutor=alone)
     loaded2 = load_config(tmp_path / "two" / "c.yaml")
-    assert process_files(loaded2, [samples.make_png(inbox2 / "math" / "a.png", (300, 400))])[0].answered
-    over = process_files(loaded2, [samples.make_png(inbox2 / "math" / "b.png", (320, 400))])
+    first = process_files(loaded2, [samples.make_png(inbox2 / "math" / "a.png", (300, 400))], clock=end_of_january)
+    assert first[0].answered
+    over = process_files(loaded2, [samples.make_png(inbox2 / "math" / "b.png", (320, 400))], clock=end_of_january)
     assert not over[0].answered
     text = pdf_text(outputs(inbox2 / "math", "ERROR_")[0])
-    assert "monthly budget" in text and "resets at" in text and "UTC" in text
+    assert "monthly budget" in text and "resets at 2026-02-01 00:00 UTC" in text  # the month of the clock given
 
 
 def test_periods_are_utc_days_and_months() -> None:

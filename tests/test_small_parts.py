@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from eink_llm.atomic import atomic_write, is_our_temp, remove_stale_temps, temp_name_for
 from eink_llm.context import estimate_tokens, recent_turns
@@ -21,6 +22,7 @@ from eink_llm.naming import (
     output_name,
     sanitize_stem,
 )
+from eink_llm.resolve import Page, Question, Resolution
 from eink_llm.retry import RetryPolicy, next_attempt, should_retry
 from eink_llm.store import Exchange
 
@@ -127,3 +129,16 @@ def test_answer_names_are_matched_by_the_input_stem() -> None:
     assert pattern.fullmatch(name.replace("RESPONSE_", "ERROR_"))
     assert not pattern.fullmatch(output_name("RESPONSE", "conv_20261125_140200_1a2b3c4d", 7, "Maths: week 4"))
     assert not pattern.fullmatch("Copy of " + name)
+
+
+def test_a_resolution_says_what_of_the_input_is_asked() -> None:
+    """Pages come only with ``THESE_PAGES``, and never none of them: no empty tuple quietly means "nothing new"."""
+    page = Page(Image.new("L", (8, 8), 255), "new-ink", 1)
+    assert Resolution(None, "notebook", question=Question.THESE_PAGES, pages=(page,)).pages == (page,)
+    assert Resolution(None, "duplicate", question=Question.NOTHING_NEW).nothing_new
+    assert not Resolution(None, "new").nothing_new
+    assert Resolution(None, "new").question is Question.WHOLE_INPUT
+    wrong = [(Question.THESE_PAGES, ()), (Question.WHOLE_INPUT, (page,)), (Question.NOTHING_NEW, (page,))]
+    for question, pages in wrong:
+        with pytest.raises(ValueError):
+            Resolution(None, "new", question=question, pages=pages)

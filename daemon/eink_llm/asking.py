@@ -13,8 +13,9 @@ summary when the conversation has outgrown the context budget.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
 
 import structlog
 
@@ -27,7 +28,7 @@ from eink_llm.context import Context, summary_request
 from eink_llm.economy import prepare_pages
 from eink_llm.errors import BackendError, BudgetExceededError, EinkError, RequestTooLargeError
 from eink_llm.reader import InputDocument
-from eink_llm.resolve import Resolution
+from eink_llm.resolve import Question, Resolution
 from eink_llm.retry import Breakers, CircuitBreaker
 from eink_llm.store import Exchange, utc_now
 from eink_llm.store.ports import AskerStore
@@ -42,6 +43,22 @@ def service_key(profile: Profile) -> str:
     return redact.text(f"{profile.llm.backend} {profile.llm.base_url or ''}".strip())
 
 
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """What :meth:`Asker.answer` got: the model's response, the profile that gave it (the folder's, or one of its
+    fallbacks) and the request as sent (:class:`Fitted`: what was left out to fit)."""
+
+    response: LLMResponse
+    profile: Profile
+    fitted: Fitted
+
+
+def model_options(profile: Profile) -> ModelOptions:
+    """The model settings of every request a profile sends (an answer, a summary)."""
+    llm = profile.llm
+    return ModelOptions(model=llm.model, max_output_tokens=llm.max_output_tokens, temperature=llm.temperature)
+
+
 class Asker:
     """Asks the models. Safe to use from several worker threads at once."""
 
@@ -52,20 +69,23 @@ class Asker:
         backends: Mapping[str, Backend],
         profiles: Mapping[str, Profile],
         breakers: Breakers,
+        *,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
+        """``clock`` gives the moment a budget is checked at (which day and month it counts)."""
         self.config = config
         self.store = store
         self.backends = backends
         self.profiles = profiles
         self.breakers = breakers
+        self.clock = clock
         for profile in profiles.values():
             self.breaker(profile)  # every service known up front, so a closed one keeps workers claiming
 
     def answer(
         self, first: Profile, exchange: Exchange, document: InputDocument, resolution: Resolution, context: Context
-    ) -> tuple[LLMResponse, Profile, Fitted]:
-        """Ask the folder's profile; on a permanent failure or a spent budget, its fallbacks in order. Returns the
-        answer, the profile that gave it, and the request as sent (:class:`Fitted`: what was left out to fit).
+    ) -> Answer:
+        """Ask the folder's profile; on a permanent failure or a spent budget, its fallbacks in order.
 
         A transient failure is raised at once: the whole job is retried later, starting again from the top.
         """
@@ -73,7 +93,7 @@ class Asker:
         last: EinkError | None = None
         for name in chain:
             profile = self.profiles[name]
-            over = check_budget(self.store, profile, utc_now())
+            over = check_budget(self.store, profile, self.clock())
             if over is not None:
                 log.warning("budget spent", profile=name, detail=over.what)
                 last = over
@@ -92,7 +112,7 @@ class Asker:
             if fitted.dropped:
                 log.info("request cut to fit", profile=name, **fitted.record())
             try:
-                return self.ask(fitted.request, backend, self.breaker(profile)), profile, fitted
+                return Answer(self.ask(fitted.request, backend, self.breaker(profile)), profile, fitted)
             except BackendError as exc:
                 if exc.retryable:
                     raise
@@ -116,7 +136,7 @@ class Asker:
         whole request fitted under the ceiling of the model's context and the profile's budget (ceiling.py)."""
         llm = profile.llm
         caps = backend.capabilities
-        if resolution.pages is None:
+        if resolution.question is Question.WHOLE_INPUT:
             pages = prepare_pages(document.images, caps, min_stroke_px=llm.min_stroke_px)
         else:
             pages = prepare_pages(
@@ -135,7 +155,7 @@ class Asker:
             history=context.history,
             pages=pages,
             text=resolution.question_text(document),
-            options=ModelOptions(model=llm.model, max_output_tokens=llm.max_output_tokens, temperature=llm.temperature),
+            options=model_options(profile),
             source_name=exchange.input_file,
             instruction=resolution.instruction,
         )
@@ -161,7 +181,7 @@ class Asker:
         if num_ctx is not None and 0 < num_ctx < context:
             context = num_ctx
         ceiling = model_ceiling(context, llm.max_output_tokens)
-        left = budget_left(self.store, profile, utc_now())
+        left = budget_left(self.store, profile, self.clock())
         if left is not None and left.tokens < ceiling.tokens:
             return budget_ceiling(left.tokens, left.label, profile.name, left.resets_at)
         return ceiling
@@ -197,9 +217,7 @@ class Asker:
         if conversation is None:
             return
         earlier = self.store.history(conversation.conversation_id, exchange.sequence_number + 1)
-        llm = profile.llm
-        options = ModelOptions(model=llm.model, max_output_tokens=llm.max_output_tokens, temperature=llm.temperature)
-        due = summary_request(conversation, earlier, self.config.context.history_tokens, options)
+        due = summary_request(conversation, earlier, self.config.context.history_tokens, model_options(profile))
         if due is None:
             return
         request, through = due

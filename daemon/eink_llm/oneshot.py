@@ -16,7 +16,7 @@ import structlog
 from eink_llm import intake, startup
 from eink_llm.backends import create_backend
 from eink_llm.backends.base import Backend
-from eink_llm.config import Config, LoadedConfig
+from eink_llm.config import Config, LoadedConfig, Profiles
 from eink_llm.logsetup import register_secrets
 from eink_llm.pipeline import Outcome, Pipeline
 from eink_llm.reader.cage import Cage
@@ -33,8 +33,8 @@ def open_backends(config: Config) -> dict[str, Backend]:
     """One backend per profile (the pipeline picks by folder). Close them with :func:`close_backends`."""
     backends: dict[str, Backend] = {}
     try:
-        for name in config.profile_names():
-            settings = config.profile(name).llm.backend_settings()
+        for name, profile in Profiles(config).items():
+            settings = profile.llm.backend_settings()
             register_secrets([settings.api_key])
             backends[name] = create_backend(settings)
     except BaseException:
@@ -65,11 +65,13 @@ class ProcessResult:
         return self.outcome.status == "ok" or (self.outcome.status == "skipped" and self.outcome.error is None)
 
 
-def process_files(loaded: LoadedConfig, files: Sequence[Path]) -> list[ProcessResult]:
+def process_files(
+    loaded: LoadedConfig, files: Sequence[Path], *, clock: Callable[[], datetime] = utc_now
+) -> list[ProcessResult]:
     """``eink-llm process``: run the given files through the same queue and pipeline, without a watcher.
 
     A file whose content was already handled at that path is not answered again; its earlier outcome is
-    reported instead.
+    reported instead. ``clock`` is the pipeline's (see :class:`Pipeline`).
     """
 
     def queue(store: OneShotStore, config: Config, results: dict[int, Path], done: list[ProcessResult]) -> None:
@@ -87,7 +89,7 @@ def process_files(loaded: LoadedConfig, files: Sequence[Path]) -> list[ProcessRe
             else:
                 results[job_id] = path
 
-    return _one_shot(loaded, queue)
+    return _one_shot(loaded, queue, clock=clock)
 
 
 def retry_files(loaded: LoadedConfig, files: Sequence[Path]) -> list[ProcessResult]:
@@ -134,7 +136,10 @@ def _identify(file: Path, config: Config, done: list[ProcessResult]) -> tuple[Pa
 
 
 def _one_shot(
-    loaded: LoadedConfig, queue: Callable[[OneShotStore, Config, dict[int, Path], list[ProcessResult]], None]
+    loaded: LoadedConfig,
+    queue: Callable[[OneShotStore, Config, dict[int, Path], list[ProcessResult]], None],
+    *,
+    clock: Callable[[], datetime] = utc_now,
 ) -> list[ProcessResult]:
     """Open the store and backends, let ``queue`` pick jobs, and run them to the end in this thread."""
     config = loaded.config
@@ -145,7 +150,7 @@ def _one_shot(
         backends = open_backends(config)
         try:
             # One-shot: no outage mode, so an unreachable model ends in an ERROR_ PDF after max_attempts.
-            pipeline = Pipeline(config, store, backends, Breakers(threshold=2**31), decoder=cage)
+            pipeline = Pipeline(config, store, backends, Breakers(threshold=2**31), decoder=cage, clock=clock)
             queue(store, config, results, done)
             _drain(pipeline, store, results, done)
         finally:
@@ -198,11 +203,11 @@ def _earlier_result(store: JobLookup, path: Path, sha: str) -> ProcessResult:
         return ProcessResult(path, None, f"{path}: already queued; the running daemon will answer it")
     output = path.parent / exchange.output_file if exchange.output_file else None
     outcome = Outcome(
-        exchange.job_id or 0,
-        "ok" if exchange.status == "ok" else "error",
-        output,
-        exchange.conversation_id,
-        exchange.sequence_number,
+        job_id=exchange.job_id or 0,
+        status="ok" if exchange.status == "ok" else "error",
+        output=output,
+        conversation_id=exchange.conversation_id,
+        exchange=exchange.sequence_number,
     )
     said = "answered" if exchange.status == "ok" else "failed"
     return ProcessResult(path, outcome, f"already {said} earlier: {output}")

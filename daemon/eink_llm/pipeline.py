@@ -3,6 +3,9 @@
     read input → resolve conversation → build context → LLM hook → render PDF → atomic write → record exchange
     (→ refresh the conversation's rolling summary, when it has outgrown the context budget)
 
+in two steps: :meth:`Pipeline._answer` makes the reply (up to the rendered PDF, an answer or an ERROR_ page:
+replies.py), :meth:`Pipeline._deliver` writes it and records the exchange.
+
 Resolving the conversation also decides what of the input is the question: a notebook re-exported with one
 new page, or an answer of ours come back with handwriting on it, sends only what is new (resolve.py). An input
 with nothing new on it is finished without an answer: a page is never answered twice.
@@ -21,25 +24,23 @@ Crash safety comes from where each step commits (see docs/architecture.md):
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import hashlib
 import logging
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import structlog
 
-from eink_llm import delivery, naming, redact
+from eink_llm import delivery, naming
 from eink_llm.asking import Asker
 from eink_llm.atomic import atomic_write, remove_if_unchanged
 from eink_llm.backends.base import Backend, LLMResponse
-from eink_llm.ceiling import Fitted
-from eink_llm.config import Config, Profile
+from eink_llm.config import Config, Profile, Profiles
 from eink_llm.context import Context, build_context
 from eink_llm.errors import (
     EinkError,
@@ -50,19 +51,19 @@ from eink_llm.errors import (
     UnexpectedError,
     UnreadableInputError,
 )
-from eink_llm.image_tokens import estimate_image_tokens
 from eink_llm.reader import Decoder, InputDocument, read_input
-from eink_llm.render import RenderMeta, get_device, render_answer, render_error
+from eink_llm.render import get_device, render_answer
+from eink_llm.replies import Reply
 from eink_llm.resolve import Resolution, Resolver
 from eink_llm.retry import Breakers, CircuitBreaker, next_attempt, should_retry
-from eink_llm.store import Exchange, ExchangeResult, Job, utc_now
+from eink_llm.store import Exchange, Job, utc_now
 from eink_llm.store.ports import PipelineStore
 from eink_llm.transcript import split_reply
 
 log = structlog.get_logger("eink_llm.pipeline")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Outcome:
     """What became of one job: answered, failed with an ERROR_ PDF, or scheduled for another attempt."""
 
@@ -88,39 +89,48 @@ class Pipeline:
         breakers: Breakers | None = None,
         *,
         decoder: Decoder | None = None,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         """``backends`` maps every profile name to its backend (see ``service.open_backends``). ``decoder`` is the
-        reading cage (``reader.cage.Cage``) the service owns; without one, inputs are decoded in this process."""
+        reading cage (``reader.cage.Cage``) the service owns; without one, inputs are decoded in this process.
+        ``clock`` tells the time for budgets (which day and month a question counts in) and retries."""
         self.config = config
+        self.clock = clock
         self.decoder = decoder
         self.store = store
         self.backends = backends
         retry = config.retry
         self.breakers = breakers or Breakers(retry.outage_after_failures, retry.probe_interval_seconds)
         #: The reader's limits, with the text layer's budget (context.question_tokens) that it stops reading at.
-        self.limits = dataclasses.replace(config.input.limits(), max_text_tokens=config.context.question_tokens)
+        self.limits = replace(config.input.limits(), max_text_tokens=config.context.question_tokens)
         self.resolver = Resolver(config, store)
         #: Every profile's effective settings, merged and validated once (not per job).
-        self.profiles = {name: config.profile(name) for name in config.profile_names()}
+        self.profiles = Profiles(config)
         for profile in self.profiles.values():  # fail at start, not on the first answer, for a bad page size
             get_device(profile.output.device)
-        self.asker = Asker(config, store, backends, self.profiles, self.breakers)
+        self.asker = Asker(config, store, backends, self.profiles, self.breakers, clock=clock)
 
     def run(self, job: Job) -> Outcome:
+        """One job, in the order of the module docstring: answer it, then deliver the answer (or ERROR_ page)."""
         started = time.monotonic()
+        reply = self._answer(job)
+        if isinstance(reply, Outcome):  # done without a page to write, or back in the queue
+            return reply
+        return self._deliver(reply, started)
+
+    # --- the two steps ---------------------------------------------------------------------------------
+
+    def _answer(self, job: Job) -> Reply | Outcome:
+        """read input → resolve conversation → build context → LLM hook → render PDF: the answer, or the ERROR_
+        page of what failed. An :class:`Outcome` instead when the job ends here: its file is gone or changed, it
+        needs no answer, its AI service is down, or a failure worth another attempt puts it back in the queue."""
         if not job.path.is_file():
             return self._vanished(job)
-
-        profile = self.profiles[self.config.profile_for(job.path)]
+        profile = self.profiles.for_path(job.path)
         breaker = self.asker.breaker(profile)
         if breaker.is_open and not breaker.allow_claim():  # its AI service is down, and this is no probe
             return self._wait_for_service(job, breaker)
-
-        failure: EinkError | None
-        if job.attempts > self.config.retry.max_attempts:  # every earlier attempt ended the process itself
-            document, failure = None, self._interrupted_too_often(job)
-        else:
-            document, failure = self._read(job)
+        document, failure = self._read(job)
         if isinstance(failure, InputChangedError):  # not what was queued: never answered with these bytes
             return self._changed(job, failure)
         resolution = self._resolve(job, document)
@@ -129,52 +139,33 @@ class Pipeline:
         if resolution.nothing_new:  # an unreadable file too, when an earlier ERROR_ page already answered it
             return self._nothing_new(job, resolution)
         exchange = self._reserve(job, document, resolution)
-        response: LLMResponse | None = None
-        fitted: Fitted | None = None
-        context: Context | None = None
-        transcription: str | None = None
-        pdf: bytes | None = None
+        reply = Reply(
+            job=job, exchange=exchange, document=document, resolution=resolution, profile=profile, failure=failure
+        )
         if failure is None and document is not None:
-            try:
-                context = self._context(exchange, resolution.question_text(document))
-                response, profile, fitted = self.asker.answer(profile, exchange, document, resolution, context)
-                reply = split_reply(response.text) if self.config.context.transcribe else None
-                answer, transcription = (reply.answer, reply.transcription) if reply else (response.text, None)
-                note = _notes(resolution.note, _text_cut_note(document, resolution, fitted), fitted.note())
-                pdf = render_answer(
-                    answer,
-                    self._meta(job, exchange, model=response.model, note=note, transcription=transcription),
-                    device=profile.output.device,
-                    font_size=profile.output.font_size,
-                    reply_page=profile.output.reply_page,
-                )
-                response = LLMResponse(answer, response.usage, response.model)
-            except EinkError as exc:
-                failure = exc
-            except Exception as exc:  # a bug must cost one ERROR_ PDF, not the daemon
-                log.exception("unexpected error", job=job.job_id)
-                failure = UnexpectedError(
-                    "The daemon hit an unexpected problem while answering.",
-                    "Try again by exporting the page once more; if it keeps happening, report it with the log.",
-                    detail=f"{type(exc).__name__}: {exc}",
-                )
-            if failure is not None and failure.retryable and breaker.is_open:
-                return self._retry_later(job, exchange, failure, counts=False)
-            if failure is not None and should_retry(failure, job.attempts, self.config.retry.policy()):
-                return self._retry_later(job, exchange, failure)
+            reply = self._ask(reply, document)
+            if reply.failure is not None and reply.failure.retryable and breaker.is_open:
+                return self._retry_later(job, exchange, reply.failure, counts=False)
+            if reply.failure is not None and should_retry(reply.failure, job.attempts, self.config.retry.policy()):
+                return self._retry_later(job, exchange, reply.failure)
+        if reply.failure is not None:
+            reply = replace(reply, pdf=reply.error_pdf())
+        return reply
 
-        kind: naming.OutputKind = "RESPONSE" if failure is None else "ERROR"
-        if failure is not None:
-            pdf = self._error_pdf(job, exchange, failure, profile, note=resolution.note)
-        assert pdf is not None
+    def _deliver(self, reply: Reply, started: float) -> Outcome:
+        """atomic write → record exchange; then, for an answer, the ERROR_ page of an earlier attempt goes and the
+        conversation's summary is refreshed. A folder that refuses the PDF costs no answer: it is recorded and
+        kept, and written later (delivery.py)."""
+        job, exchange, failure, profile = reply.job, reply.exchange, reply.failure, reply.profile
+        assert reply.pdf is not None
         unwritten = None
         try:
-            output = self._write(job, kind, pdf, exchange)
+            output = self._write(job, reply.kind, reply.pdf, exchange)
         except OutputError as exc:  # a paid answer is never lost: kept, and written when the folder takes it
             output = job.path.parent / naming.output_name(
-                kind, exchange.conversation_id, exchange.sequence_number, job.path.stem
+                reply.kind, exchange.conversation_id, exchange.sequence_number, job.path.stem
             )
-            unwritten = (pdf, delivery.retry_at(1), exc.user_message())
+            unwritten = (reply.pdf, delivery.retry_at(1), exc.user_message())
             log.warning(
                 "the answer could not be written; it is kept and will be written as soon as the folder allows",
                 input=str(job.path),
@@ -182,23 +173,8 @@ class Pipeline:
                 error=exc.user_message(),
                 detail=exc.detail,
             )
-        result = ExchangeResult(
-            status="ok" if failure is None else "error",
-            output_file=output,
-            question_text=(resolution.question_text(document).strip() or None) if document else None,
-            response_text=response.text if response else None,
-            error_text=failure.user_message() if failure else None,
-            transcription=transcription,
-            backend=profile.llm.backend,
-            model=response.model if response else profile.llm.model,
-            input_tokens=response.usage.input_tokens if response else 0,
-            output_tokens=response.usage.output_tokens if response else 0,
-            processing_time=round(time.monotonic() - started, 3),
-            profile=profile.name,
-            cost=profile.budget.cost(response.usage.input_tokens, response.usage.output_tokens) if response else 0.0,
-            metadata=self._metadata(document, failure, fitted, self.backends.get(profile.name), resolution, context),
-        )
-        self.store.complete_exchange(exchange, result, resolution.prints, unwritten=unwritten)
+        result = reply.result(output, round(time.monotonic() - started, 3), self.backends.get(profile.name))
+        self.store.complete_exchange(exchange, result, reply.resolution.prints, unwritten=unwritten)
         # An answer is news (info); an ERROR_ is a warning when the page was at fault, else an error (ours or
         # the AI service's), so `logging.level: warning` still shows every page that got an ERROR_.
         level = "info" if failure is None else "warning" if failure.input_fault else "error"
@@ -210,7 +186,7 @@ class Pipeline:
             input=str(job.path),
             output=output.name,
             status=result.status,
-            joined=resolution.how,
+            joined=reply.resolution.how,
             duration_s=result.processing_time,
             input_tokens=result.input_tokens,
             output_tokens=result.output_tokens,
@@ -221,18 +197,22 @@ class Pipeline:
             self._replace_error_page(job, exchange, output)
             self._refresh_summary(exchange, profile)
         return Outcome(
-            job.job_id,
-            result.status,
-            output,
-            exchange.conversation_id,
-            exchange.sequence_number,
-            failure,
+            job_id=job.job_id,
+            status=result.status,
+            output=output,
+            conversation_id=exchange.conversation_id,
+            exchange=exchange.sequence_number,
+            error=failure,
             unwritten=unwritten is not None,
         )
 
     # --- stages, in order --------------------------------------------------------------------------
 
     def _read(self, job: Job) -> tuple[InputDocument | None, EinkError | None]:
+        """The document, or why it cannot be had: unreadable, changed since it was queued, or never read again
+        because every earlier attempt ended the process itself."""
+        if job.attempts > self.config.retry.max_attempts:
+            return None, self._interrupted_too_often(job)
         try:
             return read_input(job.path, self.limits, self.decoder, root=job.root, sha256=job.sha256), None
         except EinkError as exc:
@@ -252,47 +232,6 @@ class Pipeline:
         except Exception:
             log.exception("could not tell what is new; sending the whole input", input=str(job.path))
             return self.resolver.fallback(job, document)
-
-    def _refresh_summary(self, exchange: Exchange, profile: Profile) -> None:
-        """After the answer is recorded for good: nothing here may fail the job (it is done, and a job put back
-        would be answered twice), so any failure is only logged."""
-        try:
-            self.asker.refresh_summary(exchange, profile)
-        except Exception:
-            log.exception("could not update the conversation summary", conversation=exchange.conversation_id)
-
-    def _replace_error_page(self, job: Job, exchange: Exchange, output: Path) -> None:
-        """A retry answered: the ERROR_ page of the earlier attempt goes, if it is still as we wrote it."""
-        previous = exchange.output_file
-        if not previous or previous == output.name or not previous.startswith("ERROR_"):
-            return
-        page = job.path.parent / previous
-        digest = self.store.output_digest(page)
-        if digest and remove_if_unchanged(page, digest, root=job.root):
-            log.info("the answer replaces the error page", removed=previous, output=output.name)
-
-    def _retry_requested(self, job: Job, resolution: Resolution) -> Outcome:
-        """Ink on one of our ERROR_ pages: try its input again, and finish this file (the page itself)."""
-        assert resolution.retry_job is not None
-        reopened = self.store.reopen_job(resolution.retry_job)
-        note = "ink on an error page: its page is tried again" if reopened else "ink on an error page"
-        self.store.finish_job(job.job_id, note)
-        log.info(
-            "retrying a failed page on request", error_page=str(job.path), job=resolution.retry_job, reopened=reopened
-        )
-        return Outcome(
-            job.job_id,
-            "skipped",
-            conversation_id=resolution.conversation_id,
-            note=note,
-            reopened=resolution.retry_job if reopened else None,
-        )
-
-    def _nothing_new(self, job: Job, resolution: Resolution) -> Outcome:
-        note = resolution.why_nothing_new
-        self.store.finish_job(job.job_id, note, resolution.prints)
-        log.info("not answering this file", input=str(job.path), why=note)
-        return Outcome(job.job_id, "skipped", conversation_id=resolution.conversation_id, note=note)
 
     def _reserve(self, job: Job, document: InputDocument | None, resolution: Resolution) -> Exchange:
         """The exchange number, reserved before any work (``reserve_exchange`` gives a retry the one of its
@@ -319,6 +258,41 @@ class Pipeline:
             memory=settings.memory,
         )
 
+    def _ask(self, reply: Reply, document: InputDocument) -> Reply:
+        """build context → LLM hook → render PDF. A failure on the way is kept in the reply, with what was got
+        before it (no PDF yet: the caller decides between another attempt and an ERROR_ page)."""
+        exchange, resolution = reply.exchange, reply.resolution
+        try:
+            context = self._context(exchange, resolution.question_text(document))
+            reply = replace(reply, context=context)
+            answer = self.asker.answer(reply.profile, exchange, document, resolution, context)
+            response = answer.response
+            reply = replace(reply, profile=answer.profile, response=response, fitted=answer.fitted)
+            split = split_reply(response.text) if self.config.context.transcribe else None
+            text, transcription = (split.answer, split.transcription) if split else (response.text, None)
+            reply = replace(reply, transcription=transcription)
+            layout = answer.profile.output
+            pdf = render_answer(
+                text,
+                reply.meta(model=response.model, note=reply.answer_note(answer.fitted), transcription=transcription),
+                device=layout.device,
+                font_size=layout.font_size,
+                reply_page=layout.reply_page,
+            )
+            return replace(reply, pdf=pdf, response=LLMResponse(text, response.usage, response.model))
+        except EinkError as exc:
+            return replace(reply, failure=exc)
+        except Exception as exc:  # a bug must cost one ERROR_ PDF, not the daemon
+            log.exception("unexpected error", job=reply.job.job_id)
+            return replace(
+                reply,
+                failure=UnexpectedError(
+                    "The daemon hit an unexpected problem while answering.",
+                    "Try again by exporting the page once more; if it keeps happening, report it with the log.",
+                    detail=f"{type(exc).__name__}: {exc}",
+                ),
+            )
+
     def _write(self, job: Job, kind: naming.OutputKind, pdf: bytes, exchange: Exchange) -> Path:
         """Into the input's folder, reached from the watched root without following links (atomic.py). A name
         the file system refuses as too long (a smaller NAME_MAX than the 255 bytes names are capped for) is
@@ -340,29 +314,40 @@ class Pipeline:
             return output
         raise AssertionError("unreachable")
 
-    # --- failures --------------------------------------------------------------------------------------
+    def _replace_error_page(self, job: Job, exchange: Exchange, output: Path) -> None:
+        """A retry answered: the ERROR_ page of the earlier attempt goes, if it is still as we wrote it."""
+        previous = exchange.output_file
+        if not previous or previous == output.name or not previous.startswith("ERROR_"):
+            return
+        page = job.path.parent / previous
+        digest = self.store.output_digest(page)
+        if digest and remove_if_unchanged(page, digest, root=job.root):
+            log.info("the answer replaces the error page", removed=previous, output=output.name)
 
-    def _retry_later(self, job: Job, exchange: Exchange, failure: EinkError, *, counts: bool = True) -> Outcome:
-        """Back to the queue. ``counts=False`` (during an outage) gives the attempt back."""
-        now = utc_now()
-        at = next_attempt(failure, job.attempts, self.config.retry.policy(), now)
-        self.store.retry_later(job.job_id, at=at, error=str(failure), refund_attempt=not counts)
-        log.warning(
-            "will retry",
-            outage=not counts,
-            input=str(job.path),
-            attempt=job.attempts,
-            retry_at=at.isoformat(),
-            error=failure.user_message(),
-            detail=failure.detail,
+    def _refresh_summary(self, exchange: Exchange, profile: Profile) -> None:
+        """After the answer is recorded for good: nothing here may fail the job (it is done, and a job put back
+        would be answered twice), so any failure is only logged."""
+        try:
+            self.asker.refresh_summary(exchange, profile)
+        except Exception:
+            log.exception("could not update the conversation summary", conversation=exchange.conversation_id)
+
+    # --- jobs that end without a page to write, failures -----------------------------------------------
+
+    def _vanished(self, job: Job) -> Outcome:
+        failure = InputVanishedError(
+            f"{job.path.name} was removed before it could be answered.",
+            "Export the page again if you still want an answer.",
         )
-        return Outcome(job.job_id, "retry", None, exchange.conversation_id, exchange.sequence_number, failure)
+        self.store.fail_job(job.job_id, failure.user_message())
+        log.warning("input vanished", input=str(job.path))
+        return Outcome(job_id=job.job_id, status="skipped", error=failure)
 
     def _wait_for_service(self, job: Job, breaker: CircuitBreaker) -> Outcome:
         """Back to the queue until the service's next probe, untouched and without using up an attempt."""
-        at = utc_now() + timedelta(seconds=max(breaker.seconds_to_probe(), 0.05))
+        at = self.clock() + timedelta(seconds=max(breaker.seconds_to_probe(), 0.05))
         self.store.retry_later(job.job_id, at=at, error="waiting: the AI service is down", refund_attempt=True)
-        return Outcome(job.job_id, "retry")
+        return Outcome(job_id=job.job_id, status="retry")
 
     def _changed(self, job: Job, failure: InputChangedError) -> Outcome:
         """The path no longer holds what was queued (other bytes, or a link now): this job ends unanswered. A
@@ -375,7 +360,52 @@ class Pipeline:
             why=failure.what,
             detail=failure.detail,
         )
-        return Outcome(job.job_id, "skipped", error=failure)
+        return Outcome(job_id=job.job_id, status="skipped", error=failure)
+
+    def _retry_requested(self, job: Job, resolution: Resolution) -> Outcome:
+        """Ink on one of our ERROR_ pages: try its input again, and finish this file (the page itself)."""
+        assert resolution.retry_job is not None
+        reopened = self.store.reopen_job(resolution.retry_job)
+        note = "ink on an error page: its page is tried again" if reopened else "ink on an error page"
+        self.store.finish_job(job.job_id, note)
+        log.info(
+            "retrying a failed page on request", error_page=str(job.path), job=resolution.retry_job, reopened=reopened
+        )
+        return Outcome(
+            job_id=job.job_id,
+            status="skipped",
+            conversation_id=resolution.conversation_id,
+            note=note,
+            reopened=resolution.retry_job if reopened else None,
+        )
+
+    def _nothing_new(self, job: Job, resolution: Resolution) -> Outcome:
+        note = resolution.why_nothing_new
+        self.store.finish_job(job.job_id, note, resolution.prints)
+        log.info("not answering this file", input=str(job.path), why=note)
+        return Outcome(job_id=job.job_id, status="skipped", conversation_id=resolution.conversation_id, note=note)
+
+    def _retry_later(self, job: Job, exchange: Exchange, failure: EinkError, *, counts: bool = True) -> Outcome:
+        """Back to the queue. ``counts=False`` (during an outage) gives the attempt back."""
+        now = self.clock()
+        at = next_attempt(failure, job.attempts, self.config.retry.policy(), now)
+        self.store.retry_later(job.job_id, at=at, error=str(failure), refund_attempt=not counts)
+        log.warning(
+            "will retry",
+            outage=not counts,
+            input=str(job.path),
+            attempt=job.attempts,
+            retry_at=at.isoformat(),
+            error=failure.user_message(),
+            detail=failure.detail,
+        )
+        return Outcome(
+            job_id=job.job_id,
+            status="retry",
+            conversation_id=exchange.conversation_id,
+            exchange=exchange.sequence_number,
+            error=failure,
+        )
 
     def _interrupted_too_often(self, job: Job) -> EinkError:
         """Attempts are counted when a job is claimed, so one that was claimed more than ``max_attempts`` times
@@ -396,110 +426,6 @@ class Pipeline:
             detail=job.last_error,
         )
 
-    def _vanished(self, job: Job) -> Outcome:
-        failure = InputVanishedError(
-            f"{job.path.name} was removed before it could be answered.",
-            "Export the page again if you still want an answer.",
-        )
-        self.store.fail_job(job.job_id, failure.user_message())
-        log.warning("input vanished", input=str(job.path))
-        return Outcome(job.job_id, "skipped", error=failure)
-
-    def _error_pdf(
-        self, job: Job, exchange: Exchange, failure: EinkError, profile: Profile, *, note: str | None = None
-    ) -> bytes:
-        todo = failure.todo
-        if failure.input_fault:
-            todo += " Sending this same file again will not help: change the page, or export it differently."
-        else:
-            todo += " This was not your page's fault: sending the same file again (or `eink-llm retry`) tries again."
-        return render_error(  # the tablet is an exit: a plugin's exception or a provider's message may quote a key
-            self._meta(job, exchange, model=profile.llm.model or "", note=note),
-            title=redact.text(failure.title),
-            what=redact.text(failure.what),
-            todo=redact.text(todo.strip()),
-            detail=redact.optional(failure.detail),
-            device=profile.output.device,
-            font_size=profile.output.font_size,
-            retry_box=not failure.input_fault,
-        )
-
-    def _meta(
-        self,
-        job: Job,
-        exchange: Exchange,
-        *,
-        model: str,
-        note: str | None = None,
-        transcription: str | None = None,
-    ) -> RenderMeta:
-        return RenderMeta(
-            # The notebook's name, never the name of the answer it came back as (RESPONSE_…_ex001_Notebook).
-            title=naming.sanitize_stem(job.path.stem) or job.path.stem,
-            conversation_id=exchange.conversation_id,
-            exchange=exchange.sequence_number,
-            created_at=datetime.fromisoformat(exchange.created_at),
-            model=model,
-            transcription=transcription,
-            note=note,
-            input_sha256=job.sha256,
-        )
-
-    @staticmethod
-    def _metadata(
-        document: InputDocument | None,
-        failure: EinkError | None,
-        fitted: Fitted | None,
-        backend: Backend | None,
-        resolution: Resolution,
-        context: Context | None,
-    ) -> dict[str, Any]:
-        data: dict[str, Any] = {"joined": resolution.how}
-        if resolution.pages is not None:
-            data["sent_as"] = [f"{page.role}:{page.page_number}" for page in resolution.pages]
-        if context is not None:
-            data["context"] = {
-                "tokens": context.tokens,
-                "recent": list(context.recent),
-                "relevant": list(context.relevant),
-                "summary": context.summary_used,
-            }
-        if document is not None:
-            data["pages"] = document.page_count
-            if document.text or document.text_cut:
-                data["text"] = (
-                    document.text_cut.record()
-                    if document.text_cut
-                    else {"original_chars": len(document.text), "kept_chars": len(document.text)}
-                )
-        if fitted is not None:
-            data["request"] = fitted.record()
-        request = fitted.request if fitted is not None else None
-        if request is not None and backend is not None:
-            data["pages_sent"] = len(request.pages)
-            data["page_bytes_sent"] = sum(len(p.data) for p in request.pages)
-            data["image_tokens_estimated"] = sum(
-                estimate_image_tokens(backend.capabilities, p.width, p.height) for p in request.pages
-            )
-        if failure is not None:
-            data["error_type"] = type(failure).__name__
-            data["input_fault"] = failure.input_fault
-            if failure.detail:
-                data["error_detail"] = failure.detail
-        return data
-
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def _text_cut_note(document: InputDocument, resolution: Resolution, fitted: Fitted) -> str | None:
-    """Says the typed text was cut, when it was and what was left of it was sent (not left out to fit)."""
-    if document.text_cut is None or not resolution.question_text(document) or fitted.dropped_text:
-        return None
-    return document.text_cut.note()
-
-
-def _notes(*notes: str | None) -> str | None:
-    """The notes at the top of an answer, one per line."""
-    return "\n".join(note for note in notes if note) or None

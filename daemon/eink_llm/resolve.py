@@ -31,6 +31,7 @@ an input whose bytes, or the exact ink of every page, an answered exchange of th
 
 from __future__ import annotations
 
+import enum
 import os
 import unicodedata
 from collections.abc import Sequence
@@ -71,6 +72,18 @@ _NOTHING_NEW = {
 }
 
 
+class Question(enum.Enum):
+    """What of an input is the question."""
+
+    #: The document as read: all its pages, and its text layer.
+    WHOLE_INPUT = "whole-input"
+    #: Only :attr:`Resolution.pages` (what is new on it, or our own answer's pages without their printed text),
+    #: never its text layer.
+    THESE_PAGES = "these-pages"
+    #: None: the input is finished without an answer (nothing new on it, or no question at all).
+    NOTHING_NEW = "nothing-new"
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
     """One image to send: a whole page, the new ink cut out of one, or a page shown only for context. The image is
@@ -96,8 +109,10 @@ class Resolution:
     note: str | None = None
     #: Folder mode: the folder a new conversation becomes the one conversation of.
     folder: str | None = None
-    #: What to send; ``None`` means the document's pages as they are.
-    pages: tuple[Page, ...] | None = None
+    #: What of the input is the question.
+    question: Question = Question.WHOLE_INPUT
+    #: The images to send when :attr:`question` is :attr:`Question.THESE_PAGES` (then never empty); else empty.
+    pages: tuple[Page, ...] = ()
     #: Replaces the usual "here is my question" when only part of the input is new.
     instruction: str = ""
     #: The input's page prints, kept so a later version of the file can be compared with this one.
@@ -105,9 +120,13 @@ class Resolution:
     #: Ink on one of our ERROR_ pages: the failed job to try again (this input is not a question).
     retry_job: int | None = None
 
+    def __post_init__(self) -> None:
+        if (self.question is Question.THESE_PAGES) != bool(self.pages):
+            raise ValueError(f"{self.question} with {len(self.pages)} pages")
+
     @property
     def nothing_new(self) -> bool:
-        return self.pages is not None and not self.pages
+        return self.question is Question.NOTHING_NEW
 
     @property
     def why_nothing_new(self) -> str:
@@ -119,7 +138,7 @@ class Resolution:
         """The input's text layer, as part of the question — unless only part of the input is new: then the
         text layer holds what was answered before (our own answer, for an annotated RESPONSE_), and sending it
         would ask the old question again."""
-        return document.text if self.pages is None else ""
+        return document.text if self.question is Question.WHOLE_INPUT else ""
 
 
 class Resolver:
@@ -148,7 +167,7 @@ class Resolver:
             resolution.conversation_id,
             "duplicate",
             note=f"the same content was answered as exchange {duplicate} of {resolution.conversation_id}",
-            pages=(),
+            question=Question.NOTHING_NEW,
             prints=resolution.prints,
         )
 
@@ -174,19 +193,25 @@ class Resolver:
         prints = tuple(inkdiff.make_print(image) for image in images)
         handled = self._handled_before(job, document)
         if handled is not None:  # our own answer keeps no prints: written on later, it is no notebook version
-            return Resolution(None, handled, pages=(), prints=prints if handled == "answered-before" else ())
+            return Resolution(
+                None, handled, question=Question.NOTHING_NEW, prints=prints if handled == "answered-before" else ()
+            )
 
         if job.path.name.startswith("ERROR_"):  # written on (unchanged ones are never queued): try it again
             failed = self.store.failed_job_for_output(job.path)
             if failed is not None or self.store.output_digest(job.path) is not None:
-                return Resolution(None, "retry", pages=(), retry_job=failed.job_id if failed else None)
+                return Resolution(
+                    None, "retry", question=Question.NOTHING_NEW, retry_job=failed.job_id if failed else None
+                )
 
         earlier = self.store.earlier_version(job)
         if earlier is not None and images:
             version, conversation = earlier
             known = [inkdiff.load_print(blob) for blob in self.store.page_prints(version.job_id)]
             pages, instruction = _new_content(images, known, notebook=True)
-            return self._continue(conversation, "notebook", job, pages=pages, instruction=instruction, prints=prints)
+            return self._continue(
+                conversation, "notebook", job, _only(pages), pages, instruction=instruction, prints=prints
+            )
 
         ref = self._answer_ref(job, document)
         if ref is not None:
@@ -195,7 +220,13 @@ class Resolver:
                 known = inkdiff.rasterize_pdf(record.pdf)
                 pages, instruction = _new_content(images, known, notebook=False, sequence=sequence)
                 return self._continue(
-                    conversation_id, "annotated-answer", job, pages=pages, instruction=instruction, prints=prints
+                    conversation_id,
+                    "annotated-answer",
+                    job,
+                    _only(pages),
+                    pages,
+                    instruction=instruction,
+                    prints=prints,
                 )
             if document is not None and (record is not None or document.origin is not None):
                 # Ours, but written before we kept our PDFs, or never known here (another server, a lost
@@ -207,7 +238,13 @@ class Resolver:
                     "question; please answer my handwriting."
                 )
                 return self._continue(
-                    conversation_id, "annotated-answer", job, pages=whole, instruction=instruction, prints=prints
+                    conversation_id,
+                    "annotated-answer",
+                    job,
+                    _only(whole),
+                    whole,
+                    instruction=instruction,
+                    prints=prints,
                 )
             return self._continue(conversation_id, "metadata", job, prints=prints)
 
@@ -248,20 +285,23 @@ class Resolver:
         continued), else a new one. The text layer of one of our own answers is still never sent as a question."""
         named = self._continue(job.conversation_hint, "file-name", job) if job.conversation_hint else None
         ours = document is not None and (document.origin is not None or naming.find_answer_ref(job.path.name))
-        pages = None
+        question = Question.WHOLE_INPUT
+        pages: tuple[Page, ...] = ()
         if ours and document is not None:
             pages = tuple(Page(page, "page", number) for number, page in enumerate(document.images, start=1))
+            question = _only(pages)
         if named is not None and named.conversation_id is not None:
-            return Resolution(named.conversation_id, "file-name", pages=pages)
-        return Resolution(None, "new", note=named.note if named else None, pages=pages)
+            return Resolution(named.conversation_id, "file-name", question=question, pages=pages)
+        return Resolution(None, "new", note=named.note if named else None, question=question, pages=pages)
 
     def _continue(
         self,
         conversation_id: str | None,
         how: How,
         job: Job,
+        question: Question = Question.WHOLE_INPUT,
+        pages: tuple[Page, ...] = (),
         *,
-        pages: tuple[Page, ...] | None = None,
         instruction: str = "",
         prints: tuple[bytes, ...] = (),
     ) -> Resolution:
@@ -269,7 +309,9 @@ class Resolver:
         note = None
         known = self.store.get_conversation(conversation_id) if conversation_id else None
         if known is not None and known.status == "active":
-            return Resolution(known.conversation_id, how, pages=pages, instruction=instruction, prints=prints)
+            return Resolution(
+                known.conversation_id, how, question=question, pages=pages, instruction=instruction, prints=prints
+            )
         if known is not None:
             note = (
                 f"Conversation {known.conversation_id} is archived, so this question started a new conversation. "
@@ -282,7 +324,9 @@ class Resolver:
             )
         if note:
             log.info("not continuing a conversation", input=str(job.path), named=conversation_id, reason=note)
-        return Resolution(None, "new", note=note, pages=pages, instruction=instruction, prints=prints)
+        return Resolution(
+            None, "new", note=note, question=question, pages=pages, instruction=instruction, prints=prints
+        )
 
     def _handled_before(self, job: Job, document: InputDocument | None) -> How | None:
         """``status-page``, ``own-answer`` or ``answered-before`` (see the module docstring) when the input needs
@@ -309,6 +353,11 @@ class Resolver:
                 log.info("an answer in the folder records this file", input=str(job.path), answer=name)
                 return "answered-before"
         return None
+
+
+def _only(pages: tuple[Page, ...]) -> Question:
+    """Only these pages are the question; with none, there is nothing new."""
+    return Question.THESE_PAGES if pages else Question.NOTHING_NEW
 
 
 def _new_content(

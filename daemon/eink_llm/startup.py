@@ -20,9 +20,9 @@ from pathlib import Path
 import structlog
 
 from eink_llm.backends import create_backend, missing_settings
-from eink_llm.config import DEFAULT_PROFILE, LoadedConfig, Profile
+from eink_llm.config import DEFAULT_PROFILE, LoadedConfig, Profile, Profiles
 from eink_llm.config.messages import Marks, place
-from eink_llm.errors import EX_CONFIG, EX_IOERR, EX_NOINPUT, ConfigError, EinkError, StartupError
+from eink_llm.errors import EX_CONFIG, EX_IOERR, EX_NOINPUT, EinkError, StartupError
 from eink_llm.render import get_device
 from eink_llm.render.fonts import ensure_fonts
 
@@ -52,11 +52,7 @@ def check(loaded: LoadedConfig, *, create_folders: bool = False, folders: bool =
     config, marks = loaded.config, loaded.marks
     for message in config.profile_problems(marks):
         report.add(message)
-    profiles: dict[str, Profile] = {}
-    for name in config.profile_names():
-        with contextlib.suppress(ConfigError):  # reported just above
-            profiles[name] = config.profile(name)
-    for name, profile in profiles.items():
+    for name, profile in Profiles(config, skip_invalid=True).items():  # the invalid ones are reported just above
         _check_backend(report, loaded, name, profile)
         _check_device(report, loaded, name, profile)
     try:

@@ -16,6 +16,7 @@ from eink_llm.config.files import (
     masked_dump,
     parse_config_file,
 )
+from eink_llm.config.profiles import Profiles
 from eink_llm.config.schema import (
     APP,
     DEFAULT_PROFILE,
@@ -54,6 +55,7 @@ __all__ = [
     "OutputConfig",
     "Profile",
     "ProfileConfig",
+    "Profiles",
     "RetryConfig",
     "ServiceConfig",
     "StatusPageConfig",
