@@ -176,7 +176,7 @@ class QueueStore(Database):
     def requeue_running(self, *, refund: bool = False) -> int:
         """After a crash, jobs left running go back to pending. Returns how many. Their attempt stays counted
         (it was counted, durably, when claimed): a file that ends the process every time runs out of attempts
-        instead of restarting the daemon for ever (see ``Pipeline.run``). ``refund`` gives the attempt back:
+        instead of restarting the daemon for ever (see ``Pipeline._read``). ``refund`` gives the attempt back:
         for a clean stop that had to abandon an answer in progress, which is not the file's fault."""
         with self._write() as db:
             return db.execute(
