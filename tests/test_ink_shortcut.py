@@ -1,5 +1,7 @@
-"""The dot-lattice search's shortcut (``ink._no_lattice``) changes no pixel of ink: where it skips the search, the
-full search finds no lattice either; where it does not, the search runs as before.
+"""Finding a page's ink once and cheaply changes nothing: the dot-lattice search's shortcut (``ink._no_lattice``)
+changes no pixel of ink (where it skips the search, the full search finds no lattice either; where it does not,
+the search runs as before), and a page print made with the ink the page economy found is the print made without
+(stored prints keep matching), as the economy's pages are.
 
 Pages: the generated blank, lined, grid and dotted pages of test_ink (handwriting in several greys, a highlighter
 band), the Supernote's own exports (a lined template among them), the benchmark's pen strokes, a page scattered
@@ -14,9 +16,10 @@ import random
 import pytest
 from PIL import Image, ImageDraw
 
+from eink_llm.economy import page_inks, plan_pages
 from eink_llm.ink import _no_lattice, _template_dots, find_ink, ink_threshold
-from eink_llm.inkdiff import COMPARE_LONG_EDGE
-from tests.test_ink import SIZE, Page, supernote_pages, template
+from eink_llm.inkdiff import COMPARE_LONG_EDGE, make_print
+from tests.test_ink import PNG_ONLY, SIZE, Page, supernote_pages, template
 
 
 def marks_of(grey: Image.Image) -> Image.Image:
@@ -144,3 +147,13 @@ def test_random_lattices_skipped_only_when_none_is_found() -> None:
         skipped += skip
         found += full[1].getbbox() is not None
     assert skipped >= 20 and found >= 20  # both sides of the shortcut were tried
+
+
+@pytest.mark.parametrize("name", list(PAGES))
+def test_ink_found_once_makes_the_same_print_and_pages(name: str) -> None:
+    """With and without a template: the print (compared with prints stored before) and the pages sent."""
+    make, _ = PAGES[name]
+    page = make()
+    [ink] = page_inks([page])
+    assert make_print(page, ink) == make_print(page)
+    assert plan_pages([page], PNG_ONLY, inks=[ink]) == plan_pages([page], PNG_ONLY)

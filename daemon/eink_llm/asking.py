@@ -116,7 +116,8 @@ class Asker:
         llm = profile.llm
         caps = backend.capabilities
         if resolution.pages is None:
-            pages = prepare_pages(document.images, caps, min_stroke_px=llm.min_stroke_px)
+            inks = resolution.inks or None  # found with the prints
+            pages = prepare_pages(document.images, caps, min_stroke_px=llm.min_stroke_px, inks=inks)
         else:
             pages = prepare_pages(
                 [page.image for page in resolution.pages],

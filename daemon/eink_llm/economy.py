@@ -35,7 +35,16 @@ from eink_llm.errors import InputTooLargeError
 from eink_llm.image_tokens import estimate_image_tokens
 from eink_llm.ink import INK_THRESHOLD, Ink, dark_mask, find_ink, has_grey_ink, pen_masks
 
-__all__ = ["INK_THRESHOLD", "PreparedPage", "ink_mask", "is_blank", "plan_pages", "prepare_pages", "stroke_width"]
+__all__ = [
+    "INK_THRESHOLD",
+    "PreparedPage",
+    "ink_mask",
+    "is_blank",
+    "page_inks",
+    "plan_pages",
+    "prepare_pages",
+    "stroke_width",
+]
 
 #: A page with fewer ink pixels than this (at ~150 dpi: a dot or two, a stray tap of the pen) is blank.
 BLANK_INK_PIXELS = 40
@@ -111,6 +120,12 @@ def as_grey(image: Image.Image) -> Image.Image:
     return ImageChops.darker(grey, cap)
 
 
+def page_inks(images: Sequence[Image.Image]) -> tuple[Ink, ...]:
+    """Each page's ink (:func:`~eink_llm.ink.find_ink` of its grey), to find it once and carry it to every stage
+    that needs it: the page prints (:func:`eink_llm.inkdiff.make_print`) and :func:`prepare_pages`."""
+    return tuple(find_ink(as_grey(image)) for image in images)
+
+
 def ink_mask(grey: Image.Image) -> Image.Image:
     """255 where there is ink, 0 elsewhere (mode ``L``): every mark of any grey that is not the notebook's
     template (:mod:`eink_llm.ink`)."""
@@ -160,15 +175,19 @@ def prepare_pages(
     min_stroke_px: float = MIN_STROKE_PX,
     margin_px: int = MARGIN_PX,
     crop_to_ink: bool | Sequence[bool] = True,
+    inks: Sequence[Ink] | None = None,
 ) -> tuple[PageImage, ...]:
     """The pages to send to a backend with capabilities ``caps``: cropped, blank ones dropped, scaled and encoded
     as compactly as legibility allows. At least one page always comes back (for a non-empty input).
+    ``inks``: the pages' :func:`page_inks`, when an earlier stage found them already.
 
     ``crop_to_ink=False`` sends every page whole (a page shown for context, whose faded grey content is not ink):
     not cropped, never dropped as blank, encoded in 16 shades of grey so that light content stays visible; it is
     still scaled within the provider's limits and the legibility floor of whatever ink it carries. A sequence
     gives the choice per page (the pages still share the request's limits: image count, size, bytes)."""
-    plans = plan_pages(images, caps, min_stroke_px=min_stroke_px, margin_px=margin_px, crop_to_ink=crop_to_ink)
+    plans = plan_pages(
+        images, caps, min_stroke_px=min_stroke_px, margin_px=margin_px, crop_to_ink=crop_to_ink, inks=inks
+    )
     return tuple(page.image for page in plans if page.image is not None)
 
 
@@ -200,10 +219,14 @@ def plan_pages(
     min_stroke_px: float = MIN_STROKE_PX,
     margin_px: int = MARGIN_PX,
     crop_to_ink: bool | Sequence[bool] = True,
+    inks: Sequence[Ink] | None = None,
 ) -> tuple[PreparedPage, ...]:
     """Like :func:`prepare_pages`, with what was done to each page (dropped pages included)."""
     greys = [as_grey(image) for image in images]
-    inks = [find_ink(grey) for grey in greys]
+    if inks is None:
+        inks = [find_ink(grey) for grey in greys]
+    elif len(inks) != len(images):
+        raise ValueError("inks needs one ink per page")
     crops = [crop_to_ink] * len(images) if isinstance(crop_to_ink, bool) else list(crop_to_ink)
     if len(crops) != len(images):
         raise ValueError("crop_to_ink needs one flag per page")

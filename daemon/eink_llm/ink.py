@@ -100,6 +100,12 @@ def ink_threshold(grey: Image.Image) -> int:
     return max(64, min(INK_THRESHOLD, paper - PAPER_MARGIN + 1))
 
 
+def all_marks(grey: Image.Image) -> Image.Image:
+    """255 where ``grey`` has a mark (darker than its :func:`ink_threshold`): its ink when it has no template."""
+    threshold = ink_threshold(grey)
+    return grey.point([255 if value < threshold else 0 for value in range(256)])
+
+
 def find_ink(grey: Image.Image) -> Ink:
     """The ink on a grey page: every mark darker than the paper that is not the notebook's template."""
     threshold = ink_threshold(grey)

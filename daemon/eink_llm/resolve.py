@@ -34,7 +34,7 @@ from __future__ import annotations
 import os
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import structlog
@@ -42,7 +42,8 @@ from PIL import Image
 
 from eink_llm import confined, inkdiff, naming
 from eink_llm.config import Config
-from eink_llm.economy import is_blank
+from eink_llm.economy import is_blank, page_inks
+from eink_llm.ink import Ink
 from eink_llm.reader import InputDocument, records_input
 from eink_llm.store import AnswerRecord, Job, Store
 
@@ -103,6 +104,9 @@ class Resolution:
     prints: tuple[bytes, ...] = field(default=(), repr=False)
     #: Ink on one of our ERROR_ pages: the failed job to try again (this input is not a question).
     retry_job: int | None = None
+    #: The document's pages' ink (economy.page_inks), found once for the prints and carried to the page economy
+    #: when the pages go as they are (``pages`` is ``None``).
+    inks: tuple[Ink, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def nothing_new(self) -> bool:
@@ -170,7 +174,14 @@ class Resolver:
 
     def _resolve(self, job: Job, document: InputDocument | None) -> Resolution:
         images = list(document.images) if document is not None else []  # decoded once, by the reader
-        prints = tuple(inkdiff.make_print(image) for image in images)
+        inks = page_inks(images)  # found once: for the prints here and for the page economy
+        prints = tuple(inkdiff.make_print(image, ink) for image, ink in zip(images, inks, strict=True))
+        resolution = self._place(job, document, images, prints)
+        return replace(resolution, inks=inks) if resolution.pages is None else resolution
+
+    def _place(
+        self, job: Job, document: InputDocument | None, images: list[Image.Image], prints: tuple[bytes, ...]
+    ) -> Resolution:
         handled = self._handled_before(job, document)
         if handled is not None:  # our own answer keeps no prints: written on later, it is no notebook version
             return Resolution(None, handled, pages=(), prints=prints if handled == "answered-before" else ())
