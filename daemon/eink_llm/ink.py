@@ -469,15 +469,17 @@ def _no_lattice(marks: Image.Image) -> bool:
     separate bands lie in as many rows of blocks.
     """
     outer, inner = (_OUTER - 1) // 2, (_INNER + 1) // 2
-    width, height = (marks.width + 1) // 2, (marks.height + 1) // 2
-    even = Image.new("L", (2 * width, 2 * height), 0)
-    even.paste(marks)
-    blocks = even.reduce(2)  # the mean of 4 pixels: 64 per mark
-    marked = blocks.point(_ANY_LUT)
+    marked = marks.reduce(2).point(_ANY_LUT)  # the blocks holding a mark (an edge's half blocks too)
+    width, height = marked.size
     padded = Image.new("L", (width + 2 * outer, height + 2 * outer), 0)
     ring: Image.Image | None = None
     for least_marks in (1, 2):
-        holding = blocks.point([255 if value >= 64 * least_marks - 32 else 0 for value in range(256)])
+        if least_marks == 1:
+            holding = marked
+        else:  # whole blocks (a half block's one mark would count as two): the mean of 4 pixels, 64 per mark
+            even = Image.new("L", (2 * width, 2 * height), 0)
+            even.paste(marks)
+            holding = even.reduce(2).point([255 if value >= 64 * least_marks - 32 else 0 for value in range(256)])
         padded.paste(holding, (outer, outer))
         count = ImageChops.subtract(_counts(padded, outer), _counts(padded, inner))
         ring = count if ring is None else ImageChops.add(ring, count)
