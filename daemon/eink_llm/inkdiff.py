@@ -25,7 +25,8 @@ API (all pages are PIL images of any size and mode; grayscale "L" at ~150 dpi is
 * :func:`compare_pages` ``(known, pages)`` → one :class:`PageChange` per returned page: ``same``, ``changed`` (with
   its :class:`NewInk`) or ``new``. ``known`` may be full pages or :func:`load_print` prints.
 * :func:`make_print` / :func:`load_print`: a page as a 1-bit PNG at the comparison size (~5-20 KB), to store
-  a notebook's pages in SQLite and compare against later.
+  a notebook's pages in SQLite and compare against later. Given the page's ink as the page economy finds it, a
+  page without a template is not searched for one again (the same print).
 * :func:`print_digest`: SHA-256 of the binarized comparison raster. It is exact, not fuzzy: equal for a page and
   its print, for lossless re-encodings, and for a re-export that rasterizes to the same pixels (the same tablet
   exporting an unchanged page, read by the same reader settings). It is NOT stable across a re-render at another
