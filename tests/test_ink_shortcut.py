@@ -1,7 +1,7 @@
 """Finding a page's ink once and cheaply changes nothing: the dot-lattice search's shortcut (``ink._no_lattice``)
 changes no pixel of ink (where it skips the search, the full search finds no lattice either; where it does not,
 the search runs as before), and a page print made with the ink the page economy found is the print made without
-(stored prints keep matching), as the economy's pages are.
+(stored prints keep matching), as are the economy's pages, the blank page rule and the comparison of pages.
 
 Pages: the generated blank, lined, grid and dotted pages of test_ink (handwriting in several greys, a highlighter
 band), the Supernote's own exports (a lined template among them), the benchmark's pen strokes, a page scattered
@@ -16,9 +16,9 @@ import random
 import pytest
 from PIL import Image, ImageDraw
 
-from eink_llm.economy import page_inks, plan_pages
+from eink_llm.economy import is_blank, page_inks, plan_pages
 from eink_llm.ink import _no_lattice, _template_dots, find_ink, ink_threshold
-from eink_llm.inkdiff import COMPARE_LONG_EDGE, make_print
+from eink_llm.inkdiff import COMPARE_LONG_EDGE, compare_pages, load_print, make_print
 from tests.test_ink import PNG_ONLY, SIZE, Page, supernote_pages, template
 
 
@@ -157,3 +157,6 @@ def test_ink_found_once_makes_the_same_print_and_pages(name: str) -> None:
     [ink] = page_inks([page])
     assert make_print(page, ink) == make_print(page)
     assert plan_pages([page], PNG_ONLY, inks=[ink]) == plan_pages([page], PNG_ONLY)
+    assert is_blank(page, ink) == is_blank(page)
+    known = [load_print(make_print(template("lined"))), page]
+    assert compare_pages(known, [page], [ink]) == compare_pages(known, [page])

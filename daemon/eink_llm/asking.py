@@ -124,6 +124,7 @@ class Asker:
                 caps,
                 min_stroke_px=llm.min_stroke_px,
                 crop_to_ink=[page.crop_to_ink for page in resolution.pages],
+                inks=[page.ink for page in resolution.pages],
             )
         system_prompt = context.system_prompt(llm.system_prompt)
         lean_system_prompt = llm.system_prompt

@@ -132,10 +132,10 @@ def ink_mask(grey: Image.Image) -> Image.Image:
     return find_ink(as_grey(grey)).mask
 
 
-def is_blank(image: Image.Image) -> bool:
+def is_blank(image: Image.Image, ink: Ink | None = None) -> bool:
     """Whether a page has too little ink to be worth sending (the rule that drops blank pages; a page written only
-    in light grey is not blank)."""
-    return find_ink(as_grey(image)).pixels() < BLANK_INK_PIXELS
+    in light grey is not blank). ``ink``: the page's :func:`page_inks`, when found already."""
+    return (ink if ink is not None else find_ink(as_grey(image))).pixels() < BLANK_INK_PIXELS
 
 
 def stroke_width(mask: Image.Image) -> float:
@@ -175,11 +175,11 @@ def prepare_pages(
     min_stroke_px: float = MIN_STROKE_PX,
     margin_px: int = MARGIN_PX,
     crop_to_ink: bool | Sequence[bool] = True,
-    inks: Sequence[Ink] | None = None,
+    inks: Sequence[Ink | None] | None = None,
 ) -> tuple[PageImage, ...]:
     """The pages to send to a backend with capabilities ``caps``: cropped, blank ones dropped, scaled and encoded
     as compactly as legibility allows. At least one page always comes back (for a non-empty input).
-    ``inks``: the pages' :func:`page_inks`, when an earlier stage found them already.
+    ``inks``: the pages' :func:`page_inks`, where an earlier stage found them already (``None`` for the others).
 
     ``crop_to_ink=False`` sends every page whole (a page shown for context, whose faded grey content is not ink):
     not cropped, never dropped as blank, encoded in 16 shades of grey so that light content stays visible; it is
@@ -219,18 +219,18 @@ def plan_pages(
     min_stroke_px: float = MIN_STROKE_PX,
     margin_px: int = MARGIN_PX,
     crop_to_ink: bool | Sequence[bool] = True,
-    inks: Sequence[Ink] | None = None,
+    inks: Sequence[Ink | None] | None = None,
 ) -> tuple[PreparedPage, ...]:
     """Like :func:`prepare_pages`, with what was done to each page (dropped pages included)."""
     greys = [as_grey(image) for image in images]
-    if inks is None:
-        inks = [find_ink(grey) for grey in greys]
-    elif len(inks) != len(images):
-        raise ValueError("inks needs one ink per page")
+    if inks is not None and len(inks) != len(images):
+        raise ValueError("inks needs one ink (or None) per page")
+    given: Sequence[Ink | None] = inks if inks is not None else [None] * len(greys)
+    found = [ink if ink is not None else find_ink(grey) for grey, ink in zip(greys, given, strict=True)]
     crops = [crop_to_ink] * len(images) if isinstance(crop_to_ink, bool) else list(crop_to_ink)
     if len(crops) != len(images):
         raise ValueError("crop_to_ink needs one flag per page")
-    inked = [not crop or ink.pixels() >= BLANK_INK_PIXELS for crop, ink in zip(crops, inks, strict=True)]
+    inked = [not crop or ink.pixels() >= BLANK_INK_PIXELS for crop, ink in zip(crops, found, strict=True)]
     kept = sum(inked) or (1 if images else 0)
     if caps.max_images is not None and kept > caps.max_images:
         raise InputTooLargeError(
@@ -242,7 +242,7 @@ def plan_pages(
     extra = 1.0
     for _attempt in range(8):
         plans: list[PreparedPage] = []
-        for index, (grey, ink) in enumerate(zip(greys, inks, strict=True)):
+        for index, (grey, ink) in enumerate(zip(greys, found, strict=True)):
             if inked[index]:
                 plans.append(
                     _prepare(index, grey, ink, caps, long_edge_limit, min_stroke_px, margin_px, extra, crops[index])

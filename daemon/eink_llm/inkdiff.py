@@ -177,10 +177,10 @@ def _ink(scaled: Image.Image, page_ink: Ink | None = None) -> Image.Image:
     return find_ink(scaled).mask
 
 
-def _prepare(page: Image.Image) -> _Page:
+def _prepare(page: Image.Image, ink: Ink | None = None) -> _Page:
     gray = _gray(page)
     scaled = _scaled(gray)
-    return _Page(gray, _ink(scaled), scaled.point(_FAINT_LUT), scaled)
+    return _Page(gray, _ink(scaled, ink if page.mode == "L" else None), scaled.point(_FAINT_LUT), scaled)
 
 
 def _dilate(mask: Image.Image, radius: int) -> Image.Image:
@@ -420,8 +420,11 @@ def _candidates(index: int, page: _Page, layouts: Sequence[Image.Image], used: s
     return [j for n, j in enumerate(order) if j in free and j not in order[:n]]
 
 
-def compare_pages(known: Sequence[Image.Image], pages: Sequence[Image.Image]) -> list[PageChange]:
-    """Match each returned page to a known page (pages or prints) and say what is new on it.
+def compare_pages(
+    known: Sequence[Image.Image], pages: Sequence[Image.Image], inks: Sequence[Ink] | None = None
+) -> list[PageChange]:
+    """Match each returned page to a known page (pages or prints) and say what is new on it. ``inks``: the
+    returned pages' ink as the page economy finds it, as for :func:`make_print`.
 
     First exact :func:`print_digest` matches anywhere (pages may be reordered or inserted): ``same``. Then each
     remaining page is compared with up to three unmatched known pages (see :func:`_candidates`); the first whose
@@ -429,7 +432,8 @@ def compare_pages(known: Sequence[Image.Image], pages: Sequence[Image.Image]) ->
     counterpart is ``new``, blank or not.
     """
     known_pages = [_prepare(page) for page in known]
-    returned = [_prepare(page) for page in pages]
+    given: Sequence[Ink | None] = inks if inks is not None else [None] * len(pages)
+    returned = [_prepare(page, ink) for page, ink in zip(pages, given, strict=True)]
     known_digests = [_mask_digest(page.ink) for page in known_pages]
     changes: list[PageChange | None] = [None] * len(returned)
     used: set[int] = set()

@@ -79,6 +79,8 @@ class Page:
     image: Image.Image
     role: Literal["page", "new-ink", "context"]
     page_number: int  # 1-based, in the input
+    #: A whole page's ink, found with its print (economy.page_inks): the economy stage need not find it again.
+    ink: Ink | None = field(default=None, repr=False, compare=False)
 
     @property
     def crop_to_ink(self) -> bool:
@@ -176,11 +178,16 @@ class Resolver:
         images = list(document.images) if document is not None else []  # decoded once, by the reader
         inks = page_inks(images)  # found once: for the prints here and for the page economy
         prints = tuple(inkdiff.make_print(image, ink) for image, ink in zip(images, inks, strict=True))
-        resolution = self._place(job, document, images, prints)
+        resolution = self._place(job, document, images, inks, prints)
         return replace(resolution, inks=inks) if resolution.pages is None else resolution
 
     def _place(
-        self, job: Job, document: InputDocument | None, images: list[Image.Image], prints: tuple[bytes, ...]
+        self,
+        job: Job,
+        document: InputDocument | None,
+        images: list[Image.Image],
+        inks: tuple[Ink, ...],
+        prints: tuple[bytes, ...],
     ) -> Resolution:
         handled = self._handled_before(job, document)
         if handled is not None:  # our own answer keeps no prints: written on later, it is no notebook version
@@ -195,7 +202,7 @@ class Resolver:
         if earlier is not None and images:
             version, conversation = earlier
             known = [inkdiff.load_print(blob) for blob in self.store.page_prints(version.job_id)]
-            pages, instruction = _new_content(images, known, notebook=True)
+            pages, instruction = _new_content(images, inks, known, notebook=True)
             return self._continue(conversation, "notebook", job, pages=pages, instruction=instruction, prints=prints)
 
         ref = self._answer_ref(job, document)
@@ -203,14 +210,15 @@ class Resolver:
             conversation_id, sequence, record = ref
             if record is not None and record.pdf and images:
                 known = inkdiff.rasterize_pdf(record.pdf)
-                pages, instruction = _new_content(images, known, notebook=False, sequence=sequence)
+                pages, instruction = _new_content(images, inks, known, notebook=False, sequence=sequence)
                 return self._continue(
                     conversation_id, "annotated-answer", job, pages=pages, instruction=instruction, prints=prints
                 )
             if document is not None and (record is not None or document.origin is not None):
                 # Ours, but written before we kept our PDFs, or never known here (another server, a lost
                 # database): all of it goes, and its printed text (our earlier answer) never as a question.
-                whole = tuple(Page(page, "page", number) for number, page in enumerate(document.images, start=1))
+                numbered = enumerate(zip(images, inks, strict=True), start=1)
+                whole = tuple(Page(page, "page", number, ink) for number, (page, ink) in numbered)
                 which = f"your answer from exchange {sequence} of this conversation" if record else "an answer of yours"
                 instruction = (
                     f"I wrote on {which}. The printed text on these pages is your earlier answer, not a new "
@@ -322,19 +330,25 @@ class Resolver:
 
 
 def _new_content(
-    images: Sequence[Image.Image], known: Sequence[Image.Image], *, notebook: bool, sequence: int | None = None
+    images: Sequence[Image.Image],
+    inks: Sequence[Ink],
+    known: Sequence[Image.Image],
+    *,
+    notebook: bool,
+    sequence: int | None = None,
 ) -> tuple[tuple[Page, ...], str]:
-    """The images that carry what is new on ``images`` compared with ``known``, and words that explain them."""
+    """The images that carry what is new on ``images`` (with their ``inks``) compared with ``known``, and words
+    that explain them."""
     pages: list[Page] = []
     lines: list[str] = []
-    for change in inkdiff.compare_pages(known, images):
+    for change in inkdiff.compare_pages(known, images, inks):
         number = change.index + 1
         if change.kind == "same":
             continue
         if change.kind == "new" or change.ink is None:
-            if is_blank(images[change.index]):  # an empty page added to a notebook asks nothing
+            if is_blank(images[change.index], inks[change.index]):  # an empty page added to a notebook asks nothing
                 continue
-            pages.append(Page(images[change.index], "page", number))
+            pages.append(Page(images[change.index], "page", number, inks[change.index]))
             lines.append(f"Image {len(pages)}: page {number}, a new page.")
             continue
         pages.append(Page(change.ink.crop, "new-ink", number))
