@@ -137,13 +137,15 @@ class Asker:
         llm = profile.llm
         caps = backend.capabilities
         if resolution.question is Question.WHOLE_INPUT:
-            pages = prepare_pages(document.images, caps, min_stroke_px=llm.min_stroke_px)
+            inks = resolution.inks or None  # found with the prints
+            pages = prepare_pages(document.images, caps, min_stroke_px=llm.min_stroke_px, inks=inks)
         else:
             pages = prepare_pages(
                 [page.image for page in resolution.pages],
                 caps,
                 min_stroke_px=llm.min_stroke_px,
                 crop_to_ink=[page.crop_to_ink for page in resolution.pages],
+                inks=[page.ink for page in resolution.pages],
             )
         system_prompt = context.system_prompt(llm.system_prompt)
         lean_system_prompt = llm.system_prompt

@@ -35,7 +35,16 @@ from eink_llm.errors import InputTooLargeError
 from eink_llm.image_tokens import estimate_image_tokens
 from eink_llm.ink import INK_THRESHOLD, Ink, dark_mask, find_ink, has_grey_ink, pen_masks
 
-__all__ = ["INK_THRESHOLD", "PreparedPage", "ink_mask", "is_blank", "plan_pages", "prepare_pages", "stroke_width"]
+__all__ = [
+    "INK_THRESHOLD",
+    "PreparedPage",
+    "ink_mask",
+    "is_blank",
+    "page_inks",
+    "plan_pages",
+    "prepare_pages",
+    "stroke_width",
+]
 
 #: A page with fewer ink pixels than this (at ~150 dpi: a dot or two, a stray tap of the pen) is blank.
 BLANK_INK_PIXELS = 40
@@ -111,16 +120,22 @@ def as_grey(image: Image.Image) -> Image.Image:
     return ImageChops.darker(grey, cap)
 
 
+def page_inks(images: Sequence[Image.Image]) -> tuple[Ink, ...]:
+    """Each page's ink (:func:`~eink_llm.ink.find_ink` of its grey), to find it once and carry it to every stage
+    that needs it: the page prints (:func:`eink_llm.inkdiff.make_print`) and :func:`prepare_pages`."""
+    return tuple(find_ink(as_grey(image)) for image in images)
+
+
 def ink_mask(grey: Image.Image) -> Image.Image:
     """255 where there is ink, 0 elsewhere (mode ``L``): every mark of any grey that is not the notebook's
     template (:mod:`eink_llm.ink`)."""
     return find_ink(as_grey(grey)).mask
 
 
-def is_blank(image: Image.Image) -> bool:
+def is_blank(image: Image.Image, ink: Ink | None = None) -> bool:
     """Whether a page has too little ink to be worth sending (the rule that drops blank pages; a page written only
-    in light grey is not blank)."""
-    return find_ink(as_grey(image)).pixels() < BLANK_INK_PIXELS
+    in light grey is not blank). ``ink``: the page's :func:`page_inks`, when found already."""
+    return (ink if ink is not None else find_ink(as_grey(image))).pixels() < BLANK_INK_PIXELS
 
 
 def stroke_width(mask: Image.Image) -> float:
@@ -160,15 +175,19 @@ def prepare_pages(
     min_stroke_px: float = MIN_STROKE_PX,
     margin_px: int = MARGIN_PX,
     crop_to_ink: bool | Sequence[bool] = True,
+    inks: Sequence[Ink | None] | None = None,
 ) -> tuple[PageImage, ...]:
     """The pages to send to a backend with capabilities ``caps``: cropped, blank ones dropped, scaled and encoded
     as compactly as legibility allows. At least one page always comes back (for a non-empty input).
+    ``inks``: the pages' :func:`page_inks`, where an earlier stage found them already (``None`` for the others).
 
     ``crop_to_ink=False`` sends every page whole (a page shown for context, whose faded grey content is not ink):
     not cropped, never dropped as blank, encoded in 16 shades of grey so that light content stays visible; it is
     still scaled within the provider's limits and the legibility floor of whatever ink it carries. A sequence
     gives the choice per page (the pages still share the request's limits: image count, size, bytes)."""
-    plans = plan_pages(images, caps, min_stroke_px=min_stroke_px, margin_px=margin_px, crop_to_ink=crop_to_ink)
+    plans = plan_pages(
+        images, caps, min_stroke_px=min_stroke_px, margin_px=margin_px, crop_to_ink=crop_to_ink, inks=inks
+    )
     return tuple(page.image for page in plans if page.image is not None)
 
 
@@ -200,14 +219,18 @@ def plan_pages(
     min_stroke_px: float = MIN_STROKE_PX,
     margin_px: int = MARGIN_PX,
     crop_to_ink: bool | Sequence[bool] = True,
+    inks: Sequence[Ink | None] | None = None,
 ) -> tuple[PreparedPage, ...]:
     """Like :func:`prepare_pages`, with what was done to each page (dropped pages included)."""
     greys = [as_grey(image) for image in images]
-    inks = [find_ink(grey) for grey in greys]
+    if inks is not None and len(inks) != len(images):
+        raise ValueError("inks needs one ink (or None) per page")
+    given: Sequence[Ink | None] = inks if inks is not None else [None] * len(greys)
+    found = [ink if ink is not None else find_ink(grey) for grey, ink in zip(greys, given, strict=True)]
     crops = [crop_to_ink] * len(images) if isinstance(crop_to_ink, bool) else list(crop_to_ink)
     if len(crops) != len(images):
         raise ValueError("crop_to_ink needs one flag per page")
-    inked = [not crop or ink.pixels() >= BLANK_INK_PIXELS for crop, ink in zip(crops, inks, strict=True)]
+    inked = [not crop or ink.pixels() >= BLANK_INK_PIXELS for crop, ink in zip(crops, found, strict=True)]
     kept = sum(inked) or (1 if images else 0)
     if caps.max_images is not None and kept > caps.max_images:
         raise InputTooLargeError(
@@ -219,7 +242,7 @@ def plan_pages(
     extra = 1.0
     for _attempt in range(8):
         plans: list[PreparedPage] = []
-        for index, (grey, ink) in enumerate(zip(greys, inks, strict=True)):
+        for index, (grey, ink) in enumerate(zip(greys, found, strict=True)):
             if inked[index]:
                 plans.append(
                     _prepare(index, grey, ink, caps, long_edge_limit, min_stroke_px, margin_px, extra, crops[index])

@@ -25,7 +25,8 @@ API (all pages are PIL images of any size and mode; grayscale "L" at ~150 dpi is
 * :func:`compare_pages` ``(known, pages)`` → one :class:`PageChange` per returned page: ``same``, ``changed`` (with
   its :class:`NewInk`) or ``new``. ``known`` may be full pages or :func:`load_print` prints.
 * :func:`make_print` / :func:`load_print`: a page as a 1-bit PNG at the comparison size (~5-20 KB), to store
-  a notebook's pages in SQLite and compare against later.
+  a notebook's pages in SQLite and compare against later. Given the page's ink as the page economy finds it, a
+  page without a template is not searched for one again (the same print).
 * :func:`print_digest`: SHA-256 of the binarized comparison raster. It is exact, not fuzzy: equal for a page and
   its print, for lossless re-encodings, and for a re-export that rasterizes to the same pixels (the same tablet
   exporting an unchanged page, read by the same reader settings). It is NOT stable across a re-render at another
@@ -60,7 +61,8 @@ from typing import Literal
 import pypdfium2 as pdfium
 from PIL import Image, ImageChops
 
-from eink_llm.ink import DARK_THRESHOLD, INK_THRESHOLD, find_ink  # the one definition of ink, shared with what is sent
+# The one definition of ink, shared with what is sent.
+from eink_llm.ink import DARK_THRESHOLD, INK_THRESHOLD, Ink, all_marks, find_ink
 from eink_llm.reader import PDFIUM_LOCK
 
 __all__ = [
@@ -163,19 +165,22 @@ def _scaled(page: Image.Image, width: int | None = None) -> Image.Image:
     return gray
 
 
-def _ink(scaled: Image.Image) -> Image.Image:
+def _ink(scaled: Image.Image, page_ink: Ink | None = None) -> Image.Image:
     """The ink mask of a page at the comparison size: the economy's rule (any grey, template removed). A print
-    (only black and white) is ink already: taken as it is, so a print's digest is its page's."""
+    (only black and white) is ink already: taken as it is, so a print's digest is its page's. ``page_ink``, the
+    page's ink at its own size (the economy's): when it found no template there, none is searched for again."""
     colours = scaled.getcolors(2)
     if colours is not None and {value for _, value in colours} <= {0, 255}:
         return scaled.point([255 if value < INK_THRESHOLD else 0 for value in range(256)])
+    if page_ink is not None and page_ink.template.getbbox() is None:
+        return all_marks(scaled)
     return find_ink(scaled).mask
 
 
-def _prepare(page: Image.Image) -> _Page:
+def _prepare(page: Image.Image, ink: Ink | None = None) -> _Page:
     gray = _gray(page)
     scaled = _scaled(gray)
-    return _Page(gray, _ink(scaled), scaled.point(_FAINT_LUT), scaled)
+    return _Page(gray, _ink(scaled, ink if page.mode == "L" else None), scaled.point(_FAINT_LUT), scaled)
 
 
 def _dilate(mask: Image.Image, radius: int) -> Image.Image:
@@ -204,9 +209,12 @@ def _shift(mask: Image.Image, dx: int, dy: int) -> Image.Image:
     return out
 
 
-def make_print(page: Image.Image) -> bytes:
-    """A compact print of ``page``: its ink at the comparison size as a 1-bit PNG (ink black)."""
-    mask = _ink(_scaled(page))
+def make_print(page: Image.Image, ink: Ink | None = None) -> bytes:
+    """A compact print of ``page``: its ink at the comparison size as a 1-bit PNG (ink black). ``ink``: the page's
+    ink at its own size, as the page economy finds it (:func:`eink_llm.economy.page_inks`), for a grey (``L``)
+    page: found once for both (a page without a template needs no second search; one with a template is searched
+    at the comparison size, as before)."""
+    mask = _ink(_scaled(page), ink if page.mode == "L" else None)
     buffer = io.BytesIO()
     # optimize=True would save ~4 % for 6x the time.
     ImageChops.invert(mask).convert("1", dither=Image.Dither.NONE).save(buffer, "PNG")
@@ -412,8 +420,11 @@ def _candidates(index: int, page: _Page, layouts: Sequence[Image.Image], used: s
     return [j for n, j in enumerate(order) if j in free and j not in order[:n]]
 
 
-def compare_pages(known: Sequence[Image.Image], pages: Sequence[Image.Image]) -> list[PageChange]:
-    """Match each returned page to a known page (pages or prints) and say what is new on it.
+def compare_pages(
+    known: Sequence[Image.Image], pages: Sequence[Image.Image], inks: Sequence[Ink] | None = None
+) -> list[PageChange]:
+    """Match each returned page to a known page (pages or prints) and say what is new on it. ``inks``: the
+    returned pages' ink as the page economy finds it, as for :func:`make_print`.
 
     First exact :func:`print_digest` matches anywhere (pages may be reordered or inserted): ``same``. Then each
     remaining page is compared with up to three unmatched known pages (see :func:`_candidates`); the first whose
@@ -421,7 +432,8 @@ def compare_pages(known: Sequence[Image.Image], pages: Sequence[Image.Image]) ->
     counterpart is ``new``, blank or not.
     """
     known_pages = [_prepare(page) for page in known]
-    returned = [_prepare(page) for page in pages]
+    given: Sequence[Ink | None] = inks if inks is not None else [None] * len(pages)
+    returned = [_prepare(page, ink) for page, ink in zip(pages, given, strict=True)]
     known_digests = [_mask_digest(page.ink) for page in known_pages]
     changes: list[PageChange | None] = [None] * len(returned)
     used: set[int] = set()

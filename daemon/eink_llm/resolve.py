@@ -35,7 +35,7 @@ import enum
 import os
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import structlog
@@ -43,7 +43,8 @@ from PIL import Image
 
 from eink_llm import confined, inkdiff, naming
 from eink_llm.config import Config
-from eink_llm.economy import is_blank
+from eink_llm.economy import is_blank, page_inks
+from eink_llm.ink import Ink
 from eink_llm.reader import InputDocument, records_input
 from eink_llm.store import AnswerRecord, Job
 from eink_llm.store.ports import PastAnswers
@@ -92,6 +93,8 @@ class Page:
     image: Image.Image
     role: Literal["page", "new-ink", "context"]
     page_number: int  # 1-based, in the input
+    #: A whole page's ink, found with its print (economy.page_inks): the economy stage need not find it again.
+    ink: Ink | None = field(default=None, repr=False, compare=False)
 
     @property
     def crop_to_ink(self) -> bool:
@@ -119,6 +122,9 @@ class Resolution:
     prints: tuple[bytes, ...] = field(default=(), repr=False)
     #: Ink on one of our ERROR_ pages: the failed job to try again (this input is not a question).
     retry_job: int | None = None
+    #: The document's pages' ink (economy.page_inks), found once for the prints and carried to the page economy
+    #: when the pages go as they are (``question`` is ``Question.WHOLE_INPUT``).
+    inks: tuple[Ink, ...] = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if (self.question is Question.THESE_PAGES) != bool(self.pages):
@@ -190,7 +196,19 @@ class Resolver:
 
     def _resolve(self, job: Job, document: InputDocument | None) -> Resolution:
         images = list(document.images) if document is not None else []  # decoded once, by the reader
-        prints = tuple(inkdiff.make_print(image) for image in images)
+        inks = page_inks(images)  # found once: for the prints here and for the page economy
+        prints = tuple(inkdiff.make_print(image, ink) for image, ink in zip(images, inks, strict=True))
+        resolution = self._place(job, document, images, inks, prints)
+        return replace(resolution, inks=inks) if resolution.question is Question.WHOLE_INPUT else resolution
+
+    def _place(
+        self,
+        job: Job,
+        document: InputDocument | None,
+        images: list[Image.Image],
+        inks: tuple[Ink, ...],
+        prints: tuple[bytes, ...],
+    ) -> Resolution:
         handled = self._handled_before(job, document)
         if handled is not None:  # our own answer keeps no prints: written on later, it is no notebook version
             return Resolution(
@@ -208,7 +226,7 @@ class Resolver:
         if earlier is not None and images:
             version, conversation = earlier
             known = [inkdiff.load_print(blob) for blob in self.store.page_prints(version.job_id)]
-            pages, instruction = _new_content(images, known, notebook=True)
+            pages, instruction = _new_content(images, inks, known, notebook=True)
             return self._continue(
                 conversation, "notebook", job, _only(pages), pages, instruction=instruction, prints=prints
             )
@@ -218,7 +236,7 @@ class Resolver:
             conversation_id, sequence, record = ref
             if record is not None and record.pdf and images:
                 known = inkdiff.rasterize_pdf(record.pdf)
-                pages, instruction = _new_content(images, known, notebook=False, sequence=sequence)
+                pages, instruction = _new_content(images, inks, known, notebook=False, sequence=sequence)
                 return self._continue(
                     conversation_id,
                     "annotated-answer",
@@ -231,7 +249,8 @@ class Resolver:
             if document is not None and (record is not None or document.origin is not None):
                 # Ours, but written before we kept our PDFs, or never known here (another server, a lost
                 # database): all of it goes, and its printed text (our earlier answer) never as a question.
-                whole = tuple(Page(page, "page", number) for number, page in enumerate(document.images, start=1))
+                numbered = enumerate(zip(images, inks, strict=True), start=1)
+                whole = tuple(Page(page, "page", number, ink) for number, (page, ink) in numbered)
                 which = f"your answer from exchange {sequence} of this conversation" if record else "an answer of yours"
                 instruction = (
                     f"I wrote on {which}. The printed text on these pages is your earlier answer, not a new "
@@ -361,19 +380,25 @@ def _only(pages: tuple[Page, ...]) -> Question:
 
 
 def _new_content(
-    images: Sequence[Image.Image], known: Sequence[Image.Image], *, notebook: bool, sequence: int | None = None
+    images: Sequence[Image.Image],
+    inks: Sequence[Ink],
+    known: Sequence[Image.Image],
+    *,
+    notebook: bool,
+    sequence: int | None = None,
 ) -> tuple[tuple[Page, ...], str]:
-    """The images that carry what is new on ``images`` compared with ``known``, and words that explain them."""
+    """The images that carry what is new on ``images`` (with their ``inks``) compared with ``known``, and words
+    that explain them."""
     pages: list[Page] = []
     lines: list[str] = []
-    for change in inkdiff.compare_pages(known, images):
+    for change in inkdiff.compare_pages(known, images, inks):
         number = change.index + 1
         if change.kind == "same":
             continue
         if change.kind == "new" or change.ink is None:
-            if is_blank(images[change.index]):  # an empty page added to a notebook asks nothing
+            if is_blank(images[change.index], inks[change.index]):  # an empty page added to a notebook asks nothing
                 continue
-            pages.append(Page(images[change.index], "page", number))
+            pages.append(Page(images[change.index], "page", number, inks[change.index]))
             lines.append(f"Image {len(pages)}: page {number}, a new page.")
             continue
         pages.append(Page(change.ink.crop, "new-ink", number))
