@@ -125,14 +125,13 @@ def stray_ink(ours: Image.Image, device: Image.Image) -> float:
 
 def supernotelib_pages(note: Path) -> list[tuple[Image.Image, Image.Image]]:
     """Each page as we draw it, and as supernotelib's own ImageConverter draws it without the template."""
-    from supernotelib import parser
+    from supernotelib import decoder, parser
     from supernotelib.converter import ImageConverter, VisibilityOverlay, build_visibility_overlay
-    from supernotelib.decoder import PngDecoder
 
     from eink_llm.reader.supernote import _grey_converter
 
     notebook = parser.load(io.BytesIO(note.read_bytes()))
-    theirs, ours = ImageConverter(notebook), _grey_converter(ImageConverter, PngDecoder)(notebook)
+    theirs, ours = ImageConverter(notebook), _grey_converter(ImageConverter, decoder)(notebook)
     without_template = build_visibility_overlay(background=VisibilityOverlay.INVISIBLE)
     return [
         (ours.convert(i).convert("L"), theirs.convert(i, visibility_overlay=without_template).convert("L"))
