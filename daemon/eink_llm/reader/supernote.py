@@ -1,7 +1,8 @@
 """Supernote ``.note`` notebooks → grey pages (what the device shows) and the real-time recognition text.
 
-``supernotelib`` (the optional ``notebooks`` extra, Apache-2.0) parses the file and decodes the page bitmaps the
-device itself keeps for each layer; those hold what is visible, so erased strokes are not drawn (they stay in
+``supernotelib`` (the optional ``notebooks`` extra, Apache-2.0) parses the file and draws the page bitmaps the
+device itself keeps for each layer (their run-length decoding redone here by its rules, faster, to the same
+bytes); those hold what is visible, so erased strokes are not drawn (they stay in
 the file's stroke record only). Layers are composed in the page's order and visibility, the template layer
 included, and a landscape page comes back landscape. Runs inside the reading cage like every decoder.
 """
