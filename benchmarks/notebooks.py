@@ -9,9 +9,11 @@ decoded ``--runs`` times in this process (``decode_bytes``, what the reading cag
 pipe round trip of a few milliseconds) and the best time per page is shown, for pages fitted to the default
 long edge (1568 px, what is sent on). A ``.rmdoc`` of all the ``.rm`` pages is timed too. For each ``.note``
 with a PDF of the same base name (the device's export), each page is drawn at the device's resolution and its
-ink (pixels darker than 230) compared with the export rendered at the same size: intersection over union of
-the exact pixels, of both masks widened by one pixel (the export's vector edges are anti-aliased), and the share
-of our ink farther than a pixel from any of the export's (an erased stroke we drew would show up there).
+ink (pixels darker than 230) compared with the export rendered at the same size, its strokes moved half a pixel
+onto the device's pixel grid (tests.notebooks.EXPORT_STROKE_OFFSET): intersection over union of the exact
+pixels, of both masks widened by one pixel (edges are anti-aliased), and the share of our ink farther than a
+pixel from any of the export's (an erased stroke we drew would show up there); and the exact-pixel figure
+against the export rendered as it is, for comparison.
 """
 
 from __future__ import annotations
@@ -25,11 +27,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-import pypdfium2 as pdfium  # noqa: E402
-
 from eink_llm.reader import InputLimits, decode_bytes  # noqa: E402
 from eink_llm.reader.files import _sniff  # noqa: E402
-from tests.notebooks import ink_iou, rmdoc, same_writing, stray_ink, supernotelib_pages  # noqa: E402
+from tests.notebooks import (  # noqa: E402
+    export_pages,
+    ink_iou,
+    rmdoc,
+    same_writing,
+    stray_ink,
+    supernotelib_pages,
+)
 
 FULL = InputLimits(max_long_edge_px=4096, max_pages=100)
 FITTED = InputLimits(max_pages=100)
@@ -53,17 +60,17 @@ def same_as_supernotelib(note: Path) -> bool:
     return all(same_writing(ours, theirs) for ours, theirs in supernotelib_pages(note))
 
 
-def compare(note: Path) -> list[tuple[int, float, float, float]]:
+def compare(note: Path) -> list[tuple[int, float, float, float, float]]:
+    """Per page: IoU exact, ±1px and stray ink against the export with its strokes on the device's pixel grid
+    (tests.notebooks.EXPORT_STROKE_OFFSET), and IoU exact against the export rendered as it is."""
     document = decode_bytes(note.name, note.read_bytes(), "note", FULL)
-    exported = pdfium.PdfDocument(note.with_suffix(".pdf").read_bytes())
+    size = document.images[0].size
+    aligned = export_pages(note.with_suffix(".pdf"), size)
+    as_exported = export_pages(note.with_suffix(".pdf"), size, aligned=False)
     rows = []
-    for index, ours in enumerate(document.images):
-        page = exported[index]
-        theirs = page.render(scale=ours.width / page.get_size()[0]).to_pil().convert("L")
-        if theirs.size != ours.size:
-            theirs = theirs.resize(ours.size)
+    for index, (ours, theirs, unmoved) in enumerate(zip(document.images, aligned, as_exported, strict=True)):
         exact, widened = ink_iou(ours, theirs)
-        rows.append((index + 1, exact, widened, stray_ink(ours, theirs)))
+        rows.append((index + 1, exact, widened, stray_ink(ours, theirs), ink_iou(ours, unmoved)[0]))
     return rows
 
 
@@ -94,10 +101,11 @@ def main() -> int:
         print(f"\nSupernote writing identical to supernotelib's own: {verdict}")
     compared = [n for n in notes if n.with_suffix(".pdf").exists()]
     if compared:
-        print(f"\n{'Supernote page vs the device export':52} {'IoU exact':>9} {'IoU ±1px':>9} {'stray ink':>9}")
+        print(f"\n{'Supernote page vs the device export':52} {'IoU exact':>9} {'IoU ±1px':>9} {'stray ink':>9}", end="")
+        print(f" {'exact, export as is':>20}")
         for note in compared:
-            for number, exact, widened, stray in compare(note):
-                print(f"{note.stem[:46]:46} p{number:<4} {exact:9.3f} {widened:9.3f} {stray:9.4f}")
+            for number, exact, widened, stray, unmoved in compare(note):
+                print(f"{note.stem[:46]:46} p{number:<4} {exact:9.3f} {widened:9.3f} {stray:9.4f} {unmoved:20.3f}")
     return 0
 
 

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pypdfium2 as pdfium
+import pypdfium2.raw as pdfium_c
 from PIL import Image, ImageFilter
 
 DATA = Path(__file__).parent / "data" / "notebooks"
@@ -54,6 +56,45 @@ def rmdoc(
     return buffer.getvalue()
 
 
+#: Where a Supernote's PDF export puts its strokes, in pixels of the device's bitmap, relative to where the
+#: device's own bitmap of the same strokes has them. The export writes each stroke as vector paths in the device's
+#: pixel coordinates, but a coordinate there names a pixel (its centre is at +½, as the device draws it) and in
+#: the PDF a point (the pixel's top-left corner): rendered, the export's strokes lie half a pixel up and to the
+#: left of the device's. Measured, not assumed: moving the export's strokes by quarter pixels (0 to 1 each way)
+#: over the 15 pages with ink of the corpus's exports, the least summed difference is at (½, ½); the N5 and N6
+#: pages fit best at or next to it, the older A5X/A6X files at ½ to 1. The template (the export's page image)
+#: is a bitmap like ours and is not moved.
+EXPORT_STROKE_OFFSET = (0.5, 0.5)
+
+
+def export_pages(pdf: Path, size: tuple[int, int], *, aligned: bool = True) -> list[Image.Image]:
+    """Each page of a Supernote's own PDF export rendered (anti-aliased, as any viewer does) at ``size``, our page's
+    size; ``aligned``: with its strokes moved by :data:`EXPORT_STROKE_OFFSET` onto the device's pixel grid."""
+    document = pdfium.PdfDocument(pdf.read_bytes())
+    pages = []
+    for page in document:
+        width, _ = page.get_size()
+        if aligned:
+            _move_strokes(page, *(offset * width / size[0] for offset in EXPORT_STROKE_OFFSET))
+        image = page.render(scale=size[0] / width).to_pil().convert("L")
+        pages.append(image if image.size == size else image.resize(size))
+    return pages
+
+
+def _move_strokes(page: pdfium.PdfPage, right: float, down: float) -> None:
+    """Moves every path of the page's annotations (the export's strokes: stamp annotations over the page image)."""
+    for index in range(pdfium_c.FPDFPage_GetAnnotCount(page.raw)):
+        annotation = pdfium_c.FPDFPage_GetAnnot(page.raw, index)
+        try:
+            for position in range(pdfium_c.FPDFAnnot_GetObjectCount(annotation)):
+                path = pdfium_c.FPDFAnnot_GetObject(annotation, position)
+                pdfium_c.FPDFPageObj_Transform(path, 1, 0, 0, 1, right, -down)  # PDF space: y points up
+                if not pdfium_c.FPDFAnnot_UpdateObject(annotation, path):
+                    raise ValueError(f"annotation {index} of the export could not be moved")
+        finally:
+            pdfium_c.FPDFPage_CloseAnnot(annotation)
+
+
 def ink(image: Image.Image) -> np.ndarray:
     return np.asarray(image.convert("L")) < INK_BELOW
 
@@ -85,14 +126,13 @@ def stray_ink(ours: Image.Image, device: Image.Image) -> float:
 
 def supernotelib_pages(note: Path) -> list[tuple[Image.Image, Image.Image]]:
     """Each page as we draw it, and as supernotelib's own ImageConverter draws it without the template."""
-    from supernotelib import parser
+    from supernotelib import decoder, parser
     from supernotelib.converter import ImageConverter, VisibilityOverlay, build_visibility_overlay
-    from supernotelib.decoder import PngDecoder
 
     from eink_llm.reader.supernote import _grey_converter
 
     notebook = parser.load(io.BytesIO(note.read_bytes()))
-    theirs, ours = ImageConverter(notebook), _grey_converter(ImageConverter, PngDecoder)(notebook)
+    theirs, ours = ImageConverter(notebook), _grey_converter(ImageConverter, decoder)(notebook)
     without_template = build_visibility_overlay(background=VisibilityOverlay.INVISIBLE)
     return [
         (ours.convert(i).convert("L"), theirs.convert(i, visibility_overlay=without_template).convert("L"))

@@ -5,6 +5,7 @@ files as plain-words errors (also through the reading cage), the missing extra n
 from __future__ import annotations
 
 import io
+import itertools
 import random
 import struct
 import subprocess
@@ -16,9 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-import pypdfium2 as pdfium
 import pytest
-from PIL import Image
 from rmscene import read_tree
 from rmscene import scene_items as si
 
@@ -30,7 +29,7 @@ from eink_llm.reader.cage import Cage
 from eink_llm.reader.supernote import TEMPLATE_GREY
 from eink_llm.watcher import SettledFile, Watcher
 from tests import notebooks
-from tests.notebooks import REMARKABLE, SUPERNOTE, ink, ink_iou, rmdoc, stray_ink
+from tests.notebooks import REMARKABLE, SUPERNOTE, export_pages, ink, ink_iou, rmdoc, stray_ink
 
 #: Pages at the device's own resolution (no fitting), to compare with its export pixel for pixel.
 FULL = InputLimits(max_long_edge_px=4096)
@@ -50,16 +49,6 @@ def cage() -> Iterator[Cage]:
         yield running
 
 
-def device_pages(pdf: Path, size: tuple[int, int]) -> list[Image.Image]:
-    document = pdfium.PdfDocument(pdf.read_bytes())
-    pages = []
-    for page in document:
-        width, _ = page.get_size()
-        image = page.render(scale=size[0] / width).to_pil().convert("L")
-        pages.append(image if image.size == size else image.resize(size))
-    return pages
-
-
 # --- Supernote -----------------------------------------------------------------------------------------------
 
 
@@ -67,15 +56,18 @@ def device_pages(pdf: Path, size: tuple[int, int]) -> list[Image.Image]:
 def test_supernote_pages_match_the_devices_own_export(stem: str) -> None:
     document = read_input(SUPERNOTE / f"{stem}.note", FULL)
     assert document.kind == "notebook"
-    exported = device_pages(SUPERNOTE / f"{stem}.pdf", document.images[0].size)
+    exported = export_pages(SUPERNOTE / f"{stem}.pdf", document.images[0].size)
+    as_exported = export_pages(SUPERNOTE / f"{stem}.pdf", document.images[0].size, aligned=False)
     assert document.page_count == len(document.images) == len(exported)
-    for number, (ours, theirs) in enumerate(zip(document.images, exported, strict=True), start=1):
+    for number, (ours, theirs, unmoved) in enumerate(zip(document.images, exported, as_exported, strict=True), 1):
         assert ours.mode == "L"
+        # The export as it is, its strokes half a pixel off the device's grid: close within a pixel.
+        assert ink_iou(ours, unmoved)[1] >= 0.85, f"page {number}: ink IoU ±1px {ink_iou(ours, unmoved)[1]:.3f}"
         exact, widened = ink_iou(ours, theirs)
-        assert widened >= 0.85, f"page {number}: ink IoU {widened:.3f} (exact pixels {exact:.3f})"
-        assert exact >= 0.75, f"page {number}: exact-pixel ink IoU {exact:.3f}"
+        assert exact >= 0.88, f"page {number}: exact-pixel ink IoU {exact:.3f} (±1px {widened:.3f})"
+        assert widened >= 0.9, f"page {number}: ink IoU ±1px {widened:.3f} (exact pixels {exact:.3f})"
         # Nothing the device does not show (an erased stroke) is drawn.
-        assert stray_ink(ours, theirs) <= 0.01, f"page {number}: ink the device does not show"
+        assert stray_ink(ours, theirs) <= 0.001, f"page {number}: ink the device does not show"
 
 
 def test_supernote_landscape_stays_landscape_and_portrait_portrait() -> None:
@@ -108,6 +100,43 @@ def test_supernote_writing_is_supernotelibs_own_drawing_and_the_template_is_not_
         assert template.sum() > 20_000  # the ruled lines, drawn light...
         assert (np.asarray(theirs)[template] >= 254).mean() > 0.99  # ...where supernotelib's writing has none
         assert not is_blank(ours)
+
+
+@pytest.mark.parametrize("stem", [*SUPERNOTE_FILES, "demo-a5x-20230015-1to10"])
+def test_supernote_layers_decode_to_supernotelibs_own_bytes(stem: str) -> None:
+    """Our run-length decoding (no queue, numpy) gives exactly supernotelib's grey bytes for every layer bitmap,
+    with the decoder the page calls for and the other one; where supernotelib fails (a damaged or cut layer, a
+    colour code the older decoder does not know), so do we."""
+    from supernotelib import decoder, parser
+    from supernotelib.converter import ImageConverter
+
+    from eink_llm.reader.supernote import _ratta_rle
+
+    notebook = parser.load(io.BytesIO((SUPERNOTE / f"{stem}.note").read_bytes()))
+    width, height = notebook.get_width(), notebook.get_height()
+    compared = 0
+    for page in notebook.pages:
+        horizontal = page.get_orientation() == "1090"
+        size = (height, width) if horizontal else (width, height)
+        for layer in page.get_layers():
+            data = layer.get_content()
+            if data is None or layer.get_protocol() != "RATTA_RLE":
+                continue
+            for x2, variant in itertools.product((False, True), (data, data[: len(data) // 2], data + data[:6])):
+                rle = ImageConverter(notebook).find_decoder(layer, x2)
+                try:
+                    expected: object = rle.decode(variant, width, height, horizontal=horizontal)[0]
+                except Exception:
+                    expected = "fails"
+                try:
+                    got: object = _ratta_rle(
+                        rle, rle._create_colormap(decoder.color.DEFAULT_COLORPALETTE), x2, variant, size, False
+                    )
+                except ValueError:
+                    got = "fails"
+                assert got == expected, (page.get_layers().index(layer), x2, len(variant))
+                compared += expected != "fails"
+    assert compared >= len(notebook.pages)
 
 
 def test_supernote_in_the_cage_is_the_same_as_in_process(cage: Cage) -> None:
