@@ -17,7 +17,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 from eink_llm.economy import is_blank, page_inks, plan_pages
-from eink_llm.ink import _no_lattice, _template_dots, find_ink, ink_threshold
+from eink_llm.ink import find_ink, ink_threshold
+from eink_llm.ink_template import _no_lattice, template_dots
 from eink_llm.inkdiff import COMPARE_LONG_EDGE, compare_pages, load_print, make_print
 from tests.test_ink import PNG_ONLY, SIZE, Page, supernote_pages, template
 
@@ -93,9 +94,9 @@ def test_the_shortcut_finds_the_same_template_dots(name: str) -> None:
     page = make()
     for grey in (page, comparison_size(page)):  # the page economy's size and the page prints' size
         marks = marks_of(grey)
-        full = _template_dots(marks, shortcut=False)
+        full = template_dots(marks, shortcut=False)
         assert (full[1].getbbox() is not None) == lattice, name
-        quick = _template_dots(marks)
+        quick = template_dots(marks)
         assert same(quick[0], full[0]) and same(quick[1], full[1]), name
     ink = find_ink(page)
     assert (ink.template.getbbox() is not None) == (lattice or name in ("lined", "grid", "supernote lined"))
@@ -140,10 +141,10 @@ def test_random_lattices_skipped_only_when_none_is_found() -> None:
     skipped = found = 0
     for case in range(150):
         marks = random_page(rng)
-        full = _template_dots(marks, shortcut=False)
+        full = template_dots(marks, shortcut=False)
         skip = _no_lattice(marks)
         assert not (skip and full[1].getbbox() is not None), case
-        assert same(_template_dots(marks)[0], full[0]), case
+        assert same(template_dots(marks)[0], full[0]), case
         skipped += skip
         found += full[1].getbbox() is not None
     assert skipped >= 20 and found >= 20  # both sides of the shortcut were tried
