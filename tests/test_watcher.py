@@ -547,6 +547,25 @@ def test_unchanged_file_touched_by_events_and_scans_is_not_reported_again(
     wait_until(watcher, lambda: recorder.count("q.pdf") == 2)
 
 
+def test_a_same_size_edit_with_its_old_mtime_set_back_is_reported_again(
+    root: Path, recorder: Recorder, make_watcher: Callable[..., Watcher], mode: str
+) -> None:
+    """A sync client may write new content of the same size in place and then set the old mtime back (keeping
+    the device's time): size and mtime alone would call it unchanged. The ctime moves on every write and utime."""
+    watcher = make_watcher([root], mode)
+    watcher.start()
+    q = write(root / "q.pdf", b"%PDF-1.4 first")
+    wait_until(watcher, lambda: recorder.count("q.pdf") == 1)
+    before = q.stat()
+    with q.open("r+b") as handle:  # in place: same inode, same size
+        handle.write(b"%PDF-1.4 again")
+    os.utime(q, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = q.stat()
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (before.st_size, before.st_mtime_ns, before.st_ino)
+    watcher.scan()  # a polling observer compares size and mtime only: the watcher's own rescan must see it
+    wait_until(watcher, lambda: recorder.count("q.pdf") == 2, what="the same-size edit to be reported")
+
+
 def test_files_present_before_start_are_reported(
     root: Path, recorder: Recorder, make_watcher: Callable[..., Watcher]
 ) -> None:

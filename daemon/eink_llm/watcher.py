@@ -57,6 +57,17 @@ __all__ = [
 _log = structlog.get_logger(__name__)
 
 
+#: What a file looks like to ``stat``: size, mtime, inode and ctime (ns). The ctime is there because a sync client
+#: may write new content of the same size and then set the old mtime back (``utime``): the kernel moves the ctime
+#: on every write, rename into place and ``utime``, and nothing can set it back. (A ``chmod`` moves it too: that
+#: file is reported again and its queue identity, the content's SHA-256, finds it known.)
+Signature = tuple[int, int, int, int]
+
+
+def signature(st: os.stat_result) -> Signature:
+    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
+
+
 @dataclass(frozen=True, slots=True)
 class SettledFile:
     """A file that stopped changing: what the service puts into the queue."""
@@ -74,7 +85,7 @@ class _Pending:
     root: Path
     first_noted: float
     last_noted: float  # last event for this path: settling also needs this much quiet
-    key: tuple[int, int, int] | None = None  # (size, mtime_ns, inode) at the last stat
+    key: Signature | None = None  # what the file looked like at the last stat (:func:`signature`)
     stable_since: float = 0.0  # since when ``key`` is known to hold: the event that explains it, else its stat
     stat_at: float = 0.0  # when the last stat was taken
 
@@ -158,7 +169,7 @@ class Watcher:
 
         self._lock = threading.Lock()
         self._pending: dict[Path, _Pending] = {}
-        self._reported: dict[Path, tuple[int, int]] = {}  # path -> (size, mtime_ns) last reported; present files only
+        self._reported: dict[Path, Signature] = {}  # path -> its signature when last reported; present files only
         self._dirs_to_scan: dict[Path, Path] = {}  # folder that appeared -> its root; walked by the next tick()
         # Resolved now so scan()/tick() work before start(); start() resolves again (the root may be a mount point).
         self._roots = self._resolve_roots()
@@ -241,7 +252,7 @@ class Watcher:
         now = self._clock()
         with self._lock:
             items = list(self._pending.items())
-        settled: list[tuple[Path, _Pending, SettledFile]] = []
+        settled: list[tuple[Path, _Pending, SettledFile, Signature]] = []
         for path, entry in items:
             try:
                 st = os.lstat(path)
@@ -257,7 +268,7 @@ class Watcher:
                 _log.debug("ignoring a path that is not a regular file", path=str(path))
                 self._forget_if_current(path, entry, reported_too=False)
                 continue
-            key = (st.st_size, st.st_mtime_ns, st.st_ino)
+            key = signature(st)
             with self._lock:
                 if self._pending.get(path) is not entry:
                     continue  # deleted or replaced meanwhile
@@ -272,26 +283,26 @@ class Watcher:
                 if now - entry.stable_since < settle or now - entry.last_noted < settle:
                     continue
                 del self._pending[path]
-                if self._reported.get(path) == (st.st_size, st.st_mtime_ns):
+                if self._reported.get(path) == key:
                     continue  # noted again (duplicate event, scan) but unchanged since we reported it
             if not self._resolves_inside(path, entry.root):
                 _log.warning("ignoring a file that resolves outside its watched folder", path=str(path))
                 continue
             _log.debug("file settled", path=str(path), waited_seconds=round(now - entry.first_noted, 3))
-            settled.append((path, entry, SettledFile(path, entry.root, st.st_size, st.st_mtime_ns)))
+            settled.append((path, entry, SettledFile(path, entry.root, st.st_size, st.st_mtime_ns), key))
 
         reported: list[SettledFile] = []
-        for index, (path, _entry, item) in enumerate(settled):
+        for index, (path, _entry, item, key) in enumerate(settled):
             try:
                 self._on_settled(item)
             except BaseException:
                 # Not marked as reported: the next scan notes it again. The others go back to pending.
                 with self._lock:
-                    for other_path, other_entry, _item in settled[index + 1 :]:
+                    for other_path, other_entry, _item, _key in settled[index + 1 :]:
                         self._pending.setdefault(other_path, other_entry)
                 raise
             with self._lock:
-                self._reported[path] = (item.size, item.mtime_ns)
+                self._reported[path] = key
             reported.append(item)
         return reported
 
@@ -441,7 +452,7 @@ class Watcher:
                 _log.warning("cannot read a folder while scanning", folder=str(folder), error=str(exc))
                 complete = False
                 continue
-            found: list[tuple[Path, tuple[int, int]]] = []
+            found: list[tuple[Path, Signature]] = []
             for entry in entries:
                 try:
                     if entry.is_dir(follow_symlinks=False):
@@ -454,7 +465,7 @@ class Watcher:
                         and not (folder == root and entry.name.casefold() in self._reserved)
                     ):
                         st = entry.stat(follow_symlinks=False)
-                        found.append((Path(entry.path), (st.st_size, st.st_mtime_ns)))
+                        found.append((Path(entry.path), signature(st)))
                 except OSError:
                     continue  # vanished between listing and stat
             if found:
@@ -462,7 +473,7 @@ class Watcher:
             seen.update(path for path, _key in found)
         return seen, complete
 
-    def _note_found(self, found: Iterable[tuple[Path, tuple[int, int]]], root: Path) -> None:
+    def _note_found(self, found: Iterable[tuple[Path, Signature]], root: Path) -> None:
         """Note files a scan found, unless unchanged since reported; a scan is not an event, so the settle
         timer of a file that is already pending is left alone."""
         now = self._clock()
