@@ -29,19 +29,31 @@ from __future__ import annotations
 
 from eink_llm.backends.base import PageImage
 from eink_llm.reader.files import Decoder, decode_bytes, read_input, records_input, sha256_file
-from eink_llm.reader.limits import SUPPORTED_SUFFIXES, InputDocument, InputLimits
+from eink_llm.reader.limits import (
+    MAX_PRINT_BYTES,
+    PRINT_LONG_EDGE,
+    SUPPORTED_SUFFIXES,
+    InputDocument,
+    InputLimits,
+    PageSieve,
+    Skipped,
+)
 from eink_llm.reader.origin import PdfOrigin
 from eink_llm.reader.pdf import PDFIUM_LOCK
 from eink_llm.reader.pdf import _clean_text as _clean_text  # the tests check it directly
 
 __all__ = [
+    "MAX_PRINT_BYTES",
     "PDFIUM_LOCK",
+    "PRINT_LONG_EDGE",
     "SUPPORTED_SUFFIXES",
     "Decoder",
     "InputDocument",
     "InputLimits",
     "PageImage",
+    "PageSieve",
     "PdfOrigin",
+    "Skipped",
     "decode_bytes",
     "read_input",
     "records_input",

@@ -40,6 +40,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -57,7 +58,18 @@ from eink_llm.errors import (
 )
 from eink_llm.reader.cage_wire import LENGTH, MAX_HEADER_BYTES, WireError, frame, parse_header
 from eink_llm.reader.files import Kind
-from eink_llm.reader.limits import DEFAULT_LIMITS, EXPORT_AGAIN, InputDocument, InputLimits, TextCut, bytes_text
+from eink_llm.reader.limits import (
+    DEFAULT_LIMITS,
+    EXPORT_AGAIN,
+    MAX_PRINT_BYTES,
+    PRINT_LONG_EDGE,
+    InputDocument,
+    InputLimits,
+    PageSieve,
+    Skipped,
+    TextCut,
+    bytes_text,
+)
 from eink_llm.reader.origin import PdfOrigin, valid_exchange, valid_id
 
 log = structlog.get_logger("eink_llm.reader.cage")
@@ -122,17 +134,21 @@ class _Child:
             self._reap(os.WNOHANG)
         return self.status is None
 
-    def decode(self, name: str, data: bytes, kind: Kind, limits: InputLimits) -> InputDocument:
+    def decode(
+        self, name: str, data: bytes, kind: Kind, limits: InputLimits, known: Sequence[bytes] | None
+    ) -> InputDocument:
         if not self.ready:
             header, _ = self._receive(time.monotonic() + START_SECONDS, limits, startup=True)
             if header.get("ready") is not True:
                 raise _Broken("garbled")
             self.ready = True
         deadline = time.monotonic() + limits.max_decode_seconds
-        request = {"name": name, "kind": kind, "limits": dataclasses.asdict(limits)}
-        self._send(frame(request, [data]), deadline)
+        request: dict[str, Any] = {"name": name, "kind": kind, "limits": dataclasses.asdict(limits)}
+        if known is not None:  # a notebook read against its last version: the child sieves with these prints
+            request["known"] = len(known)
+        self._send(frame(request, [data, *(known or ())]), deadline)
         header, blobs = self._receive(deadline, limits)
-        return _document(name, header, blobs, limits)
+        return _document(name, header, blobs, limits, len(known) if known is not None else None)
 
     # --- the pipes, with the deadline ------------------------------------------------------------------
 
@@ -164,7 +180,9 @@ class _Child:
         except WireError:
             raise _Broken("garbled") from None
         lengths: list[int] = header["blobs"]
-        bound = 0 if startup else MAX_TEXT_BYTES + limits.max_pages * limits.max_long_edge_px**2
+        # Pages carried are at most max_pages; a notebook's other pages come back at most as their prints.
+        prints = limits.max_notebook_pages * MAX_PRINT_BYTES
+        bound = 0 if startup else MAX_TEXT_BYTES + limits.max_pages * limits.max_long_edge_px**2 + prints
         if sum(lengths) > bound:
             raise _Broken("garbled")
         return header, [self._read(poller, length, deadline) for length in lengths]
@@ -244,8 +262,11 @@ class Cage:
         for _ in range(size):
             self._idle.put(self._start_or_none(limits.max_decode_memory_bytes))
 
-    def decode(self, name: str, data: bytes, kind: Kind, limits: InputLimits) -> InputDocument:
-        """Decode in a reading process; a breach of its limits is an :class:`InputBeyondLimitsError`."""
+    def decode(
+        self, name: str, data: bytes, kind: Kind, limits: InputLimits, sieve: PageSieve | None = None
+    ) -> InputDocument:
+        """Decode in a reading process; a breach of its limits is an :class:`InputBeyondLimitsError`. ``sieve``:
+        only its known prints go over; the reading process sieves the notebook's pages with a sieve of its own."""
         child = self._idle.get()
         try:
             if (
@@ -257,7 +278,7 @@ class Cage:
                 self._retire(child)
                 child = self._start(limits.max_decode_memory_bytes)
             try:
-                return child.decode(name, data, kind, limits)
+                return child.decode(name, data, kind, limits, sieve.known if sieve is not None else None)
             except _Broken as exc:
                 failed = child
                 failed.kill()
@@ -379,8 +400,11 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def _document(name: str, header: dict[str, Any], blobs: list[bytearray], limits: InputLimits) -> InputDocument:
-    """The reading process's answer, checked against the limits before it becomes pages."""
+def _document(
+    name: str, header: dict[str, Any], blobs: list[bytearray], limits: InputLimits, known: int | None = None
+) -> InputDocument:
+    """The reading process's answer, checked against the limits before it becomes pages. ``known``: how many
+    known prints a notebook was sieved with (``None``: no sieve)."""
     if header.get("ok") is not True:
         raise _input_error(name, header, limits)
     try:
@@ -389,10 +413,13 @@ def _document(name: str, header: dict[str, Any], blobs: list[bytearray], limits:
         sizes = header["sizes"]
         if kind not in ("pdf", "image", "notebook") or not isinstance(page_count, int) or not isinstance(sizes, list):
             raise ValueError("bad header")
-        if len(sizes) > limits.max_pages or len(blobs) != len(sizes) + 1:
+        if len(sizes) > limits.max_pages or len(blobs) < len(sizes) + 1:
             raise ValueError("bad page list")
+        skipped = _skipped(header.get("skipped"), len(sizes), blobs[len(sizes) + 1 :], known, limits)
+        if skipped and len(skipped) != page_count:
+            raise ValueError("a sieved page list that is not the notebook's")
         images = []
-        for (width, height), pixels in zip(sizes, blobs[1:], strict=True):
+        for (width, height), pixels in zip(sizes, blobs[1 : len(sizes) + 1], strict=True):
             if not (0 < width <= limits.max_long_edge_px and 0 < height <= limits.max_long_edge_px):
                 raise ValueError(f"a page of {width}x{height}")
             if len(pixels) != width * height:
@@ -409,6 +436,7 @@ def _document(name: str, header: dict[str, Any], blobs: list[bytearray], limits:
             _origin(header.get("origin")),
             status_page=header.get("status_page") is True,
             text_cut=_text_cut(header.get("text_cut")),
+            skipped=skipped,
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise CorruptInputError(
@@ -416,6 +444,51 @@ def _document(name: str, header: dict[str, Any], blobs: list[bytearray], limits:
             EXPORT_AGAIN,
             detail=str(exc),
         ) from None
+
+
+def _skipped(
+    raw: object, carried: int, prints: list[bytearray], known: int | None, limits: InputLimits
+) -> tuple[Skipped | None, ...]:
+    """A sieved notebook's page list (:class:`Skipped`), checked: as many carried pages as were sent, known
+    indices within the known prints, and each print a 1-bit PNG of at most the print size (kept, and decoded
+    later by the resolver: never anything larger)."""
+    if raw is None:
+        if prints:
+            raise ValueError("prints without a page list")
+        return ()
+    if known is None or not isinstance(raw, list) or len(raw) > limits.max_notebook_pages:
+        raise ValueError("a page list that was not asked for")
+    entries: list[Skipped | None] = []
+    left = iter(prints)
+    for item in raw:
+        if item is None:
+            entries.append(None)
+        elif isinstance(item, int) and not isinstance(item, bool) and 0 <= item < known:
+            entries.append(Skipped(known=item))
+        elif item in ("print", "blank"):
+            blob = next(left, None)
+            if blob is None:
+                raise ValueError("a page list with more prints than were sent")
+            found = bytes(blob)
+            _check_print(found)
+            entries.append(Skipped(print=found, blank=item == "blank"))
+        else:
+            raise ValueError("a bad page in the page list")
+    if next(left, None) is not None or sum(1 for entry in entries if entry is None) != carried:
+        raise ValueError("a page list that does not match the pages sent")
+    return tuple(entries)
+
+
+def _check_print(found: bytes) -> None:
+    if len(found) > MAX_PRINT_BYTES or not found.startswith(b"\x89PNG\r\n\x1a\n"):
+        raise ValueError("a page print that is not one")
+    try:
+        with Image.open(io.BytesIO(found), formats=["PNG"]) as image:  # the header only: nothing is decoded here
+            mode, size = image.mode, image.size
+    except (OSError, Image.DecompressionBombError) as exc:
+        raise ValueError(f"a page print that is not one: {exc}") from None
+    if mode != "1" or not 0 < max(size) <= PRINT_LONG_EDGE:
+        raise ValueError(f"a page print of {size} in mode {mode}")
 
 
 def _text_cut(raw: object) -> TextCut | None:
