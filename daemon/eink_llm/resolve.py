@@ -10,7 +10,10 @@ names for each):
 
 1. **An earlier version of the same file was answered** (notebook mode): a growing notebook re-exported under
    its name. Same conversation; only the pages, or the ink on a page, not answered before are sent — matched by
-   content against the page prints kept from that version.
+   content against the page prints kept from that version. A native notebook's pages byte-for-byte the same as
+   known ones, and its blank pages, are not even carried as images (page_sieve.py); more new pages than one
+   question carries (``input.max_pages``) is an ERROR_ that keeps every page's print, so the next save sends only
+   what is new (:attr:`Resolution.refusal`).
 2. **One of our answers came back with handwriting on it**: the RESPONSE_ file changed in place, a copy or
    export whose name keeps ``<id>_exNNN``, or any PDF whose metadata carries our id and exchange (tablets that
    rename on export). Same conversation; the returned pages are compared with the PDF we wrote, and only the
@@ -213,10 +216,17 @@ class Resolver:
                 return sequence
         if not resolution.prints:
             return None
-        wanted = {inkdiff.print_digest(p) for p in resolution.prints}
+        # Prints byte for byte first (ours, made by the same code: equal bytes, equal ink). Their digests, which
+        # also match prints written by another version of the PNG encoder, cost a decode each: only where both
+        # sides have at most max_pages pages, never for a long notebook's hundreds in each of 20 exchanges.
+        exact = set(resolution.prints)
+        few = self.config.input.max_pages
+        wanted = {inkdiff.print_digest(p) for p in exact} if len(exact) <= few else None
         for job_id, _sha256, sequence in answered:
-            seen = {inkdiff.print_digest(p) for p in self.store.page_prints(job_id)}
-            if seen and wanted <= seen:
+            kept = set(self.store.page_prints(job_id))
+            if kept and exact <= kept:
+                return sequence
+            if wanted is not None and kept and len(kept) <= few and wanted <= {inkdiff.print_digest(p) for p in kept}:
                 return sequence
         return None
 
