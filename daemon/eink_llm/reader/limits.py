@@ -28,8 +28,9 @@ FEWER_PAGES = "Export only the pages with your question, or raise input.max_page
 #: The long edge of a page print (:func:`eink_llm.inkdiff.make_print`, its ``COMPARE_LONG_EDGE``): a print the
 #: reading process sends back is checked against it before it is kept.
 PRINT_LONG_EDGE = 1200
-#: No print of ours comes near this (a 1-bit PNG of at most 1200×1200 pixels); a larger one is refused.
-MAX_PRINT_BYTES = 512 * 1024
+#: No print of ours comes near this: a 1-bit PNG of at most 1200×1200 pixels is ~180 kB even if it does not
+#: compress at all (a notebook page's is 1–5 kB); a larger one is refused.
+MAX_PRINT_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
