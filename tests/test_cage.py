@@ -202,7 +202,7 @@ def test_a_sieved_notebook_is_the_same_in_the_cage_and_what_comes_back_is_checke
     from eink_llm.economy import page_inks
     from eink_llm.inkdiff import make_print
     from eink_llm.page_sieve import PrintSieve
-    from eink_llm.reader.cage import _document
+    from eink_llm.reader.cage_result import document
     from tests.notebooks import rmdoc
 
     limits = InputLimits(max_pages=2, max_decode_seconds=60, max_decode_cpu_seconds=30)
@@ -240,10 +240,10 @@ def test_a_sieved_notebook_is_the_same_in_the_cage_and_what_comes_back_is_checke
         ([0, "print"], [good, good], 4),  # a print too many
     ):
         with pytest.raises(CorruptInputError, match="returned something unexpected"):
-            _document("x.rmdoc", {**header, "skipped": skipped}, [text, *blobs], limits, count)
+            document("x.rmdoc", {**header, "skipped": skipped}, [text, *blobs], limits, count)
     with pytest.raises(CorruptInputError):  # a page list nobody asked for
-        _document("x.rmdoc", {**header, "skipped": [None, None]}, [text], limits, None)
-    ok = _document("x.rmdoc", {**header, "skipped": [0, "print"]}, [text, good], limits, 4)
+        document("x.rmdoc", {**header, "skipped": [None, None]}, [text], limits, None)
+    ok = document("x.rmdoc", {**header, "skipped": [0, "print"]}, [text, good], limits, 4)
     assert ok.skipped[1] is not None and ok.skipped[1].print == known[0] and ok.pages_not_carried == 1
 
 

@@ -20,8 +20,10 @@ byte with the prints kept from the last answered version:
   every page's print and replies with an ERROR_ page that says so; the next save sends only what is new again.
 
 So the pages held at once are at most ``max_pages``, however long the notebook (``input.max_notebook_pages``
-bounds its length). A carried page's print is made again by the resolver (the reading process's pixels are
-only data to it): at most ``max_pages`` pages' worth of work twice.
+bounds its length). :func:`every_print` puts every page's print together for the resolver, and
+:func:`too_many_pages` is the ERROR_ when more pages changed than one input carries. A carried page's print is
+made again by the resolver (the reading process's pixels are only data to it): at most ``max_pages`` pages'
+worth of work twice.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from collections.abc import Sequence
 from PIL import Image
 
 from eink_llm.economy import is_blank, page_inks
+from eink_llm.errors import TooManyNewPagesError
 from eink_llm.inkdiff import make_print
-from eink_llm.reader import Skipped
+from eink_llm.reader import InputDocument, Skipped
 
 
 class PrintSieve:
@@ -71,3 +74,44 @@ class PrintSieve:
             self.carried += 1
             return None
         return Skipped(print=found)
+
+
+def every_print(
+    document: InputDocument | None, carried: tuple[bytes, ...], known: tuple[bytes, ...] | None
+) -> tuple[bytes, ...]:
+    """Every page's print, kept for the next version: a carried page's as the resolver made it (``carried``), a
+    page the sieve found unchanged has its ``known`` print (byte for byte the same), a blank one or one past what
+    an input carries came with its own."""
+    if document is None or not document.skipped:
+        return carried
+    made = iter(carried)
+    prints: list[bytes] = []
+    for entry in document.skipped:
+        if entry is None:
+            prints.append(next(made))
+        elif entry.known is not None:
+            if known is None or entry.known >= len(known):
+                raise ValueError("a page matched to a print that is not known")
+            prints.append(known[entry.known])
+        else:
+            prints.append(entry.print)
+    return tuple(prints)
+
+
+def too_many_pages(name: str, document: InputDocument, first_sight: bool, max_pages: int) -> TooManyNewPagesError:
+    """The ERROR_ for a notebook with more new pages than one question may carry, in plain words."""
+    limit = f"more than one question may carry (input.max_pages = {max_pages}), so none of them was sent."
+    new = len(document.images) + document.pages_not_carried
+    if first_sight:
+        written = "" if new == document.page_count else f" ({new} of them written on)"
+        what = f"{name} has {document.page_count} pages{written}, {limit}"
+    else:
+        what = (
+            f"{new} of the {document.page_count} pages of {name} are new or changed since it was last answered, "
+            + limit
+        )
+    return TooManyNewPagesError(
+        what,
+        "Its pages are now known: write on a new page (or add to a page) and save, and only that is answered. "
+        "To have more pages answered at once, raise input.max_pages in the config.",
+    )

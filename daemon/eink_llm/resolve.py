@@ -47,8 +47,9 @@ from PIL import Image
 from eink_llm import confined, inkdiff, naming
 from eink_llm.config import Config
 from eink_llm.economy import is_blank, page_inks
-from eink_llm.errors import EinkError, TooManyNewPagesError
+from eink_llm.errors import EinkError
 from eink_llm.ink import Ink
+from eink_llm.page_sieve import every_print, too_many_pages
 from eink_llm.reader import InputDocument, records_input
 from eink_llm.store import AnswerRecord, Job
 from eink_llm.store.ports import PastAnswers
@@ -234,11 +235,11 @@ class Resolver:
         images = list(document.images) if document is not None else []  # decoded once, by the reader
         inks = page_inks(images)  # found once: for the prints here and for the page economy
         carried = tuple(inkdiff.make_print(image, ink) for image, ink in zip(images, inks, strict=True))
-        prints = _every_print(document, carried, known)
+        prints = every_print(document, carried, known.prints if known is not None else None)
         resolution = self._place(job, document, images, inks, prints, known)
         refused = not resolution.nothing_new and resolution.retry_job is None
         if document is not None and document.pages_not_carried and refused:  # too many new pages for one question
-            too_many = _too_many(job, document, known, self.config.input.max_pages)  # (their prints are kept)
+            too_many = too_many_pages(job.path.name, document, known is None, self.config.input.max_pages)
             return replace(resolution, question=Question.WHOLE_INPUT, pages=(), instruction="", refusal=too_many)
         if document is not None and document.skipped and not images and resolution.question is Question.WHOLE_INPUT:
             # A notebook with nothing written on it yet (its blank pages are never carried): nothing to ask.
@@ -475,44 +476,3 @@ def _new_content(
             "your earlier answer is not a new question. Please answer my new writing."
         )
     return tuple(pages), intro + "\n\n" + "\n".join(lines)
-
-
-def _every_print(
-    document: InputDocument | None, carried: tuple[bytes, ...], known: KnownVersion | None
-) -> tuple[bytes, ...]:
-    """Every page's print, kept for the next version: a carried page's made here, a page the sieve found
-    unchanged has its known print (byte for byte the same), one past what an input carries came with its own."""
-    if document is None or not document.skipped:
-        return carried
-    made = iter(carried)
-    prints: list[bytes] = []
-    for entry in document.skipped:
-        if entry is None:
-            prints.append(next(made))
-        elif entry.known is not None:
-            if known is None or entry.known >= len(known.prints):
-                raise ValueError("a page matched to a print that is not known")
-            prints.append(known.prints[entry.known])
-        else:
-            prints.append(entry.print)
-    return tuple(prints)
-
-
-def _too_many(job: Job, document: InputDocument, known: KnownVersion | None, max_pages: int) -> TooManyNewPagesError:
-    """The ERROR_ for a notebook with more new pages than one question may carry, in plain words."""
-    name = job.path.name
-    limit = f"more than one question may carry (input.max_pages = {max_pages}), so none of them was sent."
-    new = len(document.images) + document.pages_not_carried
-    if known is None:
-        written = "" if new == document.page_count else f" ({new} of them written on)"
-        what = f"{name} has {document.page_count} pages{written}, {limit}"
-    else:
-        what = (
-            f"{new} of the {document.page_count} pages of {name} are new or changed since it was last answered, "
-            + limit
-        )
-    return TooManyNewPagesError(
-        what,
-        "Its pages are now known: write on a new page (or add to a page) and save, and only that is answered. "
-        "To have more pages answered at once, raise input.max_pages in the config.",
-    )

@@ -15,7 +15,8 @@ The package is split by concern:
 
 * :mod:`~eink_llm.reader.files` — :func:`read_input`: bounded reading, format sniffing, :func:`sha256_file`;
 * :mod:`~eink_llm.reader.cage` — decoding in separate processes with hard memory and time limits (the daemon's
-  way; :mod:`~eink_llm.reader.cage_child` is the process, :mod:`~eink_llm.reader.cage_wire` the pipe format);
+  way; :mod:`~eink_llm.reader.cage_child` is the process, :mod:`~eink_llm.reader.cage_wire` the pipe format,
+  :mod:`~eink_llm.reader.cage_result` what comes back, checked);
 * :mod:`~eink_llm.reader.pagetree` — a PDF's real page count, whatever its ``/Count`` claims;
 * :mod:`~eink_llm.reader.pdf` — PDFs through pypdfium2, under :data:`PDFIUM_LOCK`;
 * :mod:`~eink_llm.reader.origin` — recognising our own answers coming back under another name (PDF metadata);
