@@ -193,3 +193,60 @@ def test_renew_replaces_every_process(tmp_path: Path) -> None:
         assert not any(_alive(pid) for pid in old)
         assert read_input(path, bigger, cage).page_count == 1
         assert sorted(cage.pids()) == sorted(new)  # the renewed ones are used, not replaced again
+
+
+def test_a_sieved_notebook_is_the_same_in_the_cage_and_what_comes_back_is_checked(tmp_path: Path) -> None:
+    """A long notebook read against known prints (page_sieve.py): the reading process carries and skips the same
+    pages as a sieve in this process; and a page list that does not fit what was asked is refused as garbled."""
+    pytest.importorskip("rmscene")
+    from eink_llm.economy import page_inks
+    from eink_llm.inkdiff import make_print
+    from eink_llm.page_sieve import PrintSieve
+    from eink_llm.reader.cage_result import document
+    from tests.notebooks import rmdoc
+
+    limits = InputLimits(max_pages=2, max_decode_seconds=60, max_decode_cpu_seconds=30)
+    old = ["Lines_v2.rm", None, "Color_and_tool_v3.14.4.rm", "Normal_A_stroke_2_layers_v3.3.2.rm"]
+    first = read_input(_write(tmp_path / "a.rmdoc", rmdoc(old)), InputLimits(max_pages=4))
+    known = [make_print(image, ink) for image, ink in zip(first.images, page_inks(first.images), strict=True)]
+    # Page 2 written on (its blank page moved down), then two pages and a blank one added, and one more: past
+    # max_pages (2) changed pages.
+    new = [old[0], "test-crdt-ordering.rm", old[2], None, old[3], old[0], None, "Bold_Heading_Bullet_Normal.rm"]
+    path = _write(tmp_path / "b.rmdoc", rmdoc(new))
+    with Cage(1, limits) as cage:
+        caged = read_input(path, limits, cage, sieve=PrintSieve(known, limits.max_pages))
+    here = read_input(path, limits, sieve=PrintSieve(known, limits.max_pages))
+    assert caged.skipped == here.skipped
+    assert [i.tobytes() for i in caged.images] == [i.tobytes() for i in here.images]
+    kinds = [
+        None if e is None else e.known if e.known is not None else "blank" if e.blank else "print" for e in here.skipped
+    ]
+    # Pages 1, 3, 4 and 5 are known ones, moved or not (4 is the blank page 2); 2 and 6 are carried (6 is page 1
+    # again: its known print is taken by page 1); 7 is blank (no blank known print left): not carried; 8 is past
+    # max_pages: only its print.
+    assert kinds == [0, None, 2, 1, 3, None, "blank", "print"]
+    assert caged.pages_not_carried == 1 and len(caged.images) == 2
+
+    header = {"ok": True, "kind": "notebook", "page_count": 2, "sizes": [], "origin": None, "text_cut": None}
+    text = bytearray(b"")
+    good = bytearray(known[0])
+    for skipped, blobs, count in (
+        ([0, 1], [], 1),  # a known print that was not sent
+        ([0, "print"], [], 4),  # a print announced, none sent
+        ([0, "print"], [bytearray(b"not a png")], 4),
+        ([0, "print"], [bytearray(samples.make_png(tmp_path / "grey.png", (40, 40)).read_bytes())], 4),  # not 1-bit
+        ([0, None], [], 4),  # a carried page that was not sent
+        ([0], [], 4),  # a page list shorter than the notebook
+        ([0, "print"], [good, good], 4),  # a print too many
+    ):
+        with pytest.raises(CorruptInputError, match="returned something unexpected"):
+            document("x.rmdoc", {**header, "skipped": skipped}, [text, *blobs], limits, count)
+    with pytest.raises(CorruptInputError):  # a page list nobody asked for
+        document("x.rmdoc", {**header, "skipped": [None, None]}, [text], limits, None)
+    ok = document("x.rmdoc", {**header, "skipped": [0, "print"]}, [text, good], limits, 4)
+    assert ok.skipped[1] is not None and ok.skipped[1].print == known[0] and ok.pages_not_carried == 1
+
+
+def _write(path: Path, data: bytes) -> Path:
+    path.write_bytes(data)
+    return path

@@ -234,3 +234,66 @@ def test_reload_replaces_the_reading_processes(tmp_path: Path) -> None:
         answer = wait_until(lambda: answer_for(inbox, good.stem), 60, what="the answer")
         assert answer.name.startswith("RESPONSE_")
         daemon.stop()
+
+
+#: A long notebook's decode must not hold its pages: the daemon's peak may grow by at most this much while it is
+#: read (its carried pages, at most input.max_pages = 3, ~1.8 MB each; its prints; Python's noise), whereas
+#: carrying all of LONG_NOTEBOOK_PAGES pages (1176×1568 grey pixels each) would take ~180 MB.
+LONG_NOTEBOOK_GROWTH_MB = 60
+LONG_NOTEBOOK_PAGES = 100
+
+
+def test_a_long_notebook_is_read_with_the_daemons_memory_bounded(tmp_path: Path) -> None:
+    """A 100-page .rmdoc (issue 14): its pages are decoded one at a time in the reading process, and only those
+    not answered before (at most ``input.max_pages``) come to the daemon as images. Its first sight (an ERROR_
+    page: more pages than one question carries) and its next save (one page more: answered) leave the daemon's
+    own peak RSS (``VmHWM``) within LONG_NOTEBOOK_GROWTH_MB of what a three-page notebook took."""
+    pytest.importorskip("rmscene")
+    from tests.notebooks import rmdoc
+
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    config = write_config(
+        tmp_path / "config.yaml",
+        inbox,
+        tmp_path / "db.sqlite3",
+        llm={"backend": "echo"},
+        service={"workers": 1},
+        watch={"folders": [str(inbox)], "settle_seconds": 0.3, "notebook_settle_seconds": 0.5},
+        input={"max_pages": 3, "max_decode_memory_mb": MEMORY_MB, "max_decode_cpu_seconds": 60},
+    )
+    written = [
+        "Lines_v2.rm",
+        "Color_and_tool_v3.14.4.rm",
+        "Normal_A_stroke_2_layers_v3.3.2.rm",
+        "More_color_highlight_shader_v3.15.4.2.rm",
+        "Bold_Heading_Bullet_Normal.rm",
+    ]
+    pages: list[str | None] = [written[n % len(written)] for n in range(LONG_NOTEBOOK_PAGES)]
+    with DaemonProcess(config, tmp_path) as daemon:
+        assert daemon.process is not None
+        pid = daemon.process.pid
+        wait_until(lambda: '"watching"' in daemon.log(), 30, what="the daemon to start")
+        (inbox / "Short.rmdoc").write_bytes(rmdoc(written[:3]))  # three pages: carried whole, as ever
+        short = wait_until(lambda: answer_for(inbox, "Short"), 60, what="the short notebook's answer")
+        assert short.name.startswith("RESPONSE_")
+        baseline_mb = status_kb(pid, "VmHWM") / 1024
+
+        (inbox / "Long.rmdoc").write_bytes(rmdoc(pages))
+        first = wait_until(lambda: answer_for(inbox, "Long"), 120, what="the long notebook's ERROR_ page")
+        assert first.name.startswith("ERROR_")
+        assert f"Long.rmdoc has {LONG_NOTEBOOK_PAGES} pages" in " ".join(pdf_text(first).split())
+        (inbox / "Long.rmdoc").write_bytes(rmdoc([*pages, "test-crdt-ordering.rm"]))
+        grown = wait_until(
+            lambda: [p for p in outputs(inbox, "RESPONSE_") if p.name.endswith("_ex002_Long.pdf")],
+            120,
+            what="the grown notebook's answer",
+        )
+        assert "1 page" in pdf_text(grown[0])  # the echo backend tells what it received: the new page alone
+        peak_mb = status_kb(pid, "VmHWM") / 1024
+        assert daemon.process.poll() is None
+        daemon.stop()
+    print(f"long notebook: daemon peak {baseline_mb:.0f} MB after 3 pages, {peak_mb:.0f} MB after 100 and 101")
+    assert peak_mb - baseline_mb < LONG_NOTEBOOK_GROWTH_MB, (
+        f"the daemon grew from {baseline_mb:.0f} to {peak_mb:.0f} MB"
+    )

@@ -37,6 +37,9 @@ class EinkError(Exception):
     #: failure is ours or the service's (logged at error; a re-export, ``eink-llm retry`` or ink on the ERROR_
     #: page tries again).
     input_fault = False
+    #: The ERROR_ page still covers the input's pages: its job counts as done, and a later version of the file
+    #: (a notebook saved again) sends only what is new since (resolve.py, notebook mode).
+    pages_known = False
 
     def __init__(self, what: str, todo: str = "", *, detail: str | None = None) -> None:
         super().__init__(what)
@@ -94,6 +97,15 @@ class InputChangedError(InputError):
     the watcher as a new job, and a link is never followed below the watched folder."""
 
     title = "Your page changed before it was answered"
+
+
+class TooManyNewPagesError(InputTooLargeError):
+    """A native notebook with more new or changed pages than one question may carry (``input.max_pages``): seen
+    for the first time, or changed all over. Its pages are recorded as known, so the next save sends only what is
+    new (docs/notebooks.md)."""
+
+    title = "More new pages than one question may carry"
+    pages_known = True
 
 
 class InputBeyondLimitsError(InputTooLargeError):

@@ -53,7 +53,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from operator import mul
 from typing import Literal
@@ -63,7 +63,7 @@ from PIL import Image, ImageChops
 
 # The one definition of ink, shared with what is sent.
 from eink_llm.ink import DARK_THRESHOLD, INK_THRESHOLD, Ink, all_marks, find_ink
-from eink_llm.reader import PDFIUM_LOCK
+from eink_llm.reader import PDFIUM_LOCK, PRINT_LONG_EDGE
 
 __all__ = [
     "COMPARE_LONG_EDGE",
@@ -78,8 +78,9 @@ __all__ = [
     "rasterize_pdf",
 ]
 
-#: Long edge of the comparison raster in pixels (see the module docstring for the choice).
-COMPARE_LONG_EDGE = 1200
+#: Long edge of the comparison raster in pixels (see the module docstring for the choice); the reader checks the
+#: prints a reading process sends back against it.
+COMPARE_LONG_EDGE = PRINT_LONG_EDGE
 #: Lenient threshold for "was already there": a faint grey pixel on the old page is old content, not paper.
 FAINT_THRESHOLD = 250
 #: Radius in comparison pixels by which old ink is grown before subtracting it (antialiasing, misregistration).
@@ -404,16 +405,18 @@ def _layout(page: _Page) -> Image.Image:
     return page.ink.resize(_LAYOUT, Image.Resampling.BOX)
 
 
-def _candidates(index: int, page: _Page, layouts: Sequence[Image.Image], used: set[int]) -> list[int]:
+def _candidates(index: int, page: _Page, layouts: Sequence[Image.Image | None], used: set[int]) -> list[int]:
     """Known pages to try for a returned page: the most alike by coarse ink layout, the same position, the first
     unmatched one (at most three, as each try is a full comparison)."""
-    free = [j for j in range(len(layouts)) if j not in used]
+    free = [j for j in range(len(layouts)) if j not in used and layouts[j] is not None]
     if not free:
         return []
     mine = _layout(page)
 
     def distance(j: int) -> int:
-        histogram = ImageChops.difference(mine, layouts[j]).histogram()
+        layout = layouts[j]
+        assert layout is not None
+        histogram = ImageChops.difference(mine, layout).histogram()
         return sum(level * n for level, n in enumerate(histogram))
 
     order = [min(free, key=distance), index, free[0]]
@@ -421,23 +424,45 @@ def _candidates(index: int, page: _Page, layouts: Sequence[Image.Image], used: s
 
 
 def compare_pages(
-    known: Sequence[Image.Image], pages: Sequence[Image.Image], inks: Sequence[Ink] | None = None
+    known: Sequence[Image.Image | bytes],
+    pages: Sequence[Image.Image],
+    inks: Sequence[Ink] | None = None,
+    *,
+    taken: Collection[int] = (),
 ) -> list[PageChange]:
-    """Match each returned page to a known page (pages or prints) and say what is new on it. ``inks``: the
-    returned pages' ink as the page economy finds it, as for :func:`make_print`.
+    """Match each returned page to a known page (pages, or prints as :func:`make_print` bytes) and say what is new
+    on it. ``inks``: the returned pages' ink as the page economy finds it, as for :func:`make_print`. ``taken``:
+    known pages already matched to pages not given here (a long notebook's unchanged pages, page_sieve.py).
 
     First exact :func:`print_digest` matches anywhere (pages may be reordered or inserted): ``same``. Then each
     remaining page is compared with up to three unmatched known pages (see :func:`_candidates`); the first whose
     ink is still all there is its counterpart: ``same`` if nothing was added, else ``changed``. A page without a
-    counterpart is ``new``, blank or not.
+    counterpart is ``new``, blank or not. Known pages are prepared one at a time (a notebook may have hundreds):
+    only their digests and coarse layouts are kept, and a candidate is prepared again when it is tried.
     """
-    known_pages = [_prepare(page) for page in known]
     given: Sequence[Ink | None] = inks if inks is not None else [None] * len(pages)
     returned = [_prepare(page, ink) for page, ink in zip(pages, given, strict=True)]
-    known_digests = [_mask_digest(page.ink) for page in known_pages]
     changes: list[PageChange | None] = [None] * len(returned)
-    used: set[int] = set()
-    layouts: list[Image.Image] = []  # computed when first needed
+    used: set[int] = set(taken)
+    if not returned:
+        return []
+    known_digests: list[str | None] = [None] * len(known)
+    layouts: list[Image.Image | None] = [None] * len(known)
+    kept: dict[int, _Page] = {}  # known pages given as images are held by the caller anyway: prepared once
+
+    def prepared(j: int) -> _Page:
+        found = kept.get(j)
+        if found is None:
+            entry = known[j]
+            found = _prepare(load_print(entry) if isinstance(entry, bytes) else entry)
+            if not isinstance(entry, bytes):
+                kept[j] = found
+        return found
+
+    for j in range(len(known)):
+        if j not in used:
+            page_j = prepared(j)
+            known_digests[j], layouts[j] = _mask_digest(page_j.ink), _layout(page_j)
     for i, page in enumerate(returned):
         digest = _mask_digest(page.ink)
         equal = [j for j, d in enumerate(known_digests) if d == digest and j not in used]
@@ -449,9 +474,8 @@ def compare_pages(
         if changes[i] is not None:
             continue
         changes[i] = PageChange(i, "new", None, None)
-        layouts = layouts or [_layout(known_page) for known_page in known_pages]
         for j in _candidates(i, page, layouts, used):
-            same_page, ink = _diff(known_pages[j], page, i, check_same=True)
+            same_page, ink = _diff(prepared(j), page, i, check_same=True)
             if same_page:
                 used.add(j)
                 changes[i] = PageChange(i, "changed" if ink else "same", j, ink)

@@ -51,10 +51,11 @@ from eink_llm.errors import (
     UnexpectedError,
     UnreadableInputError,
 )
+from eink_llm.page_sieve import PrintSieve
 from eink_llm.reader import Decoder, InputDocument, read_input
 from eink_llm.render import get_device, render_answer
 from eink_llm.replies import Reply
-from eink_llm.resolve import Resolution, Resolver
+from eink_llm.resolve import KnownVersion, Resolution, Resolver
 from eink_llm.retry import Breakers, CircuitBreaker, next_attempt, should_retry
 from eink_llm.store import Exchange, Job, utc_now
 from eink_llm.store.ports import PipelineStore
@@ -130,15 +131,17 @@ class Pipeline:
         breaker = self.asker.breaker(profile)
         if breaker.is_open and not breaker.allow_claim():  # its AI service is down, and this is no probe
             return self._wait_for_service(job, breaker)
-        document, failure = self._read(job)
+        known = self.resolver.known_version(job)  # a notebook is read against its last answered version
+        document, failure = self._read(job, known)
         if isinstance(failure, InputChangedError):  # not what was queued: never answered with these bytes
             return self._changed(job, failure)
-        resolution = self._resolve(job, document)
+        resolution = self._resolve(job, document, known)
         if resolution.retry_job is not None:
             return self._retry_requested(job, resolution)
         if resolution.nothing_new:  # an unreadable file too, when an earlier ERROR_ page already answered it
             return self._nothing_new(job, resolution)
         exchange = self._reserve(job, document, resolution)
+        failure = failure or resolution.refusal  # too many new pages for one question: an ERROR_, prints kept
         reply = Reply(
             job=job, exchange=exchange, document=document, resolution=resolution, profile=profile, failure=failure
         )
@@ -208,13 +211,15 @@ class Pipeline:
 
     # --- stages, in order --------------------------------------------------------------------------
 
-    def _read(self, job: Job) -> tuple[InputDocument | None, EinkError | None]:
+    def _read(self, job: Job, known: KnownVersion | None) -> tuple[InputDocument | None, EinkError | None]:
         """The document, or why it cannot be had: unreadable, changed since it was queued, or never read again
-        because every earlier attempt ended the process itself."""
+        because every earlier attempt ended the process itself. A native notebook is read through a sieve of
+        ``known``'s prints: only its pages not answered before are carried as images (page_sieve.py)."""
         if job.attempts > self.config.retry.max_attempts:
             return None, self._interrupted_too_often(job)
+        sieve = PrintSieve(known.prints if known is not None else (), self.limits.max_pages)
         try:
-            return read_input(job.path, self.limits, self.decoder, root=job.root, sha256=job.sha256), None
+            return read_input(job.path, self.limits, self.decoder, root=job.root, sha256=job.sha256, sieve=sieve), None
         except EinkError as exc:
             return None, exc
         except Exception as exc:  # the reader converts what it knows; anything else is still the input's fault
@@ -224,11 +229,11 @@ class Pipeline:
                 detail=f"{type(exc).__name__}: {exc}",
             )
 
-    def _resolve(self, job: Job, document: InputDocument | None) -> Resolution:
+    def _resolve(self, job: Job, document: InputDocument | None, known: KnownVersion | None) -> Resolution:
         """Which conversation, and what of the input is new (resolve.py). If comparing pages fails, the whole
         input is sent: better a question answered in full than a page lost."""
         try:
-            return self.resolver.resolve(job, document)
+            return self.resolver.resolve(job, document, known)
         except Exception:
             log.exception("could not tell what is new; sending the whole input", input=str(job.path))
             return self.resolver.fallback(job, document)

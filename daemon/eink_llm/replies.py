@@ -108,6 +108,7 @@ class Reply:
             profile=profile.name,
             cost=profile.budget.cost(response.usage.input_tokens, response.usage.output_tokens) if response else 0.0,
             metadata=self.metadata(backend),
+            pages_known=failure is not None and failure.pages_known,
         )
 
     def metadata(self, backend: Backend | None) -> dict[str, Any]:

@@ -10,7 +10,10 @@ names for each):
 
 1. **An earlier version of the same file was answered** (notebook mode): a growing notebook re-exported under
    its name. Same conversation; only the pages, or the ink on a page, not answered before are sent — matched by
-   content against the page prints kept from that version.
+   content against the page prints kept from that version. A native notebook's pages byte-for-byte the same as
+   known ones, and its blank pages, are not even carried as images (page_sieve.py); more new pages than one
+   question carries (``input.max_pages``) is an ERROR_ that keeps every page's print, so the next save sends only
+   what is new (:attr:`Resolution.refusal`).
 2. **One of our answers came back with handwriting on it**: the RESPONSE_ file changed in place, a copy or
    export whose name keeps ``<id>_exNNN``, or any PDF whose metadata carries our id and exchange (tablets that
    rename on export). Same conversation; the returned pages are compared with the PDF we wrote, and only the
@@ -34,7 +37,7 @@ from __future__ import annotations
 import enum
 import os
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -44,7 +47,9 @@ from PIL import Image
 from eink_llm import confined, inkdiff, naming
 from eink_llm.config import Config
 from eink_llm.economy import is_blank, page_inks
+from eink_llm.errors import EinkError
 from eink_llm.ink import Ink
+from eink_llm.page_sieve import every_print, too_many_pages
 from eink_llm.reader import InputDocument, records_input
 from eink_llm.store import AnswerRecord, Job
 from eink_llm.store.ports import PastAnswers
@@ -63,6 +68,7 @@ How = Literal[
     "metadata",
     "folder",
     "new",
+    "blank-notebook",
 ]
 #: Why an input that needs no answer gets none (the job's note, the log, ``eink-llm process``).
 _NOTHING_NEW = {
@@ -70,6 +76,7 @@ _NOTHING_NEW = {
     "own-answer": "one of our answers, unchanged: not a question",
     "answered-before": "answered before: an answer in its folder records this very file",
     "retry": "ink on an error page whose page has no failure left to retry",
+    "blank-notebook": "a notebook with nothing written on it yet",
 }
 
 
@@ -125,6 +132,9 @@ class Resolution:
     #: The document's pages' ink (economy.page_inks), found once for the prints and carried to the page economy
     #: when the pages go as they are (``question`` is ``Question.WHOLE_INPUT``).
     inks: tuple[Ink, ...] = field(default=(), repr=False, compare=False)
+    #: Not asked, but answered with this ERROR_ (its prints kept all the same): a notebook with more new or
+    #: changed pages than one input may carry.
+    refusal: EinkError | None = None
 
     def __post_init__(self) -> None:
         if (self.question is Question.THESE_PAGES) != bool(self.pages):
@@ -147,15 +157,35 @@ class Resolution:
         return document.text if self.question is Question.WHOLE_INPUT else ""
 
 
+@dataclass(frozen=True, slots=True)
+class KnownVersion:
+    """The last answered version of a file at the same path (notebook mode): its job, the conversation its newest
+    answer belongs to, and its page prints. Looked up before the file is read, so a native notebook is read
+    against these prints (only its changed pages carried as images: page_sieve.py)."""
+
+    job_id: int
+    conversation_id: str | None
+    prints: tuple[bytes, ...] = field(repr=False)
+
+
 class Resolver:
     def __init__(self, config: Config, store: PastAnswers) -> None:
         self.config = config
         self.store = store
 
-    def resolve(self, job: Job, document: InputDocument | None) -> Resolution:
-        """The rules of the module docstring, for one job (``document`` is ``None`` when it could not be read);
-        then, same content in the same conversation is answered once (:meth:`_answered_already`)."""
-        resolution = self._resolve(job, document)
+    def known_version(self, job: Job) -> KnownVersion | None:
+        """The version rule 1 continues, if there is one."""
+        earlier = self.store.earlier_version(job)
+        if earlier is None:
+            return None
+        version, conversation = earlier
+        return KnownVersion(version.job_id, conversation, tuple(self.store.page_prints(version.job_id)))
+
+    def resolve(self, job: Job, document: InputDocument | None, known: KnownVersion | None) -> Resolution:
+        """The rules of the module docstring, for one job (``document`` is ``None`` when it could not be read;
+        ``known``: :meth:`known_version`, looked up before it was read); then, same content in the same
+        conversation is answered once (:meth:`_answered_already`)."""
+        resolution = self._resolve(job, document, known)
         if resolution.conversation_id is None or resolution.nothing_new or resolution.retry_job is not None:
             return resolution
         if self.store.exchange_for_job(job.job_id) is not None:  # a retry of its own exchange
@@ -187,18 +217,33 @@ class Resolver:
                 return sequence
         if not resolution.prints:
             return None
-        wanted = {inkdiff.print_digest(p) for p in resolution.prints}
+        # Prints byte for byte first (ours, made by the same code: equal bytes, equal ink). Their digests, which
+        # also match prints written by another version of the PNG encoder, cost a decode each: only where both
+        # sides have at most max_pages pages, never for a long notebook's hundreds in each of 20 exchanges.
+        exact = set(resolution.prints)
+        few = self.config.input.max_pages
+        wanted = {inkdiff.print_digest(p) for p in exact} if len(exact) <= few else None
         for job_id, _sha256, sequence in answered:
-            seen = {inkdiff.print_digest(p) for p in self.store.page_prints(job_id)}
-            if seen and wanted <= seen:
+            kept = set(self.store.page_prints(job_id))
+            if kept and exact <= kept:
+                return sequence
+            if wanted is not None and kept and len(kept) <= few and wanted <= {inkdiff.print_digest(p) for p in kept}:
                 return sequence
         return None
 
-    def _resolve(self, job: Job, document: InputDocument | None) -> Resolution:
+    def _resolve(self, job: Job, document: InputDocument | None, known: KnownVersion | None) -> Resolution:
         images = list(document.images) if document is not None else []  # decoded once, by the reader
         inks = page_inks(images)  # found once: for the prints here and for the page economy
-        prints = tuple(inkdiff.make_print(image, ink) for image, ink in zip(images, inks, strict=True))
-        resolution = self._place(job, document, images, inks, prints)
+        carried = tuple(inkdiff.make_print(image, ink) for image, ink in zip(images, inks, strict=True))
+        prints = every_print(document, carried, known.prints if known is not None else None)
+        resolution = self._place(job, document, images, inks, prints, known)
+        refused = not resolution.nothing_new and resolution.retry_job is None
+        if document is not None and document.pages_not_carried and refused:  # too many new pages for one question
+            too_many = too_many_pages(job.path.name, document, known is None, self.config.input.max_pages)
+            return replace(resolution, question=Question.WHOLE_INPUT, pages=(), instruction="", refusal=too_many)
+        if document is not None and document.skipped and not images and resolution.question is Question.WHOLE_INPUT:
+            # A notebook with nothing written on it yet (its blank pages are never carried): nothing to ask.
+            return Resolution(None, "blank-notebook", question=Question.NOTHING_NEW, prints=prints)
         return replace(resolution, inks=inks) if resolution.question is Question.WHOLE_INPUT else resolution
 
     def _place(
@@ -208,6 +253,7 @@ class Resolver:
         images: list[Image.Image],
         inks: tuple[Ink, ...],
         prints: tuple[bytes, ...],
+        known: KnownVersion | None,
     ) -> Resolution:
         handled = self._handled_before(job, document)
         if handled is not None:  # our own answer keeps no prints: written on later, it is no notebook version
@@ -222,21 +268,24 @@ class Resolver:
                     None, "retry", question=Question.NOTHING_NEW, retry_job=failed.job_id if failed else None
                 )
 
-        earlier = self.store.earlier_version(job)
-        if earlier is not None and images:
-            version, conversation = earlier
-            known = [inkdiff.load_print(blob) for blob in self.store.page_prints(version.job_id)]
-            pages, instruction = _new_content(images, inks, known, notebook=True)
+        if known is not None and document is not None and (images or document.skipped):
+            if document.pages_not_carried:  # more new pages than one question carries: refused (_resolve)
+                return self._continue(known.conversation_id, "notebook", job, prints=prints)
+            # A long notebook's pages equal to known ones were not carried (page_sieve.py): only the others are
+            # compared, with the known pages they did not match.
+            numbers = [n for n, entry in enumerate(document.skipped, start=1) if entry is None] or None
+            taken = {entry.known for entry in document.skipped if entry is not None and entry.known is not None}
+            pages, instruction = _new_content(images, inks, known.prints, notebook=True, numbers=numbers, taken=taken)
             return self._continue(
-                conversation, "notebook", job, _only(pages), pages, instruction=instruction, prints=prints
+                known.conversation_id, "notebook", job, _only(pages), pages, instruction=instruction, prints=prints
             )
 
         ref = self._answer_ref(job, document)
         if ref is not None:
             conversation_id, sequence, record = ref
             if record is not None and record.pdf and images:
-                known = inkdiff.rasterize_pdf(record.pdf)
-                pages, instruction = _new_content(images, inks, known, notebook=False, sequence=sequence)
+                ours = inkdiff.rasterize_pdf(record.pdf)
+                pages, instruction = _new_content(images, inks, ours, notebook=False, sequence=sequence)
                 return self._continue(
                     conversation_id,
                     "annotated-answer",
@@ -306,7 +355,9 @@ class Resolver:
         ours = document is not None and (document.origin is not None or naming.find_answer_ref(job.path.name))
         question = Question.WHOLE_INPUT
         pages: tuple[Page, ...] = ()
-        if ours and document is not None:
+        if document is not None and document.skipped and not document.images:  # a notebook with nothing changed
+            question = Question.NOTHING_NEW
+        elif ours and document is not None:
             pages = tuple(Page(page, "page", number) for number, page in enumerate(document.images, start=1))
             question = _only(pages)
         if named is not None and named.conversation_id is not None:
@@ -382,17 +433,20 @@ def _only(pages: tuple[Page, ...]) -> Question:
 def _new_content(
     images: Sequence[Image.Image],
     inks: Sequence[Ink],
-    known: Sequence[Image.Image],
+    known: Sequence[Image.Image | bytes],
     *,
     notebook: bool,
     sequence: int | None = None,
+    numbers: Sequence[int] | None = None,
+    taken: Collection[int] = (),
 ) -> tuple[tuple[Page, ...], str]:
-    """The images that carry what is new on ``images`` (with their ``inks``) compared with ``known``, and words
-    that explain them."""
+    """The images that carry what is new on ``images`` (with their ``inks``) compared with ``known`` (pages or
+    prints; ``taken``: known pages already matched to pages not given), and words that explain them. ``numbers``:
+    each image's page number in the input (default: 1, 2, …)."""
     pages: list[Page] = []
     lines: list[str] = []
-    for change in inkdiff.compare_pages(known, images, inks):
-        number = change.index + 1
+    for change in inkdiff.compare_pages(known, images, inks, taken=taken):
+        number = numbers[change.index] if numbers is not None else change.index + 1
         if change.kind == "same":
             continue
         if change.kind == "new" or change.ink is None:

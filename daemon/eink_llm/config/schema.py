@@ -242,7 +242,20 @@ class RetryConfig(_Section):
 
 class InputConfig(_Section):
     max_file_mb: float = Field(default=50, gt=0, description="Larger input files are refused with an ERROR_ PDF.")
-    max_pages: int = Field(default=20, ge=1, description="Inputs with more pages are refused with an ERROR_ PDF.")
+    max_pages: int = Field(
+        default=20,
+        ge=1,
+        description="Pages one question may carry: an input with more pages is refused with an ERROR_ PDF; of a "
+        "native notebook (.note, .rmdoc), the pages new or changed since it was last answered.",
+    )
+    max_notebook_pages: int = Field(
+        default=200,
+        ge=1,
+        le=10000,
+        description="How long a native notebook (.note, .rmdoc) may grow: it is read one page at a time and only "
+        "its new or changed pages are carried (at most max_pages), so memory does not grow with it. Longer: an "
+        "ERROR_ PDF.",
+    )
     max_page_megapixels: float = Field(
         default=40, gt=0, description="Largest decoded size of one page or image, in millions of pixels."
     )
@@ -271,6 +284,7 @@ class InputConfig(_Section):
         return InputLimits(
             max_file_bytes=int(self.max_file_mb * 1024 * 1024),
             max_pages=self.max_pages,
+            max_notebook_pages=self.max_notebook_pages,
             max_page_pixels=int(self.max_page_megapixels * 1_000_000),
             render_dpi=self.render_dpi,
             max_long_edge_px=self.max_long_edge_px,

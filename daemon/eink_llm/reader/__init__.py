@@ -15,7 +15,8 @@ The package is split by concern:
 
 * :mod:`~eink_llm.reader.files` — :func:`read_input`: bounded reading, format sniffing, :func:`sha256_file`;
 * :mod:`~eink_llm.reader.cage` — decoding in separate processes with hard memory and time limits (the daemon's
-  way; :mod:`~eink_llm.reader.cage_child` is the process, :mod:`~eink_llm.reader.cage_wire` the pipe format);
+  way; :mod:`~eink_llm.reader.cage_child` is the process, :mod:`~eink_llm.reader.cage_wire` the pipe format,
+  :mod:`~eink_llm.reader.cage_result` what comes back, checked);
 * :mod:`~eink_llm.reader.pagetree` — a PDF's real page count, whatever its ``/Count`` claims;
 * :mod:`~eink_llm.reader.pdf` — PDFs through pypdfium2, under :data:`PDFIUM_LOCK`;
 * :mod:`~eink_llm.reader.origin` — recognising our own answers coming back under another name (PDF metadata);
@@ -29,19 +30,31 @@ from __future__ import annotations
 
 from eink_llm.backends.base import PageImage
 from eink_llm.reader.files import Decoder, decode_bytes, read_input, records_input, sha256_file
-from eink_llm.reader.limits import SUPPORTED_SUFFIXES, InputDocument, InputLimits
+from eink_llm.reader.limits import (
+    MAX_PRINT_BYTES,
+    PRINT_LONG_EDGE,
+    SUPPORTED_SUFFIXES,
+    InputDocument,
+    InputLimits,
+    PageSieve,
+    Skipped,
+)
 from eink_llm.reader.origin import PdfOrigin
 from eink_llm.reader.pdf import PDFIUM_LOCK
 from eink_llm.reader.pdf import _clean_text as _clean_text  # the tests check it directly
 
 __all__ = [
+    "MAX_PRINT_BYTES",
     "PDFIUM_LOCK",
+    "PRINT_LONG_EDGE",
     "SUPPORTED_SUFFIXES",
     "Decoder",
     "InputDocument",
     "InputLimits",
     "PageImage",
+    "PageSieve",
     "PdfOrigin",
+    "Skipped",
     "decode_bytes",
     "read_input",
     "records_input",

@@ -4,7 +4,8 @@ A file that passes every size check can still be a bomb: a 2 MB PDF whose 10×10
 mask, a content stream that inflates to 1.5 GB, two million drawing operations on one page. Decoded in the
 daemon, such a file takes the daemon's memory past the service's ``MemoryMax`` or holds a worker for minutes.
 So the decoding (PDF pages drawn by PDFium, pictures by Pillow, the text layer) runs in a reading process
-(:mod:`~eink_llm.reader.cage_child`), started as ``python -m`` (never a fork of the threaded daemon), with:
+(:mod:`~eink_llm.reader.cage_child`; what it sends back is checked by :mod:`~eink_llm.reader.cage_result`),
+started as ``python -m`` (never a fork of the threaded daemon), with:
 
 * **memory**: ``RLIMIT_AS`` of ``input.max_decode_memory_mb``, set by the process on itself at start;
 * **CPU time**: ``RLIMIT_CPU``, renewed before each file to ``input.max_decode_cpu_seconds`` beyond what it used;
@@ -40,25 +41,29 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import structlog
-from PIL import Image
 
 from eink_llm.errors import (
     CorruptInputError,
-    EncryptedInputError,
     InputBeyondLimitsError,
     InputError,
-    InputTooLargeError,
     ReaderUnavailableError,
-    UnsupportedInputError,
 )
+from eink_llm.reader.cage_result import document, memory_error
 from eink_llm.reader.cage_wire import LENGTH, MAX_HEADER_BYTES, WireError, frame, parse_header
 from eink_llm.reader.files import Kind
-from eink_llm.reader.limits import DEFAULT_LIMITS, EXPORT_AGAIN, InputDocument, InputLimits, TextCut, bytes_text
-from eink_llm.reader.origin import PdfOrigin, valid_exchange, valid_id
+from eink_llm.reader.limits import (
+    DEFAULT_LIMITS,
+    EXPORT_AGAIN,
+    MAX_PRINT_BYTES,
+    InputDocument,
+    InputLimits,
+    PageSieve,
+)
 
 log = structlog.get_logger("eink_llm.reader.cage")
 
@@ -70,11 +75,6 @@ STOP_SECONDS = 2.0
 PIPE_BYTES = 1024 * 1024
 #: The text layer is bounded by the reader; this only keeps a broken process from sending gigabytes.
 MAX_TEXT_BYTES = 64 * 1024 * 1024
-
-_ERRORS: dict[str, type[InputError]] = {
-    cls.__name__: cls
-    for cls in (CorruptInputError, EncryptedInputError, InputError, InputTooLargeError, UnsupportedInputError)
-}
 
 
 class _Broken(Exception):
@@ -122,17 +122,21 @@ class _Child:
             self._reap(os.WNOHANG)
         return self.status is None
 
-    def decode(self, name: str, data: bytes, kind: Kind, limits: InputLimits) -> InputDocument:
+    def decode(
+        self, name: str, data: bytes, kind: Kind, limits: InputLimits, known: Sequence[bytes] | None
+    ) -> InputDocument:
         if not self.ready:
             header, _ = self._receive(time.monotonic() + START_SECONDS, limits, startup=True)
             if header.get("ready") is not True:
                 raise _Broken("garbled")
             self.ready = True
         deadline = time.monotonic() + limits.max_decode_seconds
-        request = {"name": name, "kind": kind, "limits": dataclasses.asdict(limits)}
-        self._send(frame(request, [data]), deadline)
+        request: dict[str, Any] = {"name": name, "kind": kind, "limits": dataclasses.asdict(limits)}
+        if known is not None:  # a notebook read against its last version: the child sieves with these prints
+            request["known"] = len(known)
+        self._send(frame(request, [data, *(known or ())]), deadline)
         header, blobs = self._receive(deadline, limits)
-        return _document(name, header, blobs, limits)
+        return document(name, header, blobs, limits, len(known) if known is not None else None)
 
     # --- the pipes, with the deadline ------------------------------------------------------------------
 
@@ -164,7 +168,9 @@ class _Child:
         except WireError:
             raise _Broken("garbled") from None
         lengths: list[int] = header["blobs"]
-        bound = 0 if startup else MAX_TEXT_BYTES + limits.max_pages * limits.max_long_edge_px**2
+        # Pages carried are at most max_pages; a notebook's other pages come back at most as their prints.
+        prints = limits.max_notebook_pages * MAX_PRINT_BYTES
+        bound = 0 if startup else MAX_TEXT_BYTES + limits.max_pages * limits.max_long_edge_px**2 + prints
         if sum(lengths) > bound:
             raise _Broken("garbled")
         return header, [self._read(poller, length, deadline) for length in lengths]
@@ -244,8 +250,11 @@ class Cage:
         for _ in range(size):
             self._idle.put(self._start_or_none(limits.max_decode_memory_bytes))
 
-    def decode(self, name: str, data: bytes, kind: Kind, limits: InputLimits) -> InputDocument:
-        """Decode in a reading process; a breach of its limits is an :class:`InputBeyondLimitsError`."""
+    def decode(
+        self, name: str, data: bytes, kind: Kind, limits: InputLimits, sieve: PageSieve | None = None
+    ) -> InputDocument:
+        """Decode in a reading process; a breach of its limits is an :class:`InputBeyondLimitsError`. ``sieve``:
+        only its known prints go over; the reading process sieves the notebook's pages with a sieve of its own."""
         child = self._idle.get()
         try:
             if (
@@ -257,7 +266,7 @@ class Cage:
                 self._retire(child)
                 child = self._start(limits.max_decode_memory_bytes)
             try:
-                return child.decode(name, data, kind, limits)
+                return child.decode(name, data, kind, limits, sieve.known if sieve is not None else None)
             except _Broken as exc:
                 failed = child
                 failed.kill()
@@ -379,112 +388,6 @@ def _child_env() -> dict[str, str]:
     return env
 
 
-def _document(name: str, header: dict[str, Any], blobs: list[bytearray], limits: InputLimits) -> InputDocument:
-    """The reading process's answer, checked against the limits before it becomes pages."""
-    if header.get("ok") is not True:
-        raise _input_error(name, header, limits)
-    try:
-        kind = header["kind"]
-        page_count = header["page_count"]
-        sizes = header["sizes"]
-        if kind not in ("pdf", "image", "notebook") or not isinstance(page_count, int) or not isinstance(sizes, list):
-            raise ValueError("bad header")
-        if len(sizes) > limits.max_pages or len(blobs) != len(sizes) + 1:
-            raise ValueError("bad page list")
-        images = []
-        for (width, height), pixels in zip(sizes, blobs[1:], strict=True):
-            if not (0 < width <= limits.max_long_edge_px and 0 < height <= limits.max_long_edge_px):
-                raise ValueError(f"a page of {width}x{height}")
-            if len(pixels) != width * height:
-                raise ValueError(f"a page of {width}x{height} with {len(pixels)} pixels")
-            # Shares the bytearray (read off the pipe for this page alone): no copy. The image is read-only;
-            # every later stage makes new images from it.
-            images.append(Image.frombuffer("L", (width, height), pixels, "raw", "L", 0, 1))
-        text = blobs[0].decode("utf-8", errors="replace")
-        return InputDocument(
-            kind,
-            tuple(images),
-            text,
-            page_count,
-            _origin(header.get("origin")),
-            status_page=header.get("status_page") is True,
-            text_cut=_text_cut(header.get("text_cut")),
-        )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise CorruptInputError(
-            f"{name} could not be read: the reading process returned something unexpected.",
-            EXPORT_AGAIN,
-            detail=str(exc),
-        ) from None
-
-
-def _text_cut(raw: object) -> TextCut | None:
-    """How the reading process cut the text layer, if it did; its numbers are only shown and recorded, but are
-    checked for their types all the same (a wrong one raises, and the file is reported as unreadable)."""
-    if raw is None:
-        return None
-    if not isinstance(raw, dict):
-        raise ValueError("bad text cut")
-    numbers = ("budget_tokens", "kept_chars", "kept_tokens", "read_chars")
-    if not all(type(raw.get(key)) is int and raw[key] >= 0 for key in numbers):
-        raise ValueError("bad text cut")
-    cut_page = raw.get("cut_page")
-    unread = raw.get("unread_pages")
-    if not (cut_page is None or type(cut_page) is int) or not isinstance(unread, list):
-        raise ValueError("bad text cut")
-    if not all(type(page) is int for page in unread) or type(raw.get("exact")) is not bool:
-        raise ValueError("bad text cut")
-    return TextCut(
-        budget_tokens=raw["budget_tokens"],
-        kept_chars=raw["kept_chars"],
-        kept_tokens=raw["kept_tokens"],
-        read_chars=raw["read_chars"],
-        exact=raw["exact"],
-        cut_page=cut_page,
-        unread_pages=tuple(unread),
-    )
-
-
-def _origin(raw: object) -> PdfOrigin | None:
-    if not isinstance(raw, dict):
-        return None
-    conversation = valid_id(raw.get("conversation_id"))
-    if conversation is None:
-        return None
-    exchange = raw.get("exchange")
-    source = raw.get("source")
-    return PdfOrigin(
-        conversation,
-        valid_exchange(str(exchange)) if isinstance(exchange, int) else None,
-        source if source in ("info", "xmp", "keywords") else "info",
-        raw.get("unchanged") is True,
-    )
-
-
-def _input_error(name: str, header: dict[str, Any], limits: InputLimits) -> InputError:
-    if header.get("memory") is True:
-        return _memory_error(name, limits, detail=str(header.get("detail") or "MemoryError"))
-    cls = _ERRORS.get(str(header.get("error")), CorruptInputError)
-    what = header.get("what")
-    todo = header.get("todo")
-    detail = header.get("detail")
-    return cls(
-        what if isinstance(what, str) and what else f"{name} could not be read.",
-        todo if isinstance(todo, str) and todo else EXPORT_AGAIN,
-        detail=detail if isinstance(detail, str) else None,
-    )
-
-
-def _memory_error(name: str, limits: InputLimits, *, detail: str) -> InputBeyondLimitsError:
-    return InputBeyondLimitsError(
-        f"{name} needs more memory to read than the {bytes_text(limits.max_decode_memory_bytes)} eink-llm allows "
-        "for one file (or it is damaged in a way that crashed the reader).",
-        "Export fewer pages, or pages with smaller pictures; if the file is fine, raise "
-        "input.max_decode_memory_mb in the config.",
-        detail=detail,
-    )
-
-
 def _breach(name: str, reason: str, child: _Child, limits: InputLimits) -> InputError:
     """What a dead reading process means for the file, in words (and the technical cause as the detail)."""
     detail = _ending(child)
@@ -510,7 +413,7 @@ def _breach(name: str, reason: str, child: _Child, limits: InputLimits) -> Input
         return CorruptInputError(
             f"{name} could not be read: it upset the reading process.", EXPORT_AGAIN, detail=detail
         )
-    return _memory_error(name, limits, detail=detail)
+    return memory_error(name, limits, detail=detail)
 
 
 def _cpu_seconds(child: _Child) -> float:

@@ -26,9 +26,10 @@ from typing import Any
 from PIL import Image
 
 from eink_llm.errors import InputError
+from eink_llm.page_sieve import PrintSieve
 from eink_llm.reader.cage_wire import read_message, write_message
 from eink_llm.reader.files import Kind, decode_bytes
-from eink_llm.reader.limits import InputDocument, InputLimits, describe
+from eink_llm.reader.limits import InputDocument, InputLimits, Skipped, describe
 
 PR_SET_PDEATHSIG = 1
 KINDS: frozenset[str] = frozenset({"pdf", "png", "jpeg", "webp", "tiff", "note", "rm", "zip"})
@@ -52,7 +53,7 @@ def main(argv: list[str]) -> int:
             return 0
         header, blobs = message
         _allow_cpu(float(header["limits"]["max_decode_cpu_seconds"]))
-        reply, pages = _decode(header, blobs[0])
+        reply, pages = _decode(header, blobs[0], blobs[1:])
         write_message(results, reply, pages)
 
 
@@ -80,14 +81,16 @@ def _allow_cpu(seconds: float) -> None:
     resource.setrlimit(resource.RLIMIT_CPU, (soft if hard == resource.RLIM_INFINITY else min(soft, hard), hard))
 
 
-def _decode(header: dict[str, Any], data: bytes) -> tuple[dict[str, Any], list[bytes | bytearray]]:
+def _decode(header: dict[str, Any], data: bytes, known: list[bytes]) -> tuple[dict[str, Any], list[bytes | bytearray]]:
     name = str(header["name"])
     kind = str(header["kind"])
     if kind not in KINDS:
         return {"ok": False, "error": "CorruptInputError", "what": f"{name}: unknown format {kind!r}"}, []
     limits = InputLimits(**header["limits"])
+    # A notebook read against its last version's prints: its pages sieved here, one at a time (page_sieve.py).
+    sieve = PrintSieve(known, limits.max_pages) if "known" in header else None
     try:
-        document = decode_bytes(name, data, _kind(kind), limits)
+        document = decode_bytes(name, data, _kind(kind), limits, sieve)
     except InputError as exc:
         # The readers turn a MemoryError into an InputError ("raise ... from None" keeps it as the context).
         memory = isinstance(exc.__context__, MemoryError)
@@ -111,7 +114,7 @@ def _error(error: str, what: str, todo: str, detail: str | None, *, memory: bool
 def _result(document: InputDocument) -> tuple[dict[str, Any], list[bytes | bytearray]]:
     pages = [image if image.mode == "L" else image.convert("L") for image in document.images]
     origin = document.origin
-    header = {
+    header: dict[str, Any] = {
         "ok": True,
         "kind": document.kind,
         "page_count": document.page_count,
@@ -127,7 +130,18 @@ def _result(document: InputDocument) -> tuple[dict[str, Any], list[bytes | bytea
         "status_page": document.status_page,
         "text_cut": None if document.text_cut is None else dataclasses.asdict(document.text_cut),
     }
-    return header, [document.text.encode("utf-8", errors="replace"), *(_pixels(page) for page in pages)]
+    prints: list[bytes | bytearray] = []
+    if document.skipped:  # per page: carried (None), the known print it equals, or its own print (after the pages)
+        header["skipped"] = [_skipped(entry) for entry in document.skipped]
+        prints = [entry.print for entry in document.skipped if entry is not None and entry.known is None]
+    return header, [document.text.encode("utf-8", errors="replace"), *(_pixels(page) for page in pages), *prints]
+
+
+def _skipped(entry: Skipped | None) -> int | str | None:
+    """A page of a sieved notebook on the wire: carried (``None``), the known print it equals, or a print sent."""
+    if entry is None or entry.known is not None:
+        return None if entry is None else entry.known
+    return "blank" if entry.blank else "print"
 
 
 def _pixels(page: Image.Image) -> bytearray:

@@ -30,6 +30,7 @@ from eink_llm.reader.limits import (
     EXPORT_SUPPORTED,
     InputDocument,
     InputLimits,
+    PageSieve,
     bytes_text,
     check_file_size,
 )
@@ -54,7 +55,9 @@ class Decoder(Protocol):
     """What turns a file's bytes into pages: :class:`~eink_llm.reader.cage.Cage` (a separate process with hard
     limits, what the daemon uses) or :func:`decode_bytes` in this process."""
 
-    def decode(self, name: str, data: bytes, kind: Kind, limits: InputLimits) -> InputDocument: ...
+    def decode(
+        self, name: str, data: bytes, kind: Kind, limits: InputLimits, sieve: PageSieve | None = None
+    ) -> InputDocument: ...
 
 
 def read_input(
@@ -64,6 +67,7 @@ def read_input(
     *,
     root: Path | None = None,
     sha256: str | None = None,
+    sieve: PageSieve | None = None,
 ) -> InputDocument:
     """Read ``path`` (a PDF or an image) into grayscale pages, or raise an :class:`InputError` saying why not.
 
@@ -71,7 +75,10 @@ def read_input(
     file's own folder). ``sha256``, the hash the file was queued with, must match the bytes read, else
     :class:`InputChangedError` (the file changed after it was queued, and is not answered under this job).
     The bytes are read and their format sniffed here; the decoding itself, where hostile files do their harm,
-    runs in ``decoder`` (the reading cage), or in this process when none is given (tests, tools)."""
+    runs in ``decoder`` (the reading cage), or in this process when none is given (tests, tools). ``sieve``: a
+    native notebook is read against the prints of its last answered version (only changed pages carried as
+    images, up to ``max_notebook_pages`` long); other inputs ignore it. In the cage, only its known prints go
+    over (the reading process makes its own sieve of them)."""
     name = path.name
     data = _read_bytes(path, limits, root=root)
     if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
@@ -81,7 +88,11 @@ def read_input(
         )
     kind = _sniff(data)
     if kind is not None:
-        return decoder.decode(name, data, kind, limits) if decoder else decode_bytes(name, data, kind, limits)
+        if kind not in ("note", "zip"):
+            sieve = None
+        if decoder is not None:
+            return decoder.decode(name, data, kind, limits, sieve)
+        return decode_bytes(name, data, kind, limits, sieve)
     looks_like = _describe_unknown(data)
     if path.suffix.lower() == ".pdf":
         raise UnsupportedInputError(
@@ -93,16 +104,18 @@ def read_input(
     )
 
 
-def decode_bytes(name: str, data: bytes, kind: Kind, limits: InputLimits) -> InputDocument:
+def decode_bytes(
+    name: str, data: bytes, kind: Kind, limits: InputLimits, sieve: PageSieve | None = None
+) -> InputDocument:
     """Decode a file's bytes of a sniffed ``kind`` in this process (the reading cage runs this inside)."""
     if kind == "pdf":
         return read_pdf(name, data, limits)
     if kind == "note":
-        return read_note(name, data, limits)
+        return read_note(name, data, limits, sieve)
     if kind == "rm":
         return read_rm(name, data, limits)
     if kind == "zip":  # a reMarkable document, or told apart from one inside the cage (a zip is hostile)
-        return read_rmdoc(name, data, limits)
+        return read_rmdoc(name, data, limits, sieve)
     return read_image(name, data, kind, limits)
 
 

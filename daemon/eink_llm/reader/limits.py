@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, Protocol
 
 from PIL import Image
 
@@ -25,6 +25,12 @@ SUPPORTED_SUFFIXES = frozenset(
 EXPORT_AGAIN = "Export the page from the tablet again (as PDF or PNG) and let it sync completely."
 EXPORT_SUPPORTED = "Export the page from the tablet again as PDF, PNG or JPEG."
 FEWER_PAGES = "Export only the pages with your question, or raise input.max_pages in the config."
+#: The long edge of a page print (:func:`eink_llm.inkdiff.make_print`, its ``COMPARE_LONG_EDGE``): a print the
+#: reading process sends back is checked against it before it is kept.
+PRINT_LONG_EDGE = 1200
+#: No print of ours comes near this: a 1-bit PNG of at most 1200×1200 pixels is ~180 kB even if it does not
+#: compress at all (a notebook page's is 1–5 kB); a larger one is refused.
+MAX_PRINT_BYTES = 256 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,7 +38,10 @@ class InputLimits:
     """What one input may cost. The defaults fit a tablet page with room to spare."""
 
     max_file_bytes: int = 50 * 1024 * 1024
+    #: Pages one input carries as images: a PDF's or picture's pages, or a notebook's pages not answered before.
     max_pages: int = 20
+    #: How long a native notebook read against its last answered version (a :class:`PageSieve`) may be.
+    max_notebook_pages: int = 200
     #: Width × height of one decoded page or image. PDF pages are rendered smaller to fit; images, and pictures
     #: embedded in PDF pages, over it are refused (for images Pillow's own bomb limit, ~89 megapixels, also applies).
     max_page_pixels: int = 40_000_000
@@ -98,6 +107,28 @@ class TextCut:
 
 
 @dataclass(frozen=True, slots=True)
+class Skipped:
+    """A notebook page not carried as an image (:class:`PageSieve`): the same as page ``known`` (0-based) of the
+    last answered version, its print byte for byte; else only its own ``print``: a ``blank`` page (nothing
+    written on it asks nothing), or one past what one input may carry (``max_pages``)."""
+
+    known: int | None = None
+    print: bytes = b""
+    blank: bool = False
+
+
+class PageSieve(Protocol):
+    """What a native notebook's reader asks of each page, in order, as it is decoded: carry it as an image
+    (``None``), or not (:class:`Skipped`). Read against ``known``, the page prints of the notebook's last answered
+    version, so a long notebook's unchanged pages are never held as images (``eink_llm.page_sieve``)."""
+
+    @property
+    def known(self) -> tuple[bytes, ...]: ...
+
+    def take(self, image: Image.Image) -> Skipped | None: ...
+
+
+@dataclass(frozen=True, slots=True)
 class InputDocument:
     """A readable input: its pages as grayscale images (in page order) and its text layer.
 
@@ -118,6 +149,14 @@ class InputDocument:
     #: The daemon's own status page (its metadata says so, whatever its name): never a question.
     status_page: bool = False
     text_cut: TextCut | None = None
+    #: A notebook read through a :class:`PageSieve`: one entry per page, ``None`` for a page carried in
+    #: :attr:`images` (in order), else how it was skipped. Empty: every page is in :attr:`images`.
+    skipped: tuple[Skipped | None, ...] = ()
+
+    @property
+    def pages_not_carried(self) -> int:
+        """Pages that changed (or are new) but are not in :attr:`images`: more than one input may carry."""
+        return sum(1 for entry in self.skipped if entry is not None and entry.known is None and not entry.blank)
 
     @property
     def pages(self) -> tuple[PageImage, ...]:

@@ -17,8 +17,8 @@ from typing import Any
 from PIL import Image
 
 from eink_llm.errors import CorruptInputError, InputTooLargeError, UnsupportedInputError
-from eink_llm.reader.limits import EXPORT_SUPPORTED, InputDocument, InputLimits, describe, fit
-from eink_llm.reader.notebook_common import NOTEBOOK_PAGES, SYNC_AGAIN, TextLayer
+from eink_llm.reader.limits import EXPORT_SUPPORTED, InputDocument, InputLimits, PageSieve, describe, fit
+from eink_llm.reader.notebook_common import LONG_NOTEBOOK, NOTEBOOK_PAGES, SYNC_AGAIN, Pages, TextLayer, check_length
 from eink_llm.reader.remarkable import PAGE_HEIGHT, PAGE_WIDTH, draw_page, load_rmscene
 
 #: A .rmdoc holds per page at most a .rm and a few small JSON files, plus the document's own.
@@ -26,8 +26,9 @@ _MEMBERS_PER_PAGE = 4
 _JSON_BYTES = 4 * 1024 * 1024
 
 
-def read_rmdoc(name: str, data: bytes, limits: InputLimits) -> InputDocument:
-    """A document exported by the reMarkable app: its pages in the ``.content`` order."""
+def read_rmdoc(name: str, data: bytes, limits: InputLimits, sieve: PageSieve | None = None) -> InputDocument:
+    """A document exported by the reMarkable app: its pages in the ``.content`` order, drawn one at a time;
+    through ``sieve``, only the pages it carries are kept as images."""
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
@@ -37,7 +38,7 @@ def read_rmdoc(name: str, data: bytes, limits: InputLimits) -> InputDocument:
             detail=describe(exc),
         ) from None
     with archive:
-        members = _members(name, archive, limits)
+        members = _members(name, archive, limits, sieve)
         content = [m for m in members if m.count("/") == 0 and m.endswith(".content")]
         if len(content) != 1:
             raise UnsupportedInputError(
@@ -47,14 +48,10 @@ def read_rmdoc(name: str, data: bytes, limits: InputLimits) -> InputDocument:
             )
         doc_id = content[0][: -len(".content")]
         page_ids = _page_order(name, _json(name, archive, content[0], limits))
-        if len(page_ids) > limits.max_pages:
-            raise InputTooLargeError(
-                f"{name} is a reMarkable document of {len(page_ids)} pages; the limit is {limits.max_pages}.",
-                NOTEBOOK_PAGES,
-            )
+        check_length(name, "a reMarkable document", len(page_ids), limits, sieve)
         rmscene = load_rmscene(name, "a reMarkable document (.rmdoc)")
         text = TextLayer(limits.max_text_tokens)
-        pages: list[Image.Image] = []
+        pages = Pages(sieve)
         for number, page_id in enumerate(page_ids, start=1):
             member = f"{doc_id}/{page_id}.rm"
             if member in members:
@@ -62,21 +59,23 @@ def read_rmdoc(name: str, data: bytes, limits: InputLimits) -> InputDocument:
                 page, page_text = draw_page(f"{name} (page {number})", raw, limits, rmscene)
             else:  # a page never written on has no scene file
                 page, page_text = Image.new("L", (PAGE_WIDTH, PAGE_HEIGHT), 255), ""
-            pages.append(fit(page, limits))
+            pages.add(fit(page, limits))
+            del page  # one page at a time: a long notebook's pages are never all held
             text.add_read(number, functools.partial(str, page_text))
-    if not pages:
+    if not len(pages):
         raise CorruptInputError(f"{name} is a reMarkable document without pages.", SYNC_AGAIN)
-    return InputDocument("notebook", tuple(pages), text.text(), len(pages), text_cut=text.cut())
+    return pages.document(text.text(), text.cut())
 
 
-def _members(name: str, archive: zipfile.ZipFile, limits: InputLimits) -> set[str]:
+def _members(name: str, archive: zipfile.ZipFile, limits: InputLimits, sieve: PageSieve | None) -> set[str]:
     """The archive's file names, refused before anything is inflated when they are too many or too large, or
     when a name tries to leave the archive (nothing is extracted to disk, but such a file is not a real export)."""
     infos = archive.infolist()
-    if len(infos) > limits.max_pages * _MEMBERS_PER_PAGE + 16:
+    pages = limits.max_notebook_pages if sieve is not None else limits.max_pages
+    if len(infos) > pages * _MEMBERS_PER_PAGE + 16:
         raise InputTooLargeError(
-            f"{name} holds {len(infos)} files, more than a reMarkable document of at most {limits.max_pages} pages.",
-            NOTEBOOK_PAGES,
+            f"{name} holds {len(infos)} files, more than a reMarkable document of at most {pages} pages.",
+            NOTEBOOK_PAGES if sieve is None else LONG_NOTEBOOK,
         )
     total = 0
     names: set[str] = set()

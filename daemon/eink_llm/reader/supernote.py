@@ -17,13 +17,8 @@ from typing import Any
 from PIL import Image
 
 from eink_llm.errors import CorruptInputError, InputError, InputTooLargeError, UnsupportedInputError
-from eink_llm.reader.limits import InputDocument, InputLimits, describe, fit
-from eink_llm.reader.notebook_common import (
-    NOTEBOOK_PAGES,
-    SYNC_AGAIN,
-    TextLayer,
-    missing_extra,
-)
+from eink_llm.reader.limits import InputDocument, InputLimits, PageSieve, describe, fit
+from eink_llm.reader.notebook_common import SYNC_AGAIN, Pages, TextLayer, check_length, missing_extra
 
 #: The format signature every Supernote X-series notebook starts with (after ``note``).
 _SIGNATURE = re.compile(rb"^(?:note|mark)SN_FILE_VER_(\d{8})")
@@ -31,8 +26,9 @@ _SIGNATURE = re.compile(rb"^(?:note|mark)SN_FILE_VER_(\d{8})")
 _HORIZONTAL = "1090"
 
 
-def read_note(name: str, data: bytes, limits: InputLimits) -> InputDocument:
-    """The notebook's pages, each a grayscale image at the device's resolution fitted to the long-edge limit."""
+def read_note(name: str, data: bytes, limits: InputLimits, sieve: PageSieve | None = None) -> InputDocument:
+    """The notebook's pages, each a grayscale image at the device's resolution fitted to the long-edge limit,
+    decoded one at a time; through ``sieve``, only the pages it carries are kept as images."""
     try:
         from supernotelib import decoder as sn_decoder
         from supernotelib import exceptions as sn_errors
@@ -53,7 +49,7 @@ def read_note(name: str, data: bytes, limits: InputLimits) -> InputDocument:
             detail=describe(exc),
         ) from None
     try:
-        return _pages(name, notebook, _grey_converter(ImageConverter, sn_decoder), TextConverter, limits)
+        return _pages(name, notebook, _grey_converter(ImageConverter, sn_decoder), TextConverter, limits, sieve)
     except (InputError, MemoryError):
         raise
     except Exception as exc:
@@ -64,14 +60,13 @@ def read_note(name: str, data: bytes, limits: InputLimits) -> InputDocument:
         ) from None
 
 
-def _pages(name: str, notebook: Any, image_converter: Any, text_converter: Any, limits: InputLimits) -> InputDocument:
+def _pages(
+    name: str, notebook: Any, image_converter: Any, text_converter: Any, limits: InputLimits, sieve: PageSieve | None
+) -> InputDocument:
     count = int(notebook.get_total_pages())
     if count < 1:
         raise CorruptInputError(f"{name} is a Supernote notebook without pages.", SYNC_AGAIN)
-    if count > limits.max_pages:
-        raise InputTooLargeError(
-            f"{name} is a Supernote notebook of {count} pages; the limit is {limits.max_pages}.", NOTEBOOK_PAGES
-        )
+    check_length(name, "a Supernote notebook", count, limits, sieve)
     width, height = int(notebook.get_width()), int(notebook.get_height())
     if width < 1 or height < 1 or width * height > limits.max_page_pixels:
         raise InputTooLargeError(
@@ -81,12 +76,13 @@ def _pages(name: str, notebook: Any, image_converter: Any, text_converter: Any, 
     images = image_converter(notebook)
     texts = text_converter(notebook)
     text = TextLayer(limits.max_text_tokens)
-    pages: list[Image.Image] = []
+    pages = Pages(sieve)
     for index in range(count):
         page = images.convert(index)
-        pages.append(fit(page if page.mode == "L" else page.convert("L"), limits))
+        pages.add(fit(page if page.mode == "L" else page.convert("L"), limits))
+        del page  # one page at a time: a long notebook's pages are never all held
         text.add_read(index + 1, functools.partial(_page_text, texts, index))
-    return InputDocument("notebook", tuple(pages), text.text(), count, text_cut=text.cut())
+    return pages.document(text.text(), text.cut())
 
 
 #: Every grey but 255 (supernotelib's "transparent") is drawn: the paste mask of a layer.

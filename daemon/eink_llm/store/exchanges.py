@@ -128,8 +128,9 @@ class ExchangeStore(Database):
     # --- notebooks: earlier versions of the same file ---------------------------------------------------------
 
     def earlier_version(self, job: Job) -> tuple[Job, str | None] | None:
-        """The newest earlier job at the same path whose pages were covered (answered, or found to hold nothing
-        new), with the conversation its newest answer belongs to. ``None`` if this path was never answered."""
+        """The newest earlier job at the same path whose pages were covered (answered, found to hold nothing new, or
+        an ERROR_ that covers them: ``ExchangeResult.pages_known``), with the conversation its newest answer (or
+        such ERROR_) belongs to. ``None`` if this path was never answered."""
         rows = self._read(
             "SELECT * FROM jobs WHERE path = ? AND job_id < ? AND state = 'done'"
             " AND EXISTS (SELECT 1 FROM page_prints p WHERE p.job_id = jobs.job_id)"
@@ -140,7 +141,8 @@ class ExchangeStore(Database):
             return None
         conversation = self._read(
             "SELECT e.conversation_id FROM exchanges e JOIN jobs j ON j.job_id = e.job_id"
-            " WHERE j.path = ? AND j.job_id < ? AND e.status = 'ok' ORDER BY j.job_id DESC LIMIT 1",
+            " WHERE j.path = ? AND j.job_id < ? AND (e.status = 'ok' OR j.state = 'done')"
+            " ORDER BY j.job_id DESC LIMIT 1",
             (str(job.path), job.job_id),
         )
         return _job(rows[0]), (conversation[0]["conversation_id"] if conversation else None)
@@ -212,7 +214,7 @@ class ExchangeStore(Database):
             )
             db.execute(
                 "UPDATE jobs SET state = ?, last_error = ?, updated_at = ? WHERE job_id = ?",
-                ("done" if result.status == "ok" else "failed", error_text, now, exchange.job_id),
+                ("done" if result.status == "ok" or result.pages_known else "failed", error_text, now, exchange.job_id),
             )
             db.execute(
                 "UPDATE conversations SET last_activity = ? WHERE conversation_id = ?",

@@ -118,6 +118,9 @@ class ExchangeResult:
     profile: str | None = None
     cost: float = 0.0
     metadata: dict[str, Any] | None = None
+    #: An ERROR_ that still covers the input's pages (``EinkError.pages_known``): the job is done, and a later
+    #: version of the file is compared with this one's prints.
+    pages_known: bool = False
 
 
 @dataclass(frozen=True, slots=True)
