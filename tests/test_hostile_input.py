@@ -25,6 +25,10 @@ import pytest
 from tests import hostile, samples
 from tests.harness import DaemonProcess, clean_env, outputs, pdf_text, wait_until, write_config
 
+# One daemon for the module's cases, as said above: under pytest-xdist they all run in the same process, so
+# the daemon is started once and no two memory bombs are read at the same time.
+pytestmark = pytest.mark.xdist_group("hostile_input")
+
 MEMORY_MB = 300
 #: The daemon alone: ~90 MB measured (Python and its libraries, a good file's decoded pages); room for noise.
 DAEMON_PEAK_MB = 200

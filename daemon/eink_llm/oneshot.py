@@ -146,7 +146,8 @@ def _one_shot(
     startup.require(loaded, folders=False)
     results: dict[int, Path] = {}
     done: list[ProcessResult] = []
-    with Store.open(loaded.database_path) as store, Cage(1, config.input.limits()) as cage:
+    busy_timeout = config.storage.busy_timeout_seconds
+    with Store.open(loaded.database_path, busy_timeout=busy_timeout) as store, Cage(1, config.input.limits()) as cage:
         backends = open_backends(config)
         try:
             # One-shot: no outage mode, so an unreachable model ends in an ERROR_ PDF after max_attempts.

@@ -148,7 +148,7 @@ class Daemon:
         while not self._stopping.is_set():
             store = None
             try:
-                store = Store.open(self.loaded.database_path)
+                store = Store.open(self.loaded.database_path, busy_timeout=self.config.storage.busy_timeout_seconds)
                 requeued = store.requeue_running()
             except StoreError as exc:
                 if store is not None:
@@ -366,6 +366,11 @@ class Daemon:
         for key, old, new in (
             ("service.workers", self.config.service.workers, config.service.workers),
             ("storage.database", self.loaded.database_path, loaded.database_path),
+            (
+                "storage.busy_timeout_seconds",
+                self.config.storage.busy_timeout_seconds,
+                config.storage.busy_timeout_seconds,
+            ),
         ):
             if old != new:
                 log.warning("this option takes effect at the next restart", option=key)

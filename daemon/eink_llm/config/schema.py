@@ -352,6 +352,14 @@ class StorageConfig(_Section):
         "exactly what you wrote on it when it comes back. After that an annotated answer still continues its "
         "conversation, but its whole pages are sent. 0 keeps none.",
     )
+    busy_timeout_seconds: float = Field(
+        default=30.0,
+        gt=0,
+        le=3600,
+        description="How long a database write waits for another program's lock (a backup, an open sqlite3 "
+        "shell) before the daemon counts the database as locked, goes on with its other work and tries again "
+        "later. Takes effect at the next restart.",
+    )
 
 
 class ServiceConfig(_Section):

@@ -23,7 +23,9 @@ class Database:
         self.path = path
 
     @classmethod
-    def open(cls, path: Path, *, readonly: bool = False) -> Self:
+    def open(cls, path: Path, *, readonly: bool = False, busy_timeout: float = 30.0) -> Self:
+        """``busy_timeout``: how long a statement waits for another connection's lock before it fails as
+        locked (``storage.busy_timeout_seconds``; the daemon then waits that out and tries again)."""
         try:
             if readonly:
                 connection = sqlite3.connect(
@@ -34,9 +36,9 @@ class Database:
                 )
             else:
                 path.parent.mkdir(parents=True, exist_ok=True)
-                connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
+                connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=busy_timeout)
             connection.row_factory = sqlite3.Row
-            connection.execute("PRAGMA busy_timeout = 30000")
+            connection.execute(f"PRAGMA busy_timeout = {round(busy_timeout * 1000)}")
             connection.execute("PRAGMA foreign_keys = ON")
             if not readonly:
                 connection.execute("PRAGMA journal_mode = WAL")
