@@ -23,14 +23,16 @@ port                      methods                                               
                           ``get_conversation``, ``record_output``,
                           ``complete_exchange``
 :class:`PastAnswers`      what was answered before and where an input belongs    ``resolve``
-:class:`ContextSource`    ``history``, ``search``, ``exchanges_by_id``           ``context``
+:class:`FullTextSearch`   ``search``, ``exchanges_by_id``                        (in the two below)
+:class:`ContextSource`    :class:`FullTextSearch` + ``history``                  ``context``
 :class:`Summaries`        ``get_conversation``, ``history``, ``set_summary``     (in ``AskerStore``)
 :class:`BudgetUsage`      ``usage_since``                                        ``budget``
 :class:`UnwrittenOutputs` answers waiting for their folder                       ``delivery``
 :class:`Heartbeats`       ``beat``                                               (in ``StatusKeeperStore``)
 :class:`DaemonStatus`     heartbeat, running, waiting jobs, latest outcomes      (in ``SnapshotStore``)
 :class:`QueueSummary`     ``queue_counts``, ``count_unwritten``                  ``service`` status line
-:class:`HistoryCommands`  the history commands' queries, and archiving           ``history``
+:class:`HistoryCommands`  :class:`FullTextSearch` + the history commands'        ``history``
+                          queries, and archiving
 ========================  =====================================================  ===============================
 
 Consumers that need more than one role get an intersection: :class:`AskerStore` (``asking``),
@@ -147,10 +149,9 @@ class PastAnswers(Protocol):
     def output_digest(self, path: Path) -> str | None: ...
 
 
-class ContextSource(Protocol):
-    """Earlier exchanges for a request's context: the conversation's own, and full-text hits."""
+class FullTextSearch(Protocol):
+    """Exchanges found by their words (FTS5), and exchanges by id."""
 
-    def history(self, conversation_id: str, before_sequence: int) -> list[Exchange]: ...
     def search(
         self,
         text: str,
@@ -164,6 +165,12 @@ class ContextSource(Protocol):
         user_id: str | None = None,
     ) -> list[SearchHit]: ...
     def exchanges_by_id(self, exchange_ids: Sequence[int]) -> list[Exchange]: ...
+
+
+class ContextSource(FullTextSearch, Protocol):
+    """Earlier exchanges for a request's context: the conversation's own, and full-text hits."""
+
+    def history(self, conversation_id: str, before_sequence: int) -> list[Exchange]: ...
 
 
 class Summaries(Protocol):
@@ -208,7 +215,7 @@ class QueueSummary(Protocol):
     def count_unwritten(self) -> int: ...
 
 
-class HistoryCommands(Protocol):
+class HistoryCommands(FullTextSearch, Protocol):
     """The history commands: read-only queries, and archiving a conversation (the one write)."""
 
     def missing_migrations(self) -> list[str]: ...
@@ -219,19 +226,6 @@ class HistoryCommands(Protocol):
     ) -> list[ConversationListing]: ...
     def conversation_counts(self) -> dict[str, int]: ...
     def conversation_exchanges(self, conversation_id: str) -> list[Exchange]: ...
-    def search(
-        self,
-        text: str,
-        *,
-        conversation_id: str | None = None,
-        before_sequence: int | None = None,
-        exclude: Sequence[int] = (),
-        limit: int = 5,
-        match_all: bool = False,
-        of_user: bool = False,
-        user_id: str | None = None,
-    ) -> list[SearchHit]: ...
-    def exchanges_by_id(self, exchange_ids: Sequence[int]) -> list[Exchange]: ...
     def archive_conversation(self, conversation_id: str) -> bool: ...
     def usage(self, since: str | None = None) -> tuple[list[Usage], Usage]: ...
 
