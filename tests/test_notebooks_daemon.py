@@ -119,3 +119,32 @@ def test_a_damaged_notebook_gets_an_error_pdf_and_the_daemon_goes_on(tmp_path: P
     text = " ".join(pdf_text(error).split())
     assert "Broken.note is a Supernote notebook that could not be read" in text
     assert len(server.requests) == 1
+
+
+def test_notebooks_that_waited_for_the_extra_are_read_once_it_is_installed(
+    tmp_path: Path, server: FakeLLMServer
+) -> None:
+    """The ERROR_ page says "install the extra and restart eink-llm": after that restart the notebook is answered
+    by itself (same exchange, the answer in place of the ERROR_ page), with no re-save on the tablet."""
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    blocker = tmp_path / "without-extra"
+    blocker.mkdir()
+    # Every Python process of the daemon (its reading processes too) starts as if the extra were not installed.
+    (blocker / "sitecustomize.py").write_text(
+        "import sys\nsys.modules['supernotelib'] = None\nsys.modules['rmscene'] = None\n"
+    )
+    settings = config(tmp_path, inbox, server)
+    with DaemonProcess(settings, tmp_path, env={"PYTHONPATH": str(blocker)}) as daemon:
+        written = SUPERNOTE / "turkish-a6x-20230015-handwriting-erase.note"
+        (inbox / "Pens.note").write_bytes(written.read_bytes())
+        (error,) = wait_until(lambda: outputs(inbox, "ERROR_"), timeout=60, what="the ERROR_ naming the extra")
+        assert "pip install 'eink-llm[notebooks]'" in " ".join(pdf_text(error).split())
+        assert daemon.stop() == 0
+    assert not server.requests
+    with DaemonProcess(settings, tmp_path) as daemon:  # the extra "installed"
+        (answer,) = wait_until(lambda: outputs(inbox, "RESPONSE_"), timeout=60, what="the notebook answered")
+        wait_until(lambda: not error.exists(), timeout=30, what="the ERROR_ page replaced by the answer")
+        assert answer.name.endswith("_ex001_Pens.pdf") and len(server.requests) == 1
+        assert "reading the notebooks that waited for it" in daemon.log()
+        assert daemon.stop() == 0

@@ -75,6 +75,15 @@ class UnsupportedInputError(InputError):
     """Not a PDF or image we can read (wrong format, or a text file with a .pdf name)."""
 
 
+class MissingExtraError(UnsupportedInputError):
+    """The file needs a reader that is an optional extra not installed on this server (``notebooks``). Not the
+    input's fault: once the extra is installed, the daemon's next start tries such files again (and so do
+    ``eink-llm retry --failed``, a re-export and ink on the ERROR_ page)."""
+
+    title = "This server cannot read this kind of file yet"
+    input_fault = False
+
+
 class CorruptInputError(InputError):
     """The file is damaged or truncated."""
 

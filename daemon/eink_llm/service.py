@@ -30,10 +30,11 @@ from eink_llm.atomic import remove_stale_temps
 from eink_llm.backends.base import Backend
 from eink_llm.config import LoadedConfig, load_config
 from eink_llm.config.schema import WatchConfig
-from eink_llm.errors import EinkError, StoreError
+from eink_llm.errors import EinkError, MissingExtraError, StoreError
 from eink_llm.oneshot import ProcessResult, close_backends, open_backends, process_files, retry_failed, retry_files
 from eink_llm.pipeline import Pipeline
 from eink_llm.reader.cage import Cage
+from eink_llm.reader.notebook_common import notebooks_installed
 from eink_llm.status_page import StatusKeeper
 from eink_llm.store import Job, Store, utc_now
 from eink_llm.store.ports import JobIntake, JobQueue, QueueSummary
@@ -163,8 +164,23 @@ class Daemon:
                 continue
             if requeued:
                 log.info("resuming jobs interrupted by a stop or crash", jobs=requeued)
+            self._retry_for_installed_extras(store)
             return store
         return None
+
+    @staticmethod
+    def _retry_for_installed_extras(store: Store) -> None:
+        """Notebooks that failed for want of the ``notebooks`` extra are tried again once it is installed: their
+        ERROR_ page said "install it and restart eink-llm"."""
+        if not notebooks_installed():
+            return
+        try:
+            reopened = store.reopen_failed_with(MissingExtraError.__name__)
+        except StoreError as exc:  # not worth failing the start for: `eink-llm retry --failed` does the same
+            log.warning("could not put back the notebooks that waited for the extra", error=str(exc))
+            return
+        if reopened:
+            log.info("the 'notebooks' extra is installed now: reading the notebooks that waited for it", jobs=reopened)
 
     def reload(self) -> None:
         """Ask the main loop to re-read the config (what SIGHUP does)."""

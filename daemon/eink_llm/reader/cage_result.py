@@ -18,6 +18,7 @@ from eink_llm.errors import (
     InputBeyondLimitsError,
     InputError,
     InputTooLargeError,
+    MissingExtraError,
     UnsupportedInputError,
 )
 from eink_llm.reader.limits import (
@@ -34,7 +35,14 @@ from eink_llm.reader.origin import PdfOrigin, valid_exchange, valid_id
 
 _ERRORS: dict[str, type[InputError]] = {
     cls.__name__: cls
-    for cls in (CorruptInputError, EncryptedInputError, InputError, InputTooLargeError, UnsupportedInputError)
+    for cls in (
+        CorruptInputError,
+        EncryptedInputError,
+        InputError,
+        InputTooLargeError,
+        MissingExtraError,
+        UnsupportedInputError,
+    )
 }
 
 

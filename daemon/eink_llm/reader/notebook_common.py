@@ -4,9 +4,11 @@ through a :class:`~eink_llm.reader.limits.PageSieve`, and the text layer read wi
 
 from __future__ import annotations
 
+import importlib.util
+
 from PIL import Image
 
-from eink_llm.errors import InputTooLargeError, UnsupportedInputError
+from eink_llm.errors import InputTooLargeError, MissingExtraError
 from eink_llm.reader.limits import InputDocument, InputLimits, PageSieve, Skipped, TextCut, describe
 from eink_llm.reader.pdf import TextLayer as TextLayer  # the PDF's, read page by page within the same budget
 
@@ -22,17 +24,24 @@ LONG_NOTEBOOK = (
     "input.max_notebook_pages in the config."
 )
 EXTRA = "notebooks"
+#: What the extra installs, as imported: Supernote's reader and reMarkable's.
+EXTRA_MODULES = ("supernotelib", "rmscene")
 
 
-def missing_extra(name: str, what: str, exc: BaseException) -> UnsupportedInputError:
+def missing_extra(name: str, what: str, exc: BaseException) -> MissingExtraError:
     """The ERROR_ for a notebook file when the optional reader is not installed."""
-    return UnsupportedInputError(
+    return MissingExtraError(
         f"{name} is {what}; reading notebooks straight from the folder needs eink-llm's optional "
         f"'{EXTRA}' extra, which is not installed on the server.",
-        f"Install it on the server (pip install 'eink-llm[{EXTRA}]') and restart eink-llm, or export the page on "
-        "the tablet as PDF into this folder.",
+        f"Install it on the server (pip install 'eink-llm[{EXTRA}]') and restart eink-llm: this file is then "
+        "read again by itself. Or export the page on the tablet as PDF into this folder.",
         detail=describe(exc),
     )
+
+
+def notebooks_installed() -> bool:
+    """Whether the ``notebooks`` extra's readers can be imported here (without importing them)."""
+    return all(importlib.util.find_spec(module) is not None for module in EXTRA_MODULES)
 
 
 def check_length(name: str, what: str, count: int, limits: InputLimits, sieve: PageSieve | None) -> None:

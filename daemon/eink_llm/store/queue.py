@@ -81,6 +81,19 @@ class QueueStore(Database):
         with self._write() as db:
             return _reopen(db, job_id, iso(utc_now()))
 
+    def reopen_failed_with(self, error_type: str) -> int:
+        """Try again every failed job whose ERROR_ was an ``error_type`` (the class name: ``MissingExtraError``
+        once the extra is installed), as :meth:`reopen_job` does; how many."""
+        now = iso(utc_now())
+        with self._write() as db:
+            rows = db.execute(
+                "SELECT job_id FROM jobs WHERE state = 'failed' AND EXISTS (SELECT 1 FROM exchanges e"
+                " WHERE e.job_id = jobs.job_id AND e.status = 'error' AND json_extract(e.metadata, '$.error_type') = ?)"
+                " ORDER BY job_id",
+                (error_type,),
+            ).fetchall()
+            return sum(_reopen(db, int(row["job_id"]), now) for row in rows)
+
     def retryable_failures(self, since: datetime | None = None) -> list[Job]:
         """Failed jobs that were not their input's fault (``eink-llm retry --failed``), oldest first."""
         rows = self._read(
