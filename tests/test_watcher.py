@@ -70,9 +70,15 @@ class FakeClock:
         self.now += seconds
 
 
-def events(logs: list[MutableMapping[str, Any]], level: str) -> list[str]:
-    """The events ``structlog.testing.capture_logs`` captured at ``level``."""
-    return [str(entry["event"]) for entry in logs if entry["log_level"] == level]
+def level(entry: MutableMapping[str, Any]) -> str:
+    """An entry's level as the log shows it: ``capture_logs`` gives ``log.exception`` as "exception" in structlog
+    24.1 (our lowest allowed) and as "error" in 26.1 (the lock); the daemon's output says "error" with both."""
+    return "error" if entry["log_level"] == "exception" else str(entry["log_level"])
+
+
+def events(logs: list[MutableMapping[str, Any]], at: str) -> list[str]:
+    """The events ``structlog.testing.capture_logs`` captured at level ``at``."""
+    return [str(entry["event"]) for entry in logs if level(entry) == at]
 
 
 def mount_table(*mounts: tuple[str, str]) -> Callable[[], MountTable]:
@@ -683,7 +689,7 @@ def test_event_handler_survives_bad_events(
         wait_for_sentinel(watcher, recorder, root)
     assert watcher.is_healthy()
     ignored = [e for e in logs if e["event"] == "ignoring a filesystem event that could not be handled"]
-    assert len(ignored) >= 2 * 3 and all(e["log_level"] == "error" and e["exc_info"] for e in ignored)
+    assert len(ignored) >= 2 * 3 and all(level(e) == "error" and e["exc_info"] for e in ignored)
     write(root / "later.pdf")
     wait_until(watcher, lambda: "later.pdf" in recorder.names())
 
