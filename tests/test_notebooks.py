@@ -139,6 +139,25 @@ def test_supernote_layers_decode_to_supernotelibs_own_bytes(stem: str) -> None:
     assert compared >= len(notebook.pages)
 
 
+def test_a_supernote_layer_longer_than_its_page_is_refused_before_it_is_decoded() -> None:
+    """More run-length pairs than the page has pixels can only fail (each pair adds a pixel or more); they are
+    refused before the runs are collected, so a hostile layer costs no more than a page's worth of work."""
+    from supernotelib import decoder
+
+    from eink_llm.reader.supernote import _ratta_rle
+
+    rle = decoder.RattaRleDecoder()
+    colormap = rle._create_colormap(decoder.color.DEFAULT_COLORPALETTE)
+    size = (1404, 1872)
+    pixels = size[0] * size[1]
+    with pytest.raises(ValueError, match=f"runs for a page of {pixels} pixels"):
+        _ratta_rle(rle, colormap, False, b"\x62\x00" * (pixels + 2), size, False)
+    # at the bound: decoded as before (one white pixel a pair: one pixel short, so the length check refuses it)
+    with pytest.raises(ValueError, match="uncompressed bitmap length"):
+        _ratta_rle(rle, colormap, False, b"\x62\x00" * (pixels - 1), size, False)
+    assert _ratta_rle(rle, colormap, False, b"\x62\x00" * pixels, size, False) == bytes([255]) * pixels
+
+
 def test_supernote_in_the_cage_is_the_same_as_in_process(cage: Cage) -> None:
     path = SUPERNOTE / "stroke-n5-20260016-isolation-tools-colors-widths.note"
     caged, here = read_input(path, CAGED, cage), read_input(path, CAGED)

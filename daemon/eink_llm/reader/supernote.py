@@ -163,6 +163,12 @@ def _ratta_rle(
     edges), else it is an error, as in supernotelib."""
     import numpy as np
 
+    expected = size[0] * size[1]
+    # Every (code, length) pair but a held last one adds at least a pixel: a layer of more pairs than the page has
+    # pixels fails below whatever it holds. Refused before the loop, so its lists never outgrow the page (a hostile
+    # 50 MB layer would otherwise cost seconds and hundreds of MB before failing).
+    if len(data) // 2 > expected + 1:
+        raise ValueError(f"a bitmap of {len(data) // 2} runs for a page of {expected} pixels")
     marker = decoder.SPECIAL_LENGTH_MARKER
     special = decoder.SPECIAL_LENGTH_FOR_BLANK if blank else decoder.SPECIAL_LENGTH
     codes: list[int] = []
@@ -187,7 +193,6 @@ def _ratta_rle(
         else:
             codes.append(code)
             lengths.append(length + 1)
-    expected = size[0] * size[1]
     total = sum(lengths)
     if held is not None:
         tail = decoder._adjust_tail_length(held[1], total, expected)
